@@ -1,0 +1,167 @@
+//! What each subcommand does. Errors leave as `anyhow::Error`; `main` picks the exit code.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use sluice::config::{Config, ConfigError};
+use sluice::pipeline::{Pipeline, PipelineError};
+use sluice::sink::SinkError;
+use sluice::transform::{self, Limits, TransformChain, TransformEngine, TransformSpec};
+
+use crate::cli::{CacheArgs, CheckArgs, ExecArgs, RunArgs};
+
+pub(crate) fn run(args: RunArgs) -> Result<()> {
+    let config = Config::load(&args.config)?;
+    if config.admin.is_some() {
+        tracing::warn!("[admin] is accepted but the admin API is not served by this version");
+    }
+    let engine = engine(&args.cache)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut prepared = Vec::new();
+        for pipeline in config.pipelines {
+            prepared.push(Pipeline::prepare(pipeline, &engine).await?);
+        }
+        let stop = CancellationToken::new();
+        tokio::spawn(stop_on_signal(stop.clone()));
+        let mut running = tokio::task::JoinSet::new();
+        for pipeline in prepared {
+            running.spawn(pipeline.run(stop.clone()));
+        }
+        let mut first_error: Option<PipelineError> = None;
+        while let Some(result) = running.join_next().await {
+            if let Err(error) = result.context("a pipeline task panicked")? {
+                tracing::error!(error = %error_chain(&error), "pipeline failed; stopping the others");
+                stop.cancel();
+                first_error.get_or_insert(error);
+            }
+        }
+        match first_error {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    })
+}
+
+/// `error: cause: cause`, as `main` prints it.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping: draining in-flight records (signal again to force)");
+    stop.cancel();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::warn!("second signal: exiting without draining; unacked records will be redelivered");
+    std::process::exit(1);
+}
+
+pub(crate) fn check(args: CheckArgs) -> Result<()> {
+    let engine = engine(&args.cache)?;
+    let info = transform::inspect(&engine, &args.component)?;
+    println!("component: {}", info.path.display());
+    println!("world:     {}", info.world);
+    println!("digest:    {}", info.digest);
+    println!("size:      {} bytes", info.size_bytes);
+    println!("exports:   {}", info.exports.join(", "));
+    println!("imports:   {}", info.imports.join(", "));
+    println!("ok: implements sluice:transform/transformer@0.1.0");
+    Ok(())
+}
+
+pub(crate) fn exec(args: ExecArgs) -> Result<()> {
+    let engine = engine(&args.cache)?;
+    let name = args
+        .component
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "transform".to_owned());
+    let spec = TransformSpec {
+        name,
+        component: args.component.clone(),
+        config: args.config.into_iter().collect(),
+        limits: Limits::default(),
+    };
+    let mut chain = TransformChain::new(&engine, &[spec])?;
+    let input: Box<dyn Read> = match &args.input {
+        Some(path) if path.as_os_str() != "-" => Box::new(
+            File::open(path).with_context(|| format!("cannot open input file {path:?}"))?,
+        ),
+        _ => Box::new(std::io::stdin()),
+    };
+    let stdout = std::io::stdout();
+    let summary = sluice::exec::exec(
+        &mut chain,
+        BufReader::new(input),
+        stdout.lock(),
+        args.batch_size as usize,
+    )?;
+    tracing::info!(?summary, "exec finished");
+    Ok(())
+}
+
+fn engine(cache: &CacheArgs) -> Result<TransformEngine> {
+    let cache_dir: Option<PathBuf> = if cache.no_cache {
+        None
+    } else {
+        cache.cache_dir.clone().or_else(TransformEngine::default_cache_dir)
+    };
+    Ok(TransformEngine::new(cache_dir)?)
+}
+
+/// Bad usage, bad config, bad component or a missing topic: exit code 2.
+pub(crate) fn is_user_input_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<ConfigError>()
+            || cause.downcast_ref::<transform::Error>().is_some_and(|e| e.is_user_input_error())
+            || cause.downcast_ref::<PipelineError>().is_some_and(|e| e.is_user_input_error())
+            || cause.downcast_ref::<SinkError>().is_some_and(|e| e.is_user_input_error())
+            || cause.downcast_ref::<sluice::exec::ExecError>().is_some_and(|e| e.is_user_input_error())
+    })
+}
+
+/// A next step for errors where one helps.
+pub(crate) fn hint(error: &anyhow::Error) -> Option<String> {
+    for cause in error.chain() {
+        if let Some(ConfigError::Read { .. }) = cause.downcast_ref::<ConfigError>() {
+            return Some("pass --config PATH (default: ./sluice.toml); see README.md for an example".into());
+        }
+        if let Some(SinkError::MissingTopic { topic, .. }) = cause.downcast_ref::<SinkError>() {
+            return Some(format!(
+                "create topic {topic:?} first, or set `create_topics = true` in [pipeline.sink]"
+            ));
+        }
+        if let Some(error) = cause.downcast_ref::<transform::Error>()
+            && error.is_user_input_error()
+        {
+            return Some("build transforms with `cargo build --release --target wasm32-wasip2` against wit/ (see README.md)".into());
+        }
+    }
+    None
+}

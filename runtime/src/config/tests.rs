@@ -1,0 +1,93 @@
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[[pipeline]]
+name = "orders"
+
+[pipeline.source]
+kind = "pulsar"
+url = "pulsar://127.0.0.1:6650"
+topic = "persistent://public/default/orders"
+subscription = "sluice-orders"
+
+[[pipeline.transform]]
+component = "guests/redact.wasm"
+config = { fields = "email,phone", depth = 3 }
+
+[pipeline.sink]
+kind = "kafka"
+brokers = "${TEST_SLUICE_BROKERS:-127.0.0.1:9092}"
+topic = "orders-clean"
+properties = { "linger.ms" = 5, "sasl.password" = "hunter2" }
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("sluice.toml"), Path::new("/etc/sluice"))
+}
+
+fn invalid_key(text: &str) -> (String, String) {
+    match parse(text) {
+        Err(ConfigError::Invalid { key, message, .. }) => (key, message),
+        other => panic!("expected an invalid-key error, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_defaults_and_resolved_paths() {
+    let config = parse(MINIMAL).unwrap();
+    let pipeline = &config.pipelines[0];
+    assert_eq!(pipeline.guarantee, Guarantee::AtLeastOnce);
+    assert_eq!(pipeline.max_in_flight, 10_000);
+    let SourceConfig::Pulsar(source) = &pipeline.source else { panic!("not pulsar") };
+    assert_eq!(source.subscription_type, SubscriptionType::Failover);
+    assert_eq!(source.initial_position, InitialPosition::Earliest);
+    let spec = &pipeline.transform_specs()[0];
+    assert_eq!(spec.name, "redact");
+    assert_eq!(spec.component, Path::new("/etc/sluice/guests/redact.wasm"));
+    assert_eq!(spec.config["depth"], "3");
+    assert_eq!(pipeline.sink.brokers, "127.0.0.1:9092");
+    assert_eq!(pipeline.sink.properties["linger.ms"].expose(), "5");
+    assert!(!format!("{config:?}").contains("hunter2"), "secrets must not be printed");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_path() {
+    let text = MINIMAL.replace("topic = \"orders-clean\"", "topic = \"orders-clean\"\ntopix = 1");
+    let (key, message) = invalid_key(&text);
+    assert_eq!(key, "pipeline[0].sink.topix");
+    assert!(message.contains("unknown field `topix`"), "{message}");
+}
+
+#[test]
+fn bad_enum_value_is_named() {
+    let text = MINIMAL.replace("kind = \"kafka\"", "kind = \"kinesis\"");
+    let (key, message) = invalid_key(&text);
+    assert_eq!(key, "pipeline[0].sink.kind");
+    assert!(message.contains("kinesis"), "{message}");
+}
+
+#[test]
+fn missing_env_var_is_named() {
+    let text = MINIMAL.replace("${TEST_SLUICE_BROKERS:-127.0.0.1:9092}", "${TEST_SLUICE_UNSET_VAR}");
+    let (key, message) = invalid_key(&text);
+    assert_eq!(key, "pipeline[0].sink.brokers");
+    assert!(message.contains("TEST_SLUICE_UNSET_VAR"), "{message}");
+}
+
+#[test]
+fn weakening_the_guarantee_is_refused() {
+    let text = MINIMAL.replace("\"linger.ms\" = 5", "\"acks\" = \"1\"");
+    let (key, message) = invalid_key(&text);
+    assert_eq!(key, "pipeline[0].sink.properties.\"acks\"");
+    assert!(message.contains("at-least-once"), "{message}");
+}
+
+#[test]
+fn bad_topic_and_syntax_errors() {
+    let text = MINIMAL.replace("\"orders-clean\"", "\"orders clean\"");
+    assert_eq!(invalid_key(&text).0, "pipeline[0].sink.topic");
+    assert!(matches!(parse("[[pipeline]\nname="), Err(ConfigError::Syntax { .. })));
+    assert_eq!(invalid_key("").0, "pipeline");
+}

@@ -1,0 +1,47 @@
+//! The `sluice` binary: parse the CLI, set up logging, run the command, map errors to exit
+//! codes (0 ok, 1 runtime failure, 2 bad usage, config or component).
+
+mod cli;
+mod commands;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        // `exec` and `check` print results on stdout; keep stderr quiet unless asked.
+        Command::Exec(_) | Command::Check(_) => "warn",
+        Command::Run(_) => "info",
+    };
+    init_logging(cli.log.as_deref().unwrap_or(default_filter));
+    let result = match cli.command {
+        Command::Run(args) => commands::run(args),
+        Command::Check(args) => commands::check(args),
+        Command::Exec(args) => commands::exec(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if let Some(hint) = commands::hint(&error) {
+                eprintln!("hint: {hint}");
+            }
+            if commands::is_user_input_error(&error) { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,32 @@
+//! Transform components: loading, validating and running WebAssembly components of the
+//! world `sluice:transform/transformer@0.1.0` under the sandbox of DESIGN §4.
+//!
+//! - [`TransformEngine`]: the shared wasmtime engine, its epoch ticker and compiled cache.
+//! - [`inspect`]: load and validate a component without running it (`sluice check`).
+//! - [`TransformChain`]: a pipeline's transforms, instantiated and initialised; turns a
+//!   batch of [`InputRecord`](crate::record::InputRecord)s into one [`RecordOutcome`] each.
+//!
+//! No guest behaviour crashes the host: traps, timeouts, memory exhaustion and oversized
+//! results dead-letter the record concerned and the instance is re-created.
+//!
+//! The sandbox: WASI grants no filesystem, network, environment or stdin; clocks and random
+//! are real. Guest stdout/stderr and `log` become host log lines (target `sluice::guest`,
+//! rate-limited). Each call runs under an epoch deadline (`batch_timeout_ms`); guest sleeps
+//! are cut at that deadline too, since a blocked host call is out of the epoch's reach.
+
+mod bindings;
+mod chain;
+mod component;
+mod engine;
+mod error;
+mod host;
+mod instance;
+mod limits;
+mod outcome;
+
+pub use chain::{TransformChain, TransformSpec};
+pub use component::{ComponentInfo, WORLD, inspect};
+pub use engine::TransformEngine;
+pub use error::{Error, WasmError};
+pub use limits::Limits;
+pub use outcome::{FailureKind, RecordOutcome, TransformId};

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite: toolchain, lint gate, unit tests and integration tests against real
+# brokers (started here if they are not running, and then stopped again).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+step() { printf '\n==> %s\n' "$*"; }
+started_at=$SECONDS
+
+step "toolchain and brokers (first run: the tansu build takes 25-36 min)"
+scripts/brokers.sh setup
+if ! scripts/brokers.sh status --quiet; then
+    trap 'scripts/brokers.sh down' EXIT
+    scripts/brokers.sh up
+fi
+
+step "format"
+cargo fmt --all -- --check
+(cd examples && cargo fmt --all -- --check)
+(cd tests/guests && cargo fmt --all -- --check)
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+(cd examples && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests" cargo clippy --release --locked -- -D warnings)
+
+step "build the sluice binary (the tests run it as a child process)"
+cargo build --locked -p sluice --bin sluice
+
+step "guest unit tests (native)"
+(cd examples && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests-native" \
+    cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
+
+step "workspace tests (integration tests use the brokers)"
+cargo test --workspace --locked
+
+echo
+echo "all tests passed in $((SECONDS - started_at)) s"

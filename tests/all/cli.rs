@@ -1,0 +1,140 @@
+//! The `sluice` binary's contract: exit codes and one clear `error:` line naming the input.
+
+use std::process::{Command, Output};
+
+use crate::support::sluice_bin;
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(sluice_bin())
+        .args(args)
+        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
+        .output()
+        .unwrap()
+}
+
+fn error_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one error line expected in:\n{stderr}"
+    );
+    errors[0].to_owned()
+}
+
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[[pipeline]]\nname = \"p\"\nbatchsize = 3\n").unwrap();
+    let output = sluice(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let line = error_line(&output);
+    assert!(
+        line.contains("bad.toml") && line.contains("batchsize"),
+        "{line}"
+    );
+}
+
+#[test]
+fn missing_config_file_exits_2_with_a_hint() {
+    let output = sluice(&["run", "--config", "/nonexistent/sluice.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(error_line(&output).contains("/nonexistent/sluice.toml"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("hint:"));
+}
+
+#[test]
+fn missing_component_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[pipeline]]
+name = "p"
+[pipeline.source]
+kind = "pulsar"
+url = "pulsar://127.0.0.1:1"
+topic = "t"
+subscription = "s"
+[[pipeline.transform]]
+component = "missing-guest.wasm"
+[pipeline.sink]
+kind = "kafka"
+brokers = "127.0.0.1:1"
+topic = "out"
+"#,
+    )
+    .unwrap();
+    let output = sluice(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(error_line(&output).contains("missing-guest.wasm"));
+    let output = sluice(&["check", "/nonexistent/missing-guest.wasm"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(error_line(&output).contains("missing-guest.wasm"));
+}
+
+#[test]
+fn a_file_that_is_not_a_component_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "hello, I am text").unwrap();
+    let module = dir.path().join("core-module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    for path in [&text, &module] {
+        let output = sluice(&["check", path.to_str().unwrap()]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(error_line(&output).contains(path.file_name().unwrap().to_str().unwrap()));
+    }
+}
+
+#[test]
+fn check_prints_metadata_of_a_real_component() {
+    let output = sluice(&["check", sluice_tests::PASSTHROUGH]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("digest:    sha256:"), "{stdout}");
+    assert!(stdout.contains("transform-batch"), "{stdout}");
+}
+
+#[test]
+fn exec_runs_json_lines_through_a_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"key\":\"a\",\"value\":{\"email\":\"x@y.z\",\"n\":1}}\n{\"value\":\"oops\"}\n",
+    )
+    .unwrap();
+    let output = sluice(&[
+        "exec",
+        sluice_tests::REDACT,
+        "--config",
+        "fields=email",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["value"], r#"{"email":"***","n":1}"#);
+    assert_eq!(lines[1]["error"]["kind"], "dead-letter");
+}

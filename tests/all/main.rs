@@ -1,0 +1,7 @@
+//! The integration tests of the whole project, in one binary (one link, one engine).
+
+mod cli;
+mod examples;
+mod pulsar_to_kafka;
+mod support;
+mod transform;

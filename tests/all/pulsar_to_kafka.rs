@@ -1,0 +1,361 @@
+//! Pulsar → WASM transforms → Kafka against the real brokers started by `scripts/brokers.sh`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use sluice::config::Config;
+use sluice::pipeline::Pipeline;
+use sluice_tests::brokers::{
+    KafkaRecord, PulsarRecord, create_kafka_topics, publish_to_pulsar, read_kafka_topic,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{Brokers, SluiceProcess, pipeline_toml, seq_of, topics_for};
+
+/// How long a test waits for records to show up in Kafka before it fails.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Orders for `count` sequence numbers over 20 keys; every 500th has a value that is not JSON.
+fn orders(count: u64) -> Vec<PulsarRecord> {
+    (0..count)
+        .map(|seq| {
+            let key = format!("customer-{}", seq % 20);
+            let value = if seq % 500 == 499 {
+                format!("not json {seq}")
+            } else {
+                format!(
+                    r#"{{"seq":{seq},"customer":"{key}","email":"user{seq}@example.com","region":"{}","total":{}}}"#,
+                    ["eu", "us", "apac"][(seq % 3) as usize],
+                    seq * 3
+                )
+            };
+            PulsarRecord {
+                key: Some(key),
+                value: value.into_bytes(),
+                properties: vec![("origin".into(), "web".into()), ("seq".into(), seq.to_string())],
+                event_time_ms: Some(1_700_000_000_000 + seq),
+            }
+        })
+        .collect()
+}
+
+fn is_poison(seq: u64) -> bool {
+    seq % 500 == 499
+}
+
+/// Per key, the sequence numbers in partition order, with redeliveries (repeats) removed.
+fn first_seen_order(records: &[KafkaRecord]) -> HashMap<String, Vec<u64>> {
+    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut seen = BTreeSet::new();
+    for record in records {
+        let seq = seq_of(record);
+        if seen.insert(seq) {
+            by_key
+                .entry(record.key_str().unwrap_or_default().to_owned())
+                .or_default()
+                .push(seq);
+        }
+    }
+    by_key
+}
+
+fn assert_per_key_order(records: &[KafkaRecord]) {
+    let mut partition_of_key: HashMap<&str, i32> = HashMap::new();
+    for record in records {
+        let key = record.key_str().expect("every record has a key");
+        let partition = *partition_of_key.entry(key).or_insert(record.partition);
+        assert_eq!(
+            partition, record.partition,
+            "key {key} landed on two partitions"
+        );
+    }
+    let mut sorted: Vec<&KafkaRecord> = records.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    let sorted: Vec<KafkaRecord> = sorted.into_iter().cloned().collect();
+    for (key, seqs) in first_seen_order(&sorted) {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "order broken for {key}: {seqs:?}"
+        );
+    }
+}
+
+fn distinct_seqs(records: &[KafkaRecord]) -> BTreeSet<u64> {
+    records.iter().map(seq_of).collect()
+}
+
+/// Acceptance: 10,000 keyed records with properties → redact guest → Kafka; none missing, per-key
+/// order kept, keys / headers / timestamps mapped, non-JSON records dead-lettered with headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_records_arrive_transformed_in_order() {
+    let Some(brokers) = Brokers::from_env() else {
+        return;
+    };
+    let topics = topics_for("e2e");
+    create_kafka_topics(&brokers.kafka, &[&topics.output, &topics.dead_letter], 3)
+        .await
+        .unwrap();
+    let transforms = format!(
+        "[[pipeline.transform]]\ncomponent = {:?}\nconfig = {{ fields = \"email\" }}\n",
+        sluice_tests::REDACT
+    );
+    let toml = pipeline_toml(&brokers, &topics, &transforms, "");
+    let config = Config::parse(&toml, Path::new("e2e.toml"), Path::new(".")).unwrap();
+    let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
+        .await
+        .unwrap();
+    let stats = pipeline.stats();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(pipeline.run(stop.clone()));
+
+    let input = orders(10_000);
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &input)
+        .await
+        .unwrap();
+    let good: BTreeSet<u64> = (0..10_000).filter(|s| !is_poison(*s)).collect();
+    let poison: BTreeSet<u64> = (0..10_000).filter(|s| is_poison(*s)).collect();
+    let output = read_until_all(&brokers, &topics.output, &good).await;
+    let dead = read_until_all(&brokers, &topics.dead_letter, &poison).await;
+
+    stop.cancel();
+    running
+        .await
+        .unwrap()
+        .expect("the pipeline drains and stops cleanly");
+    eprintln!("pipeline counters: {}", stats.summary());
+
+    assert_eq!(distinct_seqs(&output), good, "every good record arrives");
+    assert_per_key_order(&output);
+    for record in &output {
+        let seq = seq_of(record);
+        assert_eq!(
+            record.key_str(),
+            Some(format!("customer-{}", seq % 20).as_str())
+        );
+        assert_eq!(record.header("origin"), Some("web"));
+        assert_eq!(record.header("seq"), Some(seq.to_string().as_str()));
+        assert_eq!(record.header("sluice-redacted"), Some("1"));
+        assert!(
+            record
+                .header("sluice.source.id")
+                .is_some_and(|id| id.split(':').count() == 4)
+        );
+        assert_eq!(record.timestamp_ms, Some(1_700_000_000_000 + seq as i64));
+        let value: serde_json::Value =
+            serde_json::from_slice(record.value.as_ref().unwrap()).unwrap();
+        assert_eq!(value["email"], "***", "email is redacted");
+        assert_eq!(value["total"], seq * 3, "other fields are kept");
+    }
+    assert_eq!(
+        distinct_seqs(&dead),
+        poison,
+        "every non-JSON record is dead-lettered"
+    );
+    for record in &dead {
+        assert_eq!(record.header("sluice.error.kind"), Some("dead-letter"));
+        assert!(
+            record
+                .header("sluice.error")
+                .unwrap()
+                .starts_with("value is not JSON")
+        );
+        assert!(
+            record
+                .header("sluice.transform")
+                .unwrap()
+                .starts_with("redact@sha256:")
+        );
+        assert!(record.header("sluice.source.id").is_some());
+        assert_eq!(
+            record.value_str(),
+            Some(format!("not json {}", seq_of(record)).as_str())
+        );
+    }
+}
+
+/// Reads `topic` until every sequence number of `expected` was seen.
+async fn read_until_all(
+    brokers: &Brokers,
+    topic: &str,
+    expected: &BTreeSet<u64>,
+) -> Vec<KafkaRecord> {
+    let (kafka, topic, expected) = (brokers.kafka.clone(), topic.to_owned(), expected.clone());
+    tokio::task::spawn_blocking(move || {
+        read_kafka_topic(&kafka, &topic, DELIVERY_TIMEOUT, |records| {
+            records.len() >= expected.len() && distinct_seqs(records).is_superset(&expected)
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// Acceptance: the router guest's records land in their topics (branching), created on demand;
+/// a record whose route is not a valid topic is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_branches_records_into_topics() {
+    let Some(brokers) = Brokers::from_env() else {
+        return;
+    };
+    let topics = topics_for("route");
+    create_kafka_topics(&brokers.kafka, &[&topics.output, &topics.dead_letter], 1)
+        .await
+        .unwrap();
+    let prefix = format!("{}-", topics.output);
+    let transforms = format!(
+        "[[pipeline.transform]]\ncomponent = {:?}\nconfig = {{ field = \"region\", prefix = {prefix:?} }}\n",
+        sluice_tests::ROUTER
+    );
+    let toml = pipeline_toml(&brokers, &topics, &transforms, "create_topics = true\n");
+    let config = Config::parse(&toml, Path::new("route.toml"), Path::new(".")).unwrap();
+    let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(pipeline.run(stop.clone()));
+
+    let mut input = orders(300);
+    input[7].value = br#"{"seq":7,"region":"no such/region"}"#.to_vec();
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &input)
+        .await
+        .unwrap();
+
+    let mut per_region = BTreeMap::new();
+    for (i, region) in ["eu", "us", "apac"].into_iter().enumerate() {
+        let expected: BTreeSet<u64> = (0..300)
+            .filter(|s| s % 3 == i as u64 && !is_poison(*s) && *s != 7)
+            .collect();
+        let records = read_until_all(&brokers, &format!("{prefix}{region}"), &expected).await;
+        assert_eq!(distinct_seqs(&records), expected, "region {region}");
+        per_region.insert(region, records.len());
+    }
+    let dead = read_until_all(&brokers, &topics.dead_letter, &BTreeSet::from([7])).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    eprintln!("routed per region: {per_region:?}");
+    let bad = dead.iter().find(|r| seq_of(r) == 7).unwrap();
+    assert_eq!(bad.header("sluice.error.kind"), Some("dead-letter"));
+    assert!(
+        bad.header("sluice.error")
+            .unwrap()
+            .starts_with("invalid topic")
+    );
+}
+
+/// Acceptance: a guest that traps on one record → that record is dead-lettered (kind `trap`),
+/// every other record is delivered, the host keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_record_is_dead_lettered_and_the_rest_delivered() {
+    let Some(brokers) = Brokers::from_env() else {
+        return;
+    };
+    let topics = topics_for("trap");
+    create_kafka_topics(&brokers.kafka, &[&topics.output, &topics.dead_letter], 2)
+        .await
+        .unwrap();
+    let transforms = format!(
+        "[[pipeline.transform]]\ncomponent = {:?}\n",
+        sluice_tests::FAULT_ON_MARKER
+    );
+    let toml = pipeline_toml(&brokers, &topics, &transforms, "");
+    let config = Config::parse(&toml, Path::new("trap.toml"), Path::new(".")).unwrap();
+    let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(pipeline.run(stop.clone()));
+
+    let input: Vec<PulsarRecord> = (0..200u64)
+        .map(|seq| PulsarRecord {
+            key: Some(format!("k{}", seq % 5)),
+            value: if seq == 100 {
+                b"panic".to_vec()
+            } else {
+                format!("{{\"seq\":{seq}}}").into_bytes()
+            },
+            properties: vec![("seq".into(), seq.to_string())],
+            event_time_ms: None,
+        })
+        .collect();
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &input)
+        .await
+        .unwrap();
+    let expected: BTreeSet<u64> = (0..200).filter(|s| *s != 100).collect();
+    let output = read_until_all(&brokers, &topics.output, &expected).await;
+    let dead = read_until_all(&brokers, &topics.dead_letter, &BTreeSet::from([100])).await;
+    assert!(!running.is_finished(), "the pipeline survives the trap");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(distinct_seqs(&output), expected);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].header("sluice.error.kind"), Some("trap"));
+    assert!(
+        dead[0]
+            .header("sluice.transform")
+            .unwrap()
+            .starts_with("fault-on-marker@sha256:")
+            || dead[0]
+                .header("sluice.transform")
+                .unwrap()
+                .starts_with("fault_on_marker@sha256:")
+    );
+    assert_eq!(dead[0].value_str(), Some("panic"));
+}
+
+/// Acceptance: the runtime as a child process, SIGKILLed mid-stream and restarted: zero records
+/// lost. Duplicates are allowed at-least-once; they are counted and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_nothing() {
+    let Some(brokers) = Brokers::from_env() else {
+        return;
+    };
+    let topics = topics_for("kill");
+    create_kafka_topics(&brokers.kafka, &[&topics.output, &topics.dead_letter], 3)
+        .await
+        .unwrap();
+    let transforms = format!(
+        "[[pipeline.transform]]\ncomponent = {:?}\nconfig = {{ fields = \"email\" }}\n",
+        sluice_tests::REDACT
+    );
+    let toml = pipeline_toml(&brokers, &topics, &transforms, "");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("kill.toml");
+    std::fs::write(&config_path, toml).unwrap();
+
+    let input = orders(10_000);
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &input)
+        .await
+        .unwrap();
+    let good: BTreeSet<u64> = (0..10_000).filter(|s| !is_poison(*s)).collect();
+
+    let mut first = SluiceProcess::run(&config_path);
+    let kafka = brokers.kafka.clone();
+    let output_topic = topics.output.clone();
+    let partial = tokio::task::spawn_blocking(move || {
+        read_kafka_topic(&kafka, &output_topic, DELIVERY_TIMEOUT, |records| {
+            records.len() >= 2_000
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    first.kill();
+    eprintln!("SIGKILL after {} records were in Kafka", partial.len());
+    assert!(partial.len() < good.len(), "the kill happened mid-stream");
+
+    let mut second = SluiceProcess::run(&config_path);
+    let output = read_until_all(&brokers, &topics.output, &good).await;
+    second.terminate_and_wait_success();
+
+    let distinct = distinct_seqs(&output);
+    let duplicates = output.len() - distinct.len();
+    eprintln!(
+        "after restart: {} records in Kafka, {} distinct, {duplicates} duplicates, 0 lost",
+        output.len(),
+        distinct.len()
+    );
+    assert_eq!(distinct, good, "no record lost across SIGKILL");
+    assert_per_key_order(&output);
+}

@@ -1,0 +1,148 @@
+//! Helpers shared by the broker tests of this binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sluice_tests::brokers::KafkaRecord;
+
+/// Addresses of the real brokers, or `None` (test skipped) when they are not running outside CI.
+pub(crate) struct Brokers {
+    pub(crate) kafka: String,
+    pub(crate) pulsar: String,
+}
+
+impl Brokers {
+    pub(crate) fn from_env() -> Option<Self> {
+        let kafka = sluice_tests::broker_env_or_skip("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092")?;
+        let pulsar =
+            sluice_tests::broker_env_or_skip("SLUICE_PULSAR_URL", "pulsar://127.0.0.1:6650")?;
+        Some(Self { kafka, pulsar })
+    }
+}
+
+/// Unique topic names for one test run.
+pub(crate) struct Topics {
+    pub(crate) source: String,
+    pub(crate) subscription: String,
+    pub(crate) output: String,
+    pub(crate) dead_letter: String,
+}
+
+pub(crate) fn topics_for(test: &str) -> Topics {
+    let base = sluice_tests::unique_name(test);
+    Topics {
+        source: format!("persistent://public/default/{base}"),
+        subscription: format!("sluice-{base}"),
+        output: format!("{base}-out"),
+        dead_letter: format!("{base}-dlq"),
+    }
+}
+
+/// A one-pipeline config: Pulsar `topics.source` → `transforms` → Kafka `topics.output`.
+pub(crate) fn pipeline_toml(
+    brokers: &Brokers,
+    topics: &Topics,
+    transforms: &str,
+    extra_sink: &str,
+) -> String {
+    format!(
+        r#"
+[[pipeline]]
+name = "test"
+max_in_flight = 2000
+
+[pipeline.source]
+kind = "pulsar"
+url = "{pulsar}"
+topic = "{source}"
+subscription = "{subscription}"
+subscription_type = "failover"
+
+{transforms}
+[pipeline.sink]
+kind = "kafka"
+brokers = "{kafka}"
+topic = "{output}"
+dead_letter_topic = "{dead_letter}"
+{extra_sink}"#,
+        pulsar = brokers.pulsar,
+        kafka = brokers.kafka,
+        source = topics.source,
+        subscription = topics.subscription,
+        output = topics.output,
+        dead_letter = topics.dead_letter,
+    )
+}
+
+/// The `seq` property every test record carries (kept as a header through the pipeline).
+pub(crate) fn seq_of(record: &KafkaRecord) -> u64 {
+    record
+        .header("seq")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("record without a numeric seq header: {record:?}"))
+}
+
+/// The `sluice` binary built next to this test binary (`scripts/test.sh` builds it first).
+pub(crate) fn sluice_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("sluice");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p sluice --bin sluice` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// `sluice run` as a child process, killed on drop if still running.
+pub(crate) struct SluiceProcess {
+    child: Child,
+}
+
+impl SluiceProcess {
+    pub(crate) fn run(config: &Path) -> Self {
+        let child = Command::new(sluice_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("SLUICE_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot start sluice");
+        Self { child }
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the process must drain and exit 0 within a minute.
+    pub(crate) fn terminate_and_wait_success(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "sluice exited with {status} after SIGTERM"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("sluice did not stop within 60 s of SIGTERM");
+    }
+}
+
+impl Drop for SluiceProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Talking to the real brokers from tests and the demo: publish to Pulsar, create Kafka
+//! topics, read Kafka topics back.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use pulsar::{ProducerOptions, Pulsar, TokioExecutor};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A record to publish to Pulsar.
+#[derive(Debug, Clone, Default)]
+pub struct PulsarRecord {
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub properties: Vec<(String, String)>,
+    pub event_time_ms: Option<u64>,
+}
+
+/// Publishes `records` in order to `topic` (batched, waits for every receipt).
+pub async fn publish_to_pulsar(url: &str, topic: &str, records: &[PulsarRecord]) -> Result<()> {
+    let client = Pulsar::builder(url, TokioExecutor)
+        .build()
+        .await
+        .with_context(|| format!("cannot connect to Pulsar at {url}"))?;
+    let mut producer = client
+        .producer()
+        .with_topic(topic)
+        .with_options(ProducerOptions {
+            batch_size: Some(500),
+            batch_timeout: Some(Duration::from_millis(20)),
+            block_queue_if_full: true,
+            ..ProducerOptions::default()
+        })
+        .build()
+        .await
+        .with_context(|| format!("cannot create a producer for {topic}"))?;
+    let mut receipts = Vec::with_capacity(records.len());
+    for record in records {
+        let mut message = producer.create_message().with_content(record.value.clone());
+        if let Some(key) = &record.key {
+            message = message.with_key(key.clone());
+        }
+        for (name, value) in &record.properties {
+            message = message.with_property(name.clone(), value.clone());
+        }
+        if let Some(event_time) = record.event_time_ms {
+            message = message.event_time(event_time);
+        }
+        receipts.push(
+            message
+                .send_non_blocking()
+                .await
+                .context("publish failed")?,
+        );
+    }
+    producer
+        .send_batch()
+        .await
+        .context("flushing the producer batch failed")?;
+    for receipt in receipts {
+        receipt
+            .await
+            .context("Pulsar did not acknowledge a message")?;
+    }
+    producer.close().await.ok();
+    Ok(())
+}
+
+fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create a Kafka admin client")
+}
+
+/// Creates Kafka topics (an existing topic is fine).
+pub async fn create_kafka_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<()> {
+    let admin = admin(brokers)?;
+    let new_topics: Vec<_> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => bail!("cannot create Kafka topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct KafkaRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, Vec<u8>>,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl KafkaRecord {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn key_str(&self) -> Option<&str> {
+        self.key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    pub fn value_str(&self) -> Option<&str> {
+        self.value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Reads every record of `topic` from the start until `done(records)` holds or `timeout`
+/// passes; returns what was read either way (callers assert on it).
+pub fn read_kafka_topic(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[KafkaRecord]) -> bool,
+) -> Result<Vec<KafkaRecord>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("sluice-tests-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("cannot create a Kafka consumer")?;
+    // The topic may not exist yet (a pipeline creates routed topics on first use): wait for it.
+    let deadline = Instant::now() + timeout;
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("cannot read metadata of {topic}"))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !partitions.is_empty() {
+            break partitions;
+        }
+        if Instant::now() >= deadline {
+            bail!("Kafka topic {topic} does not exist");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let mut assignment = TopicPartitionList::new();
+    for partition in &partitions {
+        assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut records = Vec::new();
+    while !done(&records) && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.with_context(|| format!("reading {topic} failed"))?;
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(KafkaRecord {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp_ms: message.timestamp().to_millis(),
+        });
+    }
+    Ok(records)
+}
