@@ -105,10 +105,22 @@ mod tests {
 
     #[test]
     fn exec_config_pairs_parse() {
-        let cli = Cli::try_parse_from(["sluice", "exec", "x.wasm", "-c", "fields=a,b", "--config=m="])
-            .unwrap();
-        let Command::Exec(args) = cli.command else { panic!("not exec") };
-        assert_eq!(args.config, [("fields".into(), "a,b".into()), ("m".into(), String::new())]);
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "exec",
+            "x.wasm",
+            "-c",
+            "fields=a,b",
+            "--config=m=",
+        ])
+        .unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert_eq!(
+            args.config,
+            [("fields".into(), "a,b".into()), ("m".into(), String::new())]
+        );
         assert!(Cli::try_parse_from(["sluice", "exec", "x.wasm", "-c", "novalue"]).is_err());
     }
 }

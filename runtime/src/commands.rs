@@ -110,9 +110,9 @@ pub(crate) fn exec(args: ExecArgs) -> Result<()> {
     };
     let mut chain = TransformChain::new(&engine, &[spec])?;
     let input: Box<dyn Read> = match &args.input {
-        Some(path) if path.as_os_str() != "-" => Box::new(
-            File::open(path).with_context(|| format!("cannot open input file {path:?}"))?,
-        ),
+        Some(path) if path.as_os_str() != "-" => {
+            Box::new(File::open(path).with_context(|| format!("cannot open input file {path:?}"))?)
+        }
         _ => Box::new(std::io::stdin()),
     };
     let stdout = std::io::stdout();
@@ -130,7 +130,10 @@ fn engine(cache: &CacheArgs) -> Result<TransformEngine> {
     let cache_dir: Option<PathBuf> = if cache.no_cache {
         None
     } else {
-        cache.cache_dir.clone().or_else(TransformEngine::default_cache_dir)
+        cache
+            .cache_dir
+            .clone()
+            .or_else(TransformEngine::default_cache_dir)
     };
     Ok(TransformEngine::new(cache_dir)?)
 }
@@ -139,10 +142,18 @@ fn engine(cache: &CacheArgs) -> Result<TransformEngine> {
 pub(crate) fn is_user_input_error(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.is::<ConfigError>()
-            || cause.downcast_ref::<transform::Error>().is_some_and(|e| e.is_user_input_error())
-            || cause.downcast_ref::<PipelineError>().is_some_and(|e| e.is_user_input_error())
-            || cause.downcast_ref::<SinkError>().is_some_and(|e| e.is_user_input_error())
-            || cause.downcast_ref::<sluice::exec::ExecError>().is_some_and(|e| e.is_user_input_error())
+            || cause
+                .downcast_ref::<transform::Error>()
+                .is_some_and(|e| e.is_user_input_error())
+            || cause
+                .downcast_ref::<PipelineError>()
+                .is_some_and(|e| e.is_user_input_error())
+            || cause
+                .downcast_ref::<SinkError>()
+                .is_some_and(|e| e.is_user_input_error())
+            || cause
+                .downcast_ref::<sluice::exec::ExecError>()
+                .is_some_and(|e| e.is_user_input_error())
     })
 }
 
@@ -150,7 +161,9 @@ pub(crate) fn is_user_input_error(error: &anyhow::Error) -> bool {
 pub(crate) fn hint(error: &anyhow::Error) -> Option<String> {
     for cause in error.chain() {
         if let Some(ConfigError::Read { .. }) = cause.downcast_ref::<ConfigError>() {
-            return Some("pass --config PATH (default: ./sluice.toml); see README.md for an example".into());
+            return Some(
+                "pass --config PATH (default: ./sluice.toml); see README.md for an example".into(),
+            );
         }
         if let Some(SinkError::MissingTopic { topic, .. }) = cause.downcast_ref::<SinkError>() {
             return Some(format!(

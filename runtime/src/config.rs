@@ -28,7 +28,11 @@ pub enum ConfigError {
     #[error("{path:?} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path:?}: `{key}`: {message}")]
-    Invalid { path: PathBuf, key: String, message: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 /// The whole file: an optional admin section and one or more pipelines.
@@ -196,8 +200,10 @@ pub enum SinkKind {
 impl Config {
     /// Reads, interpolates, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
         Self::parse(&text, path, &base_dir)
     }
@@ -210,11 +216,19 @@ impl Config {
             message: e.to_string().trim_end().to_owned(),
         })?;
         interpolate::interpolate_env(&mut value, &|name| std::env::var(name).ok()).map_err(
-            |(key, message)| ConfigError::Invalid { path: path.to_owned(), key, message },
+            |(key, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message,
+            },
         )?;
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::Invalid { path: path.to_owned(), key, message: e.into_inner().to_string() }
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message: e.into_inner().to_string(),
+            }
         })?;
         for pipeline in &mut config.pipelines {
             for transform in &mut pipeline.transforms {
@@ -225,13 +239,20 @@ impl Config {
         }
         config
             .validate()
-            .map_err(|(key, message)| ConfigError::Invalid { path: path.to_owned(), key, message })?;
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
         if self.pipelines.is_empty() {
-            return Err(("pipeline".into(), "at least one [[pipeline]] is required".into()));
+            return Err((
+                "pipeline".into(),
+                "at least one [[pipeline]] is required".into(),
+            ));
         }
         let mut names = HashSet::new();
         for (i, pipeline) in self.pipelines.iter().enumerate() {
@@ -240,9 +261,14 @@ impl Config {
                 return Err((at("name"), "must not be empty".into()));
             }
             if !names.insert(pipeline.name.as_str()) {
-                return Err((at("name"), format!("duplicate pipeline name {:?}", pipeline.name)));
+                return Err((
+                    at("name"),
+                    format!("duplicate pipeline name {:?}", pipeline.name),
+                ));
             }
-            pipeline.validate().map_err(|(key, message)| (at(&key), message))?;
+            pipeline
+                .validate()
+                .map_err(|(key, message)| (at(&key), message))?;
         }
         Ok(())
     }
@@ -262,7 +288,10 @@ impl PipelineConfig {
         if self.batch_size == 0 || self.batch_size > self.max_in_flight {
             return Err((
                 "batch_size".into(),
-                format!("must be between 1 and max_in_flight ({})", self.max_in_flight),
+                format!(
+                    "must be between 1 and max_in_flight ({})",
+                    self.max_in_flight
+                ),
             ));
         }
         match &self.source {
@@ -271,7 +300,10 @@ impl PipelineConfig {
                 {
                     return Err((
                         "source.url".into(),
-                        format!("{:?} must start with pulsar:// or pulsar+ssl://", pulsar.url),
+                        format!(
+                            "{:?} must start with pulsar:// or pulsar+ssl://",
+                            pulsar.url
+                        ),
                     ));
                 }
                 non_empty("source.topic", &pulsar.topic)?;
@@ -296,7 +328,9 @@ impl PipelineConfig {
             validate_limits(&transform.limits)
                 .map_err(|(k, m)| (format!("transform[{t}].limits.{k}"), m))?;
         }
-        self.sink.validate().map_err(|(key, message)| (format!("sink.{key}"), message))
+        self.sink
+            .validate()
+            .map_err(|(key, message)| (format!("sink.{key}"), message))
     }
 
     /// The transform chain this pipeline runs, in order.
@@ -370,8 +404,16 @@ fn validate_limits(limits: &Limits) -> Result<(), (String, String)> {
     at_least("memory_mib", limits.memory_mib.into(), 1)?;
     // The epoch ticks every 10 ms: a shorter deadline could not be kept.
     at_least("batch_timeout_ms", limits.batch_timeout_ms, 10)?;
-    at_least("max_outputs_per_record", limits.max_outputs_per_record.into(), 1)?;
-    at_least("max_output_bytes_per_record", limits.max_output_bytes_per_record, 1)
+    at_least(
+        "max_outputs_per_record",
+        limits.max_outputs_per_record.into(),
+        1,
+    )?;
+    at_least(
+        "max_output_bytes_per_record",
+        limits.max_output_bytes_per_record,
+        1,
+    )
 }
 
 fn non_empty(key: &str, value: &str) -> Result<(), (String, String)> {
@@ -383,7 +425,9 @@ fn non_empty(key: &str, value: &str) -> Result<(), (String, String)> {
 
 /// Kafka's own rule for topic names.
 pub fn check_topic_name(key: &str, topic: &str) -> Result<(), (String, String)> {
-    let valid_chars = topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let valid_chars = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if topic.is_empty() || topic.len() > 249 || !valid_chars || topic == "." || topic == ".." {
         return Err((
             key.into(),

@@ -31,7 +31,11 @@ fn main() -> ExitCode {
             if let Some(hint) = commands::hint(&error) {
                 eprintln!("hint: {hint}");
             }
-            if commands::is_user_input_error(&error) { ExitCode::from(2) } else { ExitCode::from(1) }
+            if commands::is_user_input_error(&error) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

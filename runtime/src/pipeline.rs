@@ -53,11 +53,21 @@ pub enum PipelineError {
     #[error(
         "pipeline {pipeline:?}: transform {transform} stopped the pipeline at message {message_id}: {reason}"
     )]
-    Fatal { pipeline: String, transform: String, message_id: String, reason: String },
+    Fatal {
+        pipeline: String,
+        transform: String,
+        message_id: String,
+        reason: String,
+    },
     #[error(
         "pipeline {pipeline:?}: message {message_id} must be dead-lettered ({kind}: {reason}) but the sink has no dead_letter_topic"
     )]
-    NoDeadLetterTopic { pipeline: String, message_id: String, kind: String, reason: String },
+    NoDeadLetterTopic {
+        pipeline: String,
+        message_id: String,
+        kind: String,
+        reason: String,
+    },
     #[error("pipeline {pipeline:?}: the transform thread died")]
     TransformThread { pipeline: String },
 }
@@ -137,12 +147,26 @@ impl Pipeline {
         let engine = engine.clone();
         let chain = tokio::task::spawn_blocking(move || TransformChain::new(&engine, &specs))
             .await
-            .map_err(|_| PipelineError::TransformThread { pipeline: pipeline.clone() })?
-            .map_err(|source| PipelineError::Transform { pipeline: pipeline.clone(), source })?;
-        let sink = KafkaSink::connect(&config.sink)
-            .await
-            .map_err(|source| PipelineError::Sink { pipeline: pipeline.clone(), source })?;
-        Ok(Self { config, chain, sink: Arc::new(sink), stats: Arc::default() })
+            .map_err(|_| PipelineError::TransformThread {
+                pipeline: pipeline.clone(),
+            })?
+            .map_err(|source| PipelineError::Transform {
+                pipeline: pipeline.clone(),
+                source,
+            })?;
+        let sink =
+            KafkaSink::connect(&config.sink)
+                .await
+                .map_err(|source| PipelineError::Sink {
+                    pipeline: pipeline.clone(),
+                    source,
+                })?;
+        Ok(Self {
+            config,
+            chain,
+            sink: Arc::new(sink),
+            stats: Arc::default(),
+        })
     }
 
     pub fn stats(&self) -> Arc<PipelineStats> {
@@ -151,19 +175,34 @@ impl Pipeline {
 
     /// Runs until `stop` is cancelled (then drains in-flight records) or a stage fails.
     pub async fn run(self, stop: CancellationToken) -> Result<(), PipelineError> {
-        let Pipeline { config, chain, sink, stats } = self;
+        let Pipeline {
+            config,
+            chain,
+            sink,
+            stats,
+        } = self;
         let name = config.name.clone();
         // Any stage failing stops the others; records in flight stay unacked and come back.
         let halt = stop.child_token();
         let source = source::start(&config.source, config.max_in_flight, halt.clone())
             .await
-            .map_err(|source| PipelineError::Source { pipeline: name.clone(), source })?;
-        tracing::info!(pipeline = %name, transforms = ?chain.transforms(), "pipeline running");
+            .map_err(|source| PipelineError::Source {
+                pipeline: name.clone(),
+                source,
+            })?;
+        let transforms: Vec<String> = chain.transforms().iter().map(ToString::to_string).collect();
+        tracing::info!(pipeline = %name, transforms = %transforms.join(" → "), "pipeline running");
 
-        let (outcomes_tx, outcomes_rx) = mpsc::channel(config.max_in_flight / config.batch_size + 1);
+        let (outcomes_tx, outcomes_rx) =
+            mpsc::channel(config.max_in_flight / config.batch_size + 1);
         let (settle_tx, settle_rx) = mpsc::channel(config.max_in_flight);
-        let transform_thread =
-            spawn_transform_thread(&name, chain, source.messages, outcomes_tx, config.batch_size);
+        let transform_thread = spawn_transform_thread(
+            &name,
+            chain,
+            source.messages,
+            outcomes_tx,
+            config.batch_size,
+        );
         let sink_stage = tokio::spawn(sink_stage(
             name.clone(),
             sink.clone(),
@@ -172,7 +211,12 @@ impl Pipeline {
             stats.clone(),
             halt.clone(),
         ));
-        let ack_stage = tokio::spawn(ack_stage(name.clone(), settle_rx, stats.clone(), halt.clone()));
+        let ack_stage = tokio::spawn(ack_stage(
+            name.clone(),
+            settle_rx,
+            stats.clone(),
+            halt.clone(),
+        ));
         let progress = tokio::spawn(report_progress(name.clone(), stats.clone(), halt.clone()));
 
         let sink_result = sink_stage.await.expect("sink stage panicked");
@@ -187,7 +231,10 @@ impl Pipeline {
         tracing::info!(pipeline = %name, "pipeline stopped: {}", stats.summary());
         sink_result?;
         ack_result?;
-        source_result.map_err(|source| PipelineError::Source { pipeline: name.clone(), source })?;
+        source_result.map_err(|source| PipelineError::Source {
+            pipeline: name.clone(),
+            source,
+        })?;
         if !thread_ok {
             return Err(PipelineError::TransformThread { pipeline: name });
         }
@@ -219,7 +266,11 @@ fn spawn_transform_thread(
                     batch.into_iter().map(|m| (m.record, m.ack)).unzip();
                 let outcomes_of_batch = chain.run_batch(&records);
                 debug_assert_eq!(outcomes_of_batch.len(), records.len());
-                let batch = TransformedBatch { records, acks, outcomes: outcomes_of_batch };
+                let batch = TransformedBatch {
+                    records,
+                    acks,
+                    outcomes: outcomes_of_batch,
+                };
                 if outcomes.blocking_send(batch).is_err() {
                     break;
                 }
@@ -243,7 +294,11 @@ async fn sink_stage(
             for ((record, ack), outcome) in batch.records.iter().zip(batch.acks).zip(batch.outcomes)
             {
                 let deliveries = produce_outcome(&pipeline, &sink, record, outcome, &stats).await?;
-                if settlements.send(Settlement { deliveries, ack }).await.is_err() {
+                if settlements
+                    .send(Settlement { deliveries, ack })
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }
@@ -264,7 +319,10 @@ async fn produce_outcome(
     outcome: RecordOutcome,
     stats: &PipelineStats,
 ) -> Result<Vec<PendingDelivery>, PipelineError> {
-    let sink_error = |source| PipelineError::Sink { pipeline: pipeline.to_owned(), source };
+    let sink_error = |source| PipelineError::Sink {
+        pipeline: pipeline.to_owned(),
+        source,
+    };
     PipelineStats::bump(&stats.received, 1);
     let dead_letter = match outcome {
         RecordOutcome::Outputs(outputs) if outputs.is_empty() => {
@@ -295,9 +353,15 @@ async fn produce_outcome(
             tracing::debug!(pipeline, %transform, reason, "record skipped");
             return Ok(Vec::new());
         }
-        RecordOutcome::DeadLetter { transform, kind, reason } => {
-            DeadLetter { kind: kind.as_str().to_owned(), transform: transform.to_string(), reason }
-        }
+        RecordOutcome::DeadLetter {
+            transform,
+            kind,
+            reason,
+        } => DeadLetter {
+            kind: kind.as_str().to_owned(),
+            transform: transform.to_string(),
+            reason,
+        },
         RecordOutcome::Fatal { transform, reason } => {
             return Err(PipelineError::Fatal {
                 pipeline: pipeline.to_owned(),
@@ -339,7 +403,10 @@ async fn unknown_topic(
 /// Every record written carries the source message id (DESIGN §5), unless a transform set it.
 fn with_source_id(mut output: OutputRecord, record: &InputRecord) -> OutputRecord {
     if !output.headers.iter().any(|h| h.name == SOURCE_ID_HEADER) {
-        output.headers.push(Header::new(SOURCE_ID_HEADER, record.source.message_id.as_bytes()));
+        output.headers.push(Header::new(
+            SOURCE_ID_HEADER,
+            record.source.message_id.as_bytes(),
+        ));
     }
     output
 }

@@ -100,6 +100,7 @@ pub async fn create_kafka_topics(brokers: &str, topics: &[&str], partitions: i32
 /// A record read back from Kafka.
 #[derive(Debug, Clone)]
 pub struct KafkaRecord {
+    pub topic: String,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -134,18 +135,73 @@ pub fn read_kafka_topic(
     brokers: &str,
     topic: &str,
     timeout: Duration,
+    done: impl FnMut(&[KafkaRecord]) -> bool,
+) -> Result<Vec<KafkaRecord>> {
+    read_kafka_topics(brokers, &[topic], timeout, done)
+}
+
+/// Like [`read_kafka_topic`], over several topics at once (interleaved as they arrive).
+pub fn read_kafka_topics(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
     mut done: impl FnMut(&[KafkaRecord]) -> bool,
 ) -> Result<Vec<KafkaRecord>> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    if let Ok(debug) = std::env::var("SLUICE_TEST_KAFKA_DEBUG") {
+        // librdkafka debug contexts, e.g. `fetch,protocol`, to see what a broker answers.
+        config.set("debug", debug);
+    }
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("sluice-tests-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()
         .context("cannot create a Kafka consumer")?;
-    // The topic may not exist yet (a pipeline creates routed topics on first use): wait for it.
     let deadline = Instant::now() + timeout;
-    let partitions = loop {
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        for partition in wait_for_partitions(&consumer, topic, deadline)? {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let mut records = Vec::new();
+    while !done(&records) && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.context("reading from Kafka failed")?;
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(KafkaRecord {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp_ms: message.timestamp().to_millis(),
+        });
+    }
+    Ok(records)
+}
+
+/// The partitions of `topic`, waiting until `deadline` for it to exist (a pipeline creates
+/// routed topics on first use).
+fn wait_for_partitions(
+    consumer: &BaseConsumer,
+    topic: &str,
+    deadline: Instant,
+) -> Result<Vec<i32>> {
+    loop {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .with_context(|| format!("cannot read metadata of {topic}"))?;
@@ -156,40 +212,11 @@ pub fn read_kafka_topic(
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         if !partitions.is_empty() {
-            break partitions;
+            return Ok(partitions);
         }
         if Instant::now() >= deadline {
             bail!("Kafka topic {topic} does not exist");
         }
         std::thread::sleep(Duration::from_millis(250));
-    };
-    let mut assignment = TopicPartitionList::new();
-    for partition in &partitions {
-        assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
     }
-    consumer.assign(&assignment)?;
-    let mut records = Vec::new();
-    while !done(&records) && Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let message = message.with_context(|| format!("reading {topic} failed"))?;
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push(KafkaRecord {
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers,
-            timestamp_ms: message.timestamp().to_millis(),
-        });
-    }
-    Ok(records)
 }

@@ -27,7 +27,11 @@ fn walk(
         }
         toml::Value::Table(table) => {
             for (key, item) in table.iter_mut() {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 walk(item, child, lookup)?;
             }
         }
@@ -58,7 +62,9 @@ fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(format!("`${{{expr}}}` is not a valid environment variable reference"));
+                return Err(format!(
+                    "`${{{expr}}}` is not a valid environment variable reference"
+                ));
             }
             match (lookup(name), default) {
                 (Some(value), _) => out.push_str(&value),
@@ -89,9 +95,15 @@ mod tests {
 
     #[test]
     fn expands_set_variables_defaults_and_escapes() {
-        assert_eq!(expand("pulsar://${HOST}:6650", &env).unwrap(), "pulsar://127.0.0.1:6650");
+        assert_eq!(
+            expand("pulsar://${HOST}:6650", &env).unwrap(),
+            "pulsar://127.0.0.1:6650"
+        );
         assert_eq!(expand("${PORT:-9092}", &env).unwrap(), "9092");
-        assert_eq!(expand("$${HOST} costs $5", &env).unwrap(), "${HOST} costs $5");
+        assert_eq!(
+            expand("$${HOST} costs $5", &env).unwrap(),
+            "${HOST} costs $5"
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ fn minimal_config_gets_defaults_and_resolved_paths() {
     let pipeline = &config.pipelines[0];
     assert_eq!(pipeline.guarantee, Guarantee::AtLeastOnce);
     assert_eq!(pipeline.max_in_flight, 10_000);
-    let SourceConfig::Pulsar(source) = &pipeline.source else { panic!("not pulsar") };
+    let SourceConfig::Pulsar(source) = &pipeline.source else {
+        panic!("not pulsar")
+    };
     assert_eq!(source.subscription_type, SubscriptionType::Failover);
     assert_eq!(source.initial_position, InitialPosition::Earliest);
     let spec = &pipeline.transform_specs()[0];
@@ -49,12 +51,18 @@ fn minimal_config_gets_defaults_and_resolved_paths() {
     assert_eq!(spec.config["depth"], "3");
     assert_eq!(pipeline.sink.brokers, "127.0.0.1:9092");
     assert_eq!(pipeline.sink.properties["linger.ms"].expose(), "5");
-    assert!(!format!("{config:?}").contains("hunter2"), "secrets must not be printed");
+    assert!(
+        !format!("{config:?}").contains("hunter2"),
+        "secrets must not be printed"
+    );
 }
 
 #[test]
 fn unknown_key_is_named_with_its_path() {
-    let text = MINIMAL.replace("topic = \"orders-clean\"", "topic = \"orders-clean\"\ntopix = 1");
+    let text = MINIMAL.replace(
+        "topic = \"orders-clean\"",
+        "topic = \"orders-clean\"\ntopix = 1",
+    );
     let (key, message) = invalid_key(&text);
     assert_eq!(key, "pipeline[0].sink.topix");
     assert!(message.contains("unknown field `topix`"), "{message}");
@@ -70,7 +78,10 @@ fn bad_enum_value_is_named() {
 
 #[test]
 fn missing_env_var_is_named() {
-    let text = MINIMAL.replace("${TEST_SLUICE_BROKERS:-127.0.0.1:9092}", "${TEST_SLUICE_UNSET_VAR}");
+    let text = MINIMAL.replace(
+        "${TEST_SLUICE_BROKERS:-127.0.0.1:9092}",
+        "${TEST_SLUICE_UNSET_VAR}",
+    );
     let (key, message) = invalid_key(&text);
     assert_eq!(key, "pipeline[0].sink.brokers");
     assert!(message.contains("TEST_SLUICE_UNSET_VAR"), "{message}");
@@ -88,6 +99,9 @@ fn weakening_the_guarantee_is_refused() {
 fn bad_topic_and_syntax_errors() {
     let text = MINIMAL.replace("\"orders-clean\"", "\"orders clean\"");
     assert_eq!(invalid_key(&text).0, "pipeline[0].sink.topic");
-    assert!(matches!(parse("[[pipeline]\nname="), Err(ConfigError::Syntax { .. })));
+    assert!(matches!(
+        parse("[[pipeline]\nname="),
+        Err(ConfigError::Syntax { .. })
+    ));
     assert_eq!(invalid_key("").0, "pipeline");
 }

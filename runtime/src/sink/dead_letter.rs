@@ -22,7 +22,10 @@ pub fn dead_letter_record(original: &InputRecord, why: &DeadLetter, topic: &str)
     headers.push(Header::new("sluice.error", why.reason.as_bytes()));
     headers.push(Header::new("sluice.error.kind", why.kind.as_bytes()));
     headers.push(Header::new("sluice.transform", why.transform.as_bytes()));
-    headers.push(Header::new(SOURCE_ID_HEADER, original.source.message_id.as_bytes()));
+    headers.push(Header::new(
+        SOURCE_ID_HEADER,
+        original.source.message_id.as_bytes(),
+    ));
     OutputRecord {
         key: original.key.clone(),
         value: original.value.clone(),
@@ -64,7 +67,13 @@ mod tests {
         let names: Vec<_> = dlq.headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
             names,
-            ["origin", "sluice.error", "sluice.error.kind", "sluice.transform", "sluice.source.id"]
+            [
+                "origin",
+                "sluice.error",
+                "sluice.error.kind",
+                "sluice.transform",
+                "sluice.source.id"
+            ]
         );
         assert_eq!(dlq.headers[2].value, b"trap");
         assert_eq!(dlq.headers[4].value, b"1:2:-1:-1");

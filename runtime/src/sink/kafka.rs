@@ -78,7 +78,10 @@ impl PendingDelivery {
     pub async fn wait(self) -> Result<(), SinkError> {
         match self.future.await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err((source, _))) => Err(SinkError::Delivery { topic: self.topic, source }),
+            Ok(Err((source, _))) => Err(SinkError::Delivery {
+                topic: self.topic,
+                source,
+            }),
             Err(_canceled) => Err(SinkError::Canceled { topic: self.topic }),
         }
     }
@@ -117,7 +120,10 @@ impl KafkaSink {
         required.extend(sink.dead_letter_topic.clone());
         for topic in required {
             if sink.ensure_topic(&topic).await? == TopicStatus::Missing {
-                return Err(SinkError::MissingTopic { topic, brokers: sink.brokers.clone() });
+                return Err(SinkError::MissingTopic {
+                    topic,
+                    brokers: sink.brokers.clone(),
+                });
             }
         }
         Ok(sink)
@@ -141,7 +147,10 @@ impl KafkaSink {
             self.create_topic(topic).await?;
             status = TopicStatus::Exists;
         }
-        self.topics.lock().expect("topic cache poisoned").insert(topic.to_owned(), status);
+        self.topics
+            .lock()
+            .expect("topic cache poisoned")
+            .insert(topic.to_owned(), status);
         Ok(status)
     }
 
@@ -153,12 +162,19 @@ impl KafkaSink {
         })
         .await
         .expect("metadata lookup panicked")
-        .map_err(|source| SinkError::Unreachable { brokers: self.brokers.clone(), source })?;
+        .map_err(|source| SinkError::Unreachable {
+            brokers: self.brokers.clone(),
+            source,
+        })?;
         let found = metadata
             .topics()
             .iter()
             .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-        Ok(if found { TopicStatus::Exists } else { TopicStatus::Missing })
+        Ok(if found {
+            TopicStatus::Exists
+        } else {
+            TopicStatus::Missing
+        })
     }
 
     async fn create_topic(&self, topic: &str) -> Result<(), SinkError> {
@@ -168,7 +184,10 @@ impl KafkaSink {
             .admin
             .create_topics([&new_topic], &options)
             .await
-            .map_err(|source| SinkError::CreateTopic { topic: topic.to_owned(), source })?;
+            .map_err(|source| SinkError::CreateTopic {
+                topic: topic.to_owned(),
+                source,
+            })?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -180,7 +199,11 @@ impl KafkaSink {
                 }
             }
         }
-        tracing::info!(topic, partitions = self.topic_partitions, "created Kafka topic");
+        tracing::info!(
+            topic,
+            partitions = self.topic_partitions,
+            "created Kafka topic"
+        );
         Ok(())
     }
 
@@ -190,7 +213,10 @@ impl KafkaSink {
         let topic = record.topic.as_deref().unwrap_or(&self.default_topic);
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for header in &record.headers {
-            headers = headers.insert(KafkaHeader { key: &header.name, value: Some(&header.value) });
+            headers = headers.insert(KafkaHeader {
+                key: &header.name,
+                value: Some(&header.value),
+            });
         }
         let mut kafka_record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
         if let Some(key) = &record.key {
@@ -204,13 +230,21 @@ impl KafkaSink {
         }
         loop {
             match self.producer.send_result(kafka_record) {
-                Ok(future) => return Ok(PendingDelivery { topic: topic.to_owned(), future }),
+                Ok(future) => {
+                    return Ok(PendingDelivery {
+                        topic: topic.to_owned(),
+                        future,
+                    });
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     kafka_record = returned;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((source, _)) => {
-                    return Err(SinkError::Produce { topic: topic.to_owned(), source });
+                    return Err(SinkError::Produce {
+                        topic: topic.to_owned(),
+                        source,
+                    });
                 }
             }
         }
@@ -222,7 +256,10 @@ impl KafkaSink {
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
             .expect("flush panicked")
-            .map_err(|source| SinkError::Delivery { topic: self.default_topic.clone(), source })
+            .map_err(|source| SinkError::Delivery {
+                topic: self.default_topic.clone(),
+                source,
+            })
     }
 }
 

@@ -63,7 +63,11 @@ impl AckHandle {
         commands: mpsc::UnboundedSender<AckCommand>,
         slot: OwnedSemaphorePermit,
     ) -> Self {
-        Self { token: Some(token), commands, _slot: slot }
+        Self {
+            token: Some(token),
+            commands,
+            _slot: slot,
+        }
     }
 
     /// The record is done: every output is in Kafka.
@@ -92,7 +96,10 @@ impl Drop for AckHandle {
 
 /// What identifies a message to its source for acking.
 pub(crate) enum AckToken {
-    Pulsar { topic: String, id: ::pulsar::proto::MessageIdData },
+    Pulsar {
+        topic: String,
+        id: ::pulsar::proto::MessageIdData,
+    },
 }
 
 pub(crate) enum AckCommand {
@@ -116,11 +123,18 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { slots: Arc::new(Semaphore::new(capacity)), capacity }
+        Self {
+            slots: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
     }
 
     pub(crate) async fn reserve(&self) -> OwnedSemaphorePermit {
-        self.slots.clone().acquire_owned().await.expect("in-flight semaphore is never closed")
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("in-flight semaphore is never closed")
     }
 
     /// Whether every message handed out has been acked or dropped.
@@ -137,9 +151,9 @@ pub async fn start(
     stop: CancellationToken,
 ) -> Result<RunningSource, SourceError> {
     match config {
-        SourceConfig::Pulsar(pulsar) => {
-            PulsarSource::connect(pulsar, max_in_flight).await?.start(stop)
-        }
+        SourceConfig::Pulsar(pulsar) => PulsarSource::connect(pulsar, max_in_flight)
+            .await?
+            .start(stop),
         SourceConfig::GcpPubsub(_) => Err(SourceError::Unsupported("gcp_pubsub")),
     }
 }

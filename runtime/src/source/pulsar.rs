@@ -50,7 +50,10 @@ impl PulsarSource {
         let client = Pulsar::builder(&config.url, TokioExecutor)
             .build()
             .await
-            .map_err(|source| SourceError::PulsarConnect { url: config.url.clone(), source })?;
+            .map_err(|source| SourceError::PulsarConnect {
+                url: config.url.clone(),
+                source,
+            })?;
         let options = ConsumerOptions {
             receiver_queue_size: Some(max_in_flight.min(MAX_RECEIVER_QUEUE) as u32),
             initial_position: match config.initial_position {
@@ -92,7 +95,10 @@ impl PulsarSource {
     pub(crate) fn start(self, stop: CancellationToken) -> Result<RunningSource, SourceError> {
         let (records_tx, records_rx) = mpsc::channel(self.max_in_flight);
         let task = tokio::spawn(self.run(records_tx, stop));
-        Ok(RunningSource { messages: records_rx, task })
+        Ok(RunningSource {
+            messages: records_rx,
+            task,
+        })
     }
 
     async fn run(
@@ -224,7 +230,11 @@ fn to_input_record(message: &pulsar::consumer::Message<Vec<u8>>) -> InputRecord 
     InputRecord {
         key,
         value,
-        headers: metadata.properties.iter().map(|p| Header::new(&p.key, p.value.as_bytes())).collect(),
+        headers: metadata
+            .properties
+            .iter()
+            .map(|p| Header::new(&p.key, p.value.as_bytes()))
+            .collect(),
         event_time_ms: metadata.event_time.filter(|&t| t > 0).map(|t| t as i64),
         publish_time_ms: Some(metadata.publish_time as i64),
         source: SourceInfo {
@@ -252,9 +262,17 @@ mod tests {
 
     #[test]
     fn message_id_prints_like_the_java_client() {
-        let id = MessageIdData { ledger_id: 7, entry_id: 12, ..Default::default() };
+        let id = MessageIdData {
+            ledger_id: 7,
+            entry_id: 12,
+            ..Default::default()
+        };
         assert_eq!(format_message_id(&id), "7:12:-1:-1");
-        let id = MessageIdData { partition: Some(2), batch_index: Some(3), ..id };
+        let id = MessageIdData {
+            partition: Some(2),
+            batch_index: Some(3),
+            ..id
+        };
         assert_eq!(format_message_id(&id), "7:12:2:3");
     }
 }

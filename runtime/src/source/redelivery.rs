@@ -79,7 +79,11 @@ mod tests {
         assert_eq!(filter.delivered(&1), Delivery::AlreadyAcked);
         assert_eq!(filter.delivered(&2), Delivery::New);
         filter.released(&2);
-        assert_eq!(filter.delivered(&2), Delivery::New, "a released message counts as new");
+        assert_eq!(
+            filter.delivered(&2),
+            Delivery::New,
+            "a released message counts as new"
+        );
     }
 
     #[test]

@@ -7,6 +7,6 @@ wasmtime::component::bindgen!({
 });
 
 // `InputRecord` and `RecordResult` are in scope already: the world `use`s them.
-pub(crate) use sluice::transform::types::{
+pub(crate) use self::sluice::transform::types::{
     Header, LogLevel, OutputRecord, SourceInfo, SourceKind, TransformError,
 };

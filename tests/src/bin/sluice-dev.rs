@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sluice_tests::brokers::{PulsarRecord, publish_to_pulsar, read_kafka_topic};
+use sluice_tests::brokers::{PulsarRecord, publish_to_pulsar, read_kafka_topics};
 
 #[derive(Parser)]
 #[command(about = "Publish sample records to Pulsar and read Kafka topics back (demo helper)")]
@@ -18,7 +18,11 @@ struct Cli {
 enum Cmd {
     /// Publish sample orders (JSON with email, phone, region; one is not JSON) to a Pulsar topic.
     PublishOrders {
-        #[arg(long, env = "SLUICE_PULSAR_URL", default_value = "pulsar://127.0.0.1:6650")]
+        #[arg(
+            long,
+            env = "SLUICE_PULSAR_URL",
+            default_value = "pulsar://127.0.0.1:6650"
+        )]
         url: String,
         #[arg(long)]
         topic: String,
@@ -68,33 +72,42 @@ async fn main() -> Result<()> {
             publish_to_pulsar(&url, &topic, &sample_orders(count)).await?;
             println!("published {count} orders to {topic}");
         }
-        Cmd::Read { brokers, topics, count, timeout_secs } => {
-            let deadline = Duration::from_secs(timeout_secs);
-            let mut total = 0;
-            for topic in &topics {
-                let remaining = count.saturating_sub(total);
-                let wait = if remaining == 0 { Duration::from_secs(1) } else { deadline };
-                let records = read_kafka_topic(&brokers, topic, wait, |r| r.len() >= remaining)?;
-                for r in &records {
-                    let mut headers: Vec<String> = r
-                        .headers
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
-                        .collect();
-                    headers.sort();
-                    println!(
-                        "{topic} [p{} @{}] key={} value={}\n    headers: {}",
-                        r.partition,
-                        r.offset,
-                        r.key_str().unwrap_or("-"),
-                        r.value_str().unwrap_or("<binary>"),
-                        headers.join(", ")
-                    );
-                }
-                total += records.len();
+        Cmd::Read {
+            brokers,
+            topics,
+            count,
+            timeout_secs,
+        } => {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let timeout = Duration::from_secs(timeout_secs);
+            let records = read_kafka_topics(&brokers, &topics, timeout, |r| r.len() >= count)?;
+            for r in &records {
+                let mut headers: Vec<String> = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+                    .collect();
+                headers.sort();
+                println!(
+                    "{} [p{} @{}] key={} value={}\n    headers: {}",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.key_str().unwrap_or("-"),
+                    r.value_str().unwrap_or("<binary>"),
+                    headers.join(", ")
+                );
             }
-            println!("read {total} records from {} topics", topics.len());
-            anyhow::ensure!(total >= count, "expected {count} records, read {total}");
+            println!(
+                "read {} records from {} topics",
+                records.len(),
+                topics.len()
+            );
+            anyhow::ensure!(
+                records.len() >= count,
+                "expected {count} records, read {}",
+                records.len()
+            );
         }
     }
     Ok(())
