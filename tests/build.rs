@@ -72,21 +72,11 @@ fn main() -> Result<()> {
     for (workspace, artifacts) in WORKSPACES {
         let workspace_dir = root.join(workspace);
         watch_tree(&workspace_dir)?;
-        // Watched by name too: while it does not exist, cargo reruns this script every build.
-        println!(
-            "cargo:rerun-if-changed={}",
-            workspace_dir.join("Cargo.toml").display()
-        );
         if !workspace_dir.join("Cargo.toml").is_file() {
-            // Not a stale artifact: no path at all. The tests using it fail, naming it.
-            println!(
-                "cargo:warning=guest workspace {} has no Cargo.toml: its components are missing",
+            bail!(
+                "guest workspace {} has no Cargo.toml",
                 workspace_dir.display()
             );
-            for artifact in *artifacts {
-                println!("cargo:rustc-env={}_COMPONENT=", artifact.to_uppercase());
-            }
-            continue;
         }
         build_workspace(&cargo, &workspace_dir, &guest_target)?;
         for artifact in *artifacts {

@@ -71,6 +71,11 @@
 //! .unwrap();
 //! assert_eq!(out.outputs()[0].topic(), Some("audit"));
 //! ```
+//!
+//! # JSON records
+//!
+//! With the `json` feature, the `json` module parses a record's value (dead-lettering what is
+//! not JSON), finds fields by a configured dotted path and re-exports `serde_json`.
 #![deny(missing_docs)]
 
 // Lets generated code name this crate `::sluice_sdk` from inside it too.
@@ -80,6 +85,8 @@ extern crate self as sluice_sdk;
 pub mod __private;
 mod config;
 mod error;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod log;
 mod message;
 mod output;

@@ -1,17 +1,14 @@
 //! Pulsar → WASM transforms → Kafka against the real brokers started by `scripts/brokers.sh`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::time::Duration;
 
-use sluice::config::Config;
-use sluice::pipeline::Pipeline;
-use sluice_tests::brokers::{
-    KafkaRecord, PulsarRecord, create_kafka_topics, publish_to_pulsar, read_kafka_topic,
-};
-use tokio_util::sync::CancellationToken;
+use sluice_tests::brokers::{KafkaRecord, PulsarRecord, publish_to_pulsar, read_kafka_topic};
 
-use crate::support::{Brokers, SluiceProcess, pipeline_toml, seq_of, topics_for};
+use crate::support::{
+    Brokers, InProcessPipeline, SluiceProcess, brokers_and_topics, pipeline_toml, seq_of,
+    transform_entry,
+};
 
 /// How long a test waits for records to show up in Kafka before it fails.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -89,25 +86,12 @@ fn distinct_seqs(records: &[KafkaRecord]) -> BTreeSet<u64> {
 /// order kept, keys / headers / timestamps mapped, non-JSON records dead-lettered with headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_records_arrive_transformed_in_order() {
-    let Some(brokers) = Brokers::from_env() else {
+    let Some((brokers, topics)) = brokers_and_topics("e2e", 3).await else {
         return;
     };
-    let topics = topics_for("e2e");
-    create_kafka_topics(&brokers.kafka, &[&topics.output, &topics.dead_letter], 3)
-        .await
-        .unwrap();
-    let transforms = format!(
-        "[[pipeline.transform]]\ncomponent = {:?}\nconfig = {{ fields = \"email\" }}\n",
-        sluice_tests::REDACT
-    );
+    let transforms = transform_entry(sluice_tests::REDACT, r#"fields = "email""#);
     let toml = pipeline_toml(&brokers, &topics, &transforms, "");
-    let config = Config::parse(&toml, Path::new("e2e.toml"), Path::new(".")).unwrap();
-    let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
-        .await
-        .unwrap();
-    let stats = pipeline.stats();
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(pipeline.run(stop.clone()));
+    let pipeline = InProcessPipeline::start(&toml).await;
 
     let input = orders(10_000);
     publish_to_pulsar(&brokers.pulsar, &topics.source, &input)
@@ -118,12 +102,7 @@ async fn ten_thousand_records_arrive_transformed_in_order() {
     let output = read_until_all(&brokers, &topics.output, &good).await;
     let dead = read_until_all(&brokers, &topics.dead_letter, &poison).await;
 
-    stop.cancel();
-    running
-        .await
-        .unwrap()
-        .expect("the pipeline drains and stops cleanly");
-    eprintln!("pipeline counters: {}", stats.summary());
+    pipeline.stop().await;
 
     assert_eq!(distinct_seqs(&output), good, "every good record arrives");
     assert_per_key_order(&output);
@@ -195,25 +174,14 @@ async fn read_until_all(
 /// a record whose route is not a valid topic is dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_branches_records_into_topics() {
-    let Some(brokers) = Brokers::from_env() else {
+    let Some((brokers, topics)) = brokers_and_topics("route", 1).await else {
         return;
     };
-    let topics = topics_for("route");
-    create_kafka_topics(&brokers.kafka, &[&topics.output, &topics.dead_letter], 1)
-        .await
-        .unwrap();
     let prefix = format!("{}-", topics.output);
-    let transforms = format!(
-        "[[pipeline.transform]]\ncomponent = {:?}\nconfig = {{ field = \"region\", prefix = {prefix:?} }}\n",
-        sluice_tests::ROUTER
-    );
+    let config = format!(r#"field = "region", prefix = {prefix:?}"#);
+    let transforms = transform_entry(sluice_tests::ROUTER, &config);
     let toml = pipeline_toml(&brokers, &topics, &transforms, "create_topics = true\n");
-    let config = Config::parse(&toml, Path::new("route.toml"), Path::new(".")).unwrap();
-    let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(pipeline.run(stop.clone()));
+    let pipeline = InProcessPipeline::start(&toml).await;
 
     let mut input = orders(300);
     input[7].value = br#"{"seq":7,"region":"no such/region"}"#.to_vec();
@@ -231,8 +199,7 @@ async fn router_branches_records_into_topics() {
         per_region.insert(region, records.len());
     }
     let dead = read_until_all(&brokers, &topics.dead_letter, &BTreeSet::from([7])).await;
-    stop.cancel();
-    running.await.unwrap().unwrap();
+    pipeline.stop().await;
     eprintln!("routed per region: {per_region:?}");
     let bad = dead.iter().find(|r| seq_of(r) == 7).unwrap();
     assert_eq!(bad.header("sluice.error.kind"), Some("dead-letter"));
@@ -247,24 +214,12 @@ async fn router_branches_records_into_topics() {
 /// every other record is delivered, the host keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_record_is_dead_lettered_and_the_rest_delivered() {
-    let Some(brokers) = Brokers::from_env() else {
+    let Some((brokers, topics)) = brokers_and_topics("trap", 2).await else {
         return;
     };
-    let topics = topics_for("trap");
-    create_kafka_topics(&brokers.kafka, &[&topics.output, &topics.dead_letter], 2)
-        .await
-        .unwrap();
-    let transforms = format!(
-        "[[pipeline.transform]]\ncomponent = {:?}\n",
-        sluice_tests::FAULT_ON_MARKER
-    );
+    let transforms = transform_entry(sluice_tests::FAULT_ON_MARKER, "");
     let toml = pipeline_toml(&brokers, &topics, &transforms, "");
-    let config = Config::parse(&toml, Path::new("trap.toml"), Path::new(".")).unwrap();
-    let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(pipeline.run(stop.clone()));
+    let pipeline = InProcessPipeline::start(&toml).await;
 
     let input: Vec<PulsarRecord> = (0..200u64)
         .map(|seq| PulsarRecord {
@@ -284,9 +239,8 @@ async fn a_trapping_record_is_dead_lettered_and_the_rest_delivered() {
     let expected: BTreeSet<u64> = (0..200).filter(|s| *s != 100).collect();
     let output = read_until_all(&brokers, &topics.output, &expected).await;
     let dead = read_until_all(&brokers, &topics.dead_letter, &BTreeSet::from([100])).await;
-    assert!(!running.is_finished(), "the pipeline survives the trap");
-    stop.cancel();
-    running.await.unwrap().unwrap();
+    assert!(pipeline.is_running(), "the pipeline survives the trap");
+    pipeline.stop().await;
 
     assert_eq!(distinct_seqs(&output), expected);
     assert_eq!(dead.len(), 1);
@@ -308,17 +262,10 @@ async fn a_trapping_record_is_dead_lettered_and_the_rest_delivered() {
 /// lost. Duplicates are allowed at-least-once; they are counted and printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing() {
-    let Some(brokers) = Brokers::from_env() else {
+    let Some((brokers, topics)) = brokers_and_topics("kill", 3).await else {
         return;
     };
-    let topics = topics_for("kill");
-    create_kafka_topics(&brokers.kafka, &[&topics.output, &topics.dead_letter], 3)
-        .await
-        .unwrap();
-    let transforms = format!(
-        "[[pipeline.transform]]\ncomponent = {:?}\nconfig = {{ fields = \"email\" }}\n",
-        sluice_tests::REDACT
-    );
+    let transforms = transform_entry(sluice_tests::REDACT, r#"fields = "email""#);
     let toml = pipeline_toml(&brokers, &topics, &transforms, "");
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("kill.toml");

@@ -4,7 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sluice_tests::brokers::KafkaRecord;
+use sluice::config::Config;
+use sluice::pipeline::{Pipeline, PipelineError, PipelineStats};
+use sluice_tests::brokers::{KafkaRecord, create_kafka_topics};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Addresses of the real brokers, or `None` (test skipped) when they are not running outside CI.
 pub(crate) struct Brokers {
@@ -18,6 +23,60 @@ impl Brokers {
         let pulsar =
             sluice_tests::broker_env_or_skip("SLUICE_PULSAR_URL", "pulsar://127.0.0.1:6650")?;
         Some(Self { kafka, pulsar })
+    }
+}
+
+/// The brokers and fresh topics (output and dead-letter created with `partitions`) for one
+/// test, or `None` when the test is skipped.
+pub(crate) async fn brokers_and_topics(test: &str, partitions: i32) -> Option<(Brokers, Topics)> {
+    let brokers = Brokers::from_env()?;
+    let topics = topics_for(test);
+    create_kafka_topics(
+        &brokers.kafka,
+        &[&topics.output, &topics.dead_letter],
+        partitions,
+    )
+    .await
+    .unwrap();
+    Some((brokers, topics))
+}
+
+/// A `[[pipeline.transform]]` entry; `config` is the inside of its inline table.
+pub(crate) fn transform_entry(component: &str, config: &str) -> String {
+    format!("[[pipeline.transform]]\ncomponent = {component:?}\nconfig = {{ {config} }}\n")
+}
+
+/// A pipeline running inside the test process, through the library API.
+pub(crate) struct InProcessPipeline {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), PipelineError>>,
+    pub(crate) stats: Arc<PipelineStats>,
+}
+
+impl InProcessPipeline {
+    pub(crate) async fn start(toml: &str) -> Self {
+        let config = Config::parse(toml, Path::new("test.toml"), Path::new(".")).unwrap();
+        let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
+            .await
+            .unwrap();
+        let stats = pipeline.stats();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(pipeline.run(stop.clone()));
+        Self { stop, task, stats }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stops it like SIGTERM does: it must drain and return `Ok`.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .unwrap()
+            .expect("the pipeline drains and stops cleanly");
+        eprintln!("pipeline counters: {}", self.stats.summary());
     }
 }
 

@@ -4,14 +4,13 @@
 //! string matches by its content, any other JSON value by its compact text (`true`, `42`,
 //! `null`). Records that are not JSON are dead-lettered.
 
-use std::borrow::Cow;
-
-use serde_json::Value;
-use sluice_sdk::{Config, Error, Message, Result, Writer, log, transform};
+use sluice_sdk::json::serde_json::Value;
+use sluice_sdk::json::{DottedPath, text_of, value_of};
+use sluice_sdk::{Config, Message, Result, Writer, log, transform};
 
 /// The parsed `field` and `equals` settings.
 struct Filter<'a> {
-    path: Vec<&'a str>,
+    path: DottedPath<'a>,
     equals: &'a str,
 }
 
@@ -20,13 +19,15 @@ impl<'a> Filter<'a> {
         let field = config.require("field")?;
         let equals = config.require("equals")?;
         Ok(Self {
-            path: parse_path("field", field)?,
+            path: DottedPath::parse("field", field)?,
             equals,
         })
     }
 
     fn matches(&self, document: &Value) -> bool {
-        lookup(document, &self.path).is_some_and(|value| text_of(value) == self.equals)
+        self.path
+            .lookup(document)
+            .is_some_and(|value| text_of(value) == self.equals)
     }
 }
 
@@ -35,7 +36,7 @@ fn setup(config: &Config) -> Result<()> {
     let filter = Filter::from_config(config)?;
     log::info(format!(
         "keeping records whose {:?} is {:?}",
-        filter.path.join("."),
+        filter.path.as_str(),
         filter.equals
     ));
     Ok(())
@@ -46,44 +47,10 @@ fn setup(config: &Config) -> Result<()> {
 fn on_message(msg: Message, out: &mut Writer) -> Result<()> {
     let config = sluice_sdk::config();
     let filter = Filter::from_config(&config)?;
-    if filter.matches(&parse_value(&msg)?) {
+    if filter.matches(&value_of(&msg)?) {
         out.write(msg);
     }
     Ok(())
-}
-
-/// Splits `customer.tier` into its segments; every segment must be non-empty.
-fn parse_path<'a>(key: &str, path: &'a str) -> Result<Vec<&'a str>> {
-    let segments: Vec<&str> = path.split('.').collect();
-    if segments.iter().any(|segment| segment.is_empty()) {
-        return Err(Error::fatal(format!(
-            "invalid config {key:?}: {path:?} is not a dotted path such as \"customer.tier\""
-        )));
-    }
-    Ok(segments)
-}
-
-/// The value at `path` inside nested objects.
-fn lookup<'v>(document: &'v Value, path: &[&str]) -> Option<&'v Value> {
-    path.iter()
-        .try_fold(document, |value, segment| value.get(segment))
-}
-
-/// A JSON string's content, or the compact JSON text of any other value (`true`, `42`).
-fn text_of(value: &Value) -> Cow<'_, str> {
-    match value {
-        Value::String(text) => Cow::Borrowed(text),
-        other => Cow::Owned(other.to_string()),
-    }
-}
-
-/// The record's value as JSON, or a dead-letter error saying why not.
-fn parse_value(msg: &Message) -> Result<Value> {
-    let bytes = msg
-        .value()
-        .ok_or_else(|| Error::dead_letter("value is not JSON: record has no value"))?;
-    serde_json::from_slice(bytes)
-        .map_err(|error| Error::dead_letter(format!("value is not JSON: {error}")))
 }
 
 #[cfg(test)]

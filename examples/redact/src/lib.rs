@@ -6,7 +6,8 @@
 //! (field order kept) and adds header `sluice-redacted` with the count. Records that are not
 //! JSON are dead-lettered.
 
-use serde_json::Value;
+use sluice_sdk::json::serde_json::{self, Value};
+use sluice_sdk::json::value_of;
 use sluice_sdk::{Config, Error, Message, Result, Writer, log, transform};
 
 /// Header carrying how many fields were masked, as decimal text.
@@ -71,7 +72,7 @@ fn setup(config: &Config) -> Result<()> {
 fn on_message(msg: Message, out: &mut Writer) -> Result<()> {
     let config = sluice_sdk::config();
     let redaction = Redaction::from_config(&config)?;
-    let mut document = parse_value(&msg)?;
+    let mut document = value_of(&msg)?;
     let masked = redaction.apply(&mut document);
     let value = serde_json::to_vec(&document)?;
     out.write(
@@ -80,15 +81,6 @@ fn on_message(msg: Message, out: &mut Writer) -> Result<()> {
             .with_header(REDACTED_HEADER, masked.to_string()),
     );
     Ok(())
-}
-
-/// The record's value as JSON, or a dead-letter error saying why not.
-fn parse_value(msg: &Message) -> Result<Value> {
-    let bytes = msg
-        .value()
-        .ok_or_else(|| Error::dead_letter("value is not JSON: record has no value"))?;
-    serde_json::from_slice(bytes)
-        .map_err(|error| Error::dead_letter(format!("value is not JSON: {error}")))
 }
 
 #[cfg(test)]

@@ -6,9 +6,8 @@
 //! content, the compact JSON text of anything else). The record itself is unchanged. Records
 //! that are not JSON, or whose topic name would be invalid, are dead-lettered.
 
-use std::borrow::Cow;
-
-use serde_json::Value;
+use sluice_sdk::json::serde_json::Value;
+use sluice_sdk::json::{DottedPath, text_of, value_of};
 use sluice_sdk::{Config, Error, Message, Result, Writer, log, transform};
 
 /// Longest topic name Kafka accepts.
@@ -16,14 +15,14 @@ const MAX_TOPIC_LEN: usize = 249;
 
 /// The parsed `field`, `prefix` and `default_topic` settings.
 struct Route<'a> {
-    path: Vec<&'a str>,
+    path: DottedPath<'a>,
     prefix: &'a str,
     default_topic: Option<&'a str>,
 }
 
 impl<'a> Route<'a> {
     fn from_config(config: &'a Config) -> Result<Self> {
-        let path = parse_path("field", config.require("field")?)?;
+        let path = DottedPath::parse("field", config.require("field")?)?;
         let prefix = config.get("prefix").unwrap_or_default();
         // Checked here because a bad prefix would dead-letter every record.
         if !prefix.bytes().all(is_topic_byte) || prefix.len() >= MAX_TOPIC_LEN {
@@ -46,7 +45,7 @@ impl<'a> Route<'a> {
 
     /// The topic for `document`: `None` means the pipeline's sink topic.
     fn topic_for(&self, document: &Value) -> Result<Option<String>> {
-        let Some(value) = lookup(document, &self.path) else {
+        let Some(value) = self.path.lookup(document) else {
             return Ok(self.default_topic.map(str::to_owned));
         };
         let topic = format!("{}{}", self.prefix, text_of(value));
@@ -62,7 +61,7 @@ fn setup(config: &Config) -> Result<()> {
     log::info(format!(
         "routing to {:?} + the value of {:?}; records without it go to {fallback}",
         route.prefix,
-        route.path.join("."),
+        route.path.as_str(),
     ));
     Ok(())
 }
@@ -72,7 +71,7 @@ fn setup(config: &Config) -> Result<()> {
 fn on_message(msg: Message, out: &mut Writer) -> Result<()> {
     let config = sluice_sdk::config();
     let route = Route::from_config(&config)?;
-    match route.topic_for(&parse_value(&msg)?)? {
+    match route.topic_for(&value_of(&msg)?)? {
         Some(topic) => out.write_to(topic, msg),
         None => out.write(msg),
     }
@@ -94,40 +93,6 @@ fn check_topic(topic: &str) -> Result<()> {
             "invalid topic {topic:?}: {TOPIC_RULE}"
         )))
     }
-}
-
-/// Splits `order.country` into its segments; every segment must be non-empty.
-fn parse_path<'a>(key: &str, path: &'a str) -> Result<Vec<&'a str>> {
-    let segments: Vec<&str> = path.split('.').collect();
-    if segments.iter().any(|segment| segment.is_empty()) {
-        return Err(Error::fatal(format!(
-            "invalid config {key:?}: {path:?} is not a dotted path such as \"order.country\""
-        )));
-    }
-    Ok(segments)
-}
-
-/// The value at `path` inside nested objects.
-fn lookup<'v>(document: &'v Value, path: &[&str]) -> Option<&'v Value> {
-    path.iter()
-        .try_fold(document, |value, segment| value.get(segment))
-}
-
-/// A JSON string's content, or the compact JSON text of any other value (`true`, `42`).
-fn text_of(value: &Value) -> Cow<'_, str> {
-    match value {
-        Value::String(text) => Cow::Borrowed(text),
-        other => Cow::Owned(other.to_string()),
-    }
-}
-
-/// The record's value as JSON, or a dead-letter error saying why not.
-fn parse_value(msg: &Message) -> Result<Value> {
-    let bytes = msg
-        .value()
-        .ok_or_else(|| Error::dead_letter("value is not JSON: record has no value"))?;
-    serde_json::from_slice(bytes)
-        .map_err(|error| Error::dead_letter(format!("value is not JSON: {error}")))
 }
 
 #[cfg(test)]
