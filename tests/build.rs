@@ -18,7 +18,17 @@ const WORKSPACES: &[(&str, &[&str])] = &[
         "examples",
         &["passthrough", "json_filter", "redact", "router"],
     ),
-    ("tests/guests", &["fault_on_marker"]),
+    (
+        "tests/guests",
+        &[
+            "fault_on_marker",
+            "other_world",
+            "wrong_signature",
+            "missing_export",
+            "future_version",
+            "foreign_import",
+        ],
+    ),
 ];
 
 /// Environment of the outer cargo that must not leak into the guest builds.

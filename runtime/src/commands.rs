@@ -91,7 +91,27 @@ pub(crate) fn check(args: CheckArgs) -> Result<()> {
     println!("size:      {} bytes", info.size_bytes);
     println!("exports:   {}", info.exports.join(", "));
     println!("imports:   {}", info.imports.join(", "));
-    println!("ok: implements sluice:transform/transformer@0.1.0");
+    let wasi = info.wasi_imports();
+    println!(
+        "wasi:      {}",
+        if wasi.is_empty() {
+            "none".to_owned()
+        } else {
+            wasi.join(", ")
+        }
+    );
+    println!(
+        "capabilities: none granted (grant per transform with `capabilities = {{ env = [...], read_dirs = [...] }}` in the pipeline config)"
+    );
+    if info.sensitive_imports.is_empty() {
+        println!("denied:    nothing: it imports no filesystem, network, environment or stdin");
+    } else {
+        println!("denied unless granted:");
+        for import in &info.sensitive_imports {
+            println!("  {}: {}", import.interface, import.access);
+        }
+    }
+    println!("ok: implements {}", info.world);
     Ok(())
 }
 
@@ -107,6 +127,7 @@ pub(crate) fn exec(args: ExecArgs) -> Result<()> {
         component: args.component.clone(),
         config: args.config.into_iter().collect(),
         limits: Limits::default(),
+        capabilities: Default::default(),
     };
     let mut chain = TransformChain::new(&engine, &[spec])?;
     let input: Box<dyn Read> = match &args.input {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::transform::{Limits, TransformSpec};
+use crate::transform::{Capabilities, Limits, TransformSpec};
 
 pub use values::Secret;
 
@@ -164,6 +164,9 @@ pub struct TransformConfig {
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: Limits,
+    /// What the transform may reach beyond its records; nothing unless granted here.
+    #[serde(default)]
+    pub capabilities: Capabilities,
 }
 
 /// `[pipeline.sink]`.
@@ -342,6 +345,7 @@ impl PipelineConfig {
                 component: t.component.clone(),
                 config: t.config.clone(),
                 limits: t.limits.clone(),
+                capabilities: t.capabilities.clone(),
             })
             .collect()
     }

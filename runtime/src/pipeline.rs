@@ -9,8 +9,9 @@
 //! acknowledged by Kafka, and acks go out in source order, so a filtered record is acked only
 //! once every earlier record is settled. The source's in-flight budget bounds memory end to end.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -92,6 +93,9 @@ pub struct PipelineStats {
     pub skipped: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub acked: AtomicU64,
+    /// Dead-lettered records per failure class (`sluice.error.kind`): `dead-letter`, `trap`,
+    /// `timeout`, `out-of-memory`, `stack-overflow`, `output-limit`, `unknown-topic`.
+    dead_lettered_by_kind: Mutex<BTreeMap<String, u64>>,
 }
 
 impl PipelineStats {
@@ -99,16 +103,43 @@ impl PipelineStats {
         counter.fetch_add(by, Ordering::Relaxed);
     }
 
+    fn count_dead_letter(&self, kind: &str) {
+        Self::bump(&self.dead_lettered, 1);
+        let mut by_kind = self
+            .dead_lettered_by_kind
+            .lock()
+            .expect("counter lock poisoned");
+        *by_kind.entry(kind.to_owned()).or_default() += 1;
+    }
+
+    /// Dead-lettered records per failure class.
+    pub fn dead_lettered_by_kind(&self) -> BTreeMap<String, u64> {
+        self.dead_lettered_by_kind
+            .lock()
+            .expect("counter lock poisoned")
+            .clone()
+    }
+
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let by_kind: Vec<String> = self
+            .dead_lettered_by_kind()
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
         format!(
-            "received={} produced={} filtered={} skipped={} dead_lettered={} acked={}",
+            "received={} produced={} filtered={} skipped={} dead_lettered={}{} acked={}",
             get(&self.received),
             get(&self.produced),
             get(&self.filtered),
             get(&self.skipped),
             get(&self.dead_lettered),
+            if by_kind.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by_kind.join(" "))
+            },
             get(&self.acked)
         )
     }
@@ -382,7 +413,7 @@ async fn produce_outcome(
     tracing::debug!(pipeline, kind = %dead_letter.kind, reason = %dead_letter.reason, "record dead-lettered");
     let copy = dead_letter_record(record, &dead_letter, topic);
     let delivery = sink.send(&copy).await.map_err(sink_error)?;
-    PipelineStats::bump(&stats.dead_lettered, 1);
+    stats.count_dead_letter(&dead_letter.kind);
     Ok(vec![delivery])
 }
 

@@ -30,6 +30,7 @@ fn run(component: &str, config: &[(&str, &str)], input: &[&str]) -> Run {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         limits: Limits::default(),
+        capabilities: Default::default(),
     };
     let mut chain = TransformChain::new(engine(), &[spec]).expect("the example loads");
     let mut output = Vec::new();
@@ -264,6 +265,7 @@ fn examples_refuse_a_missing_config_key_at_init() {
             component: component.into(),
             config: Default::default(),
             limits: Limits::default(),
+            capabilities: Default::default(),
         };
         let error = TransformChain::new(engine(), &[spec])
             .err()

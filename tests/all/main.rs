@@ -3,5 +3,7 @@
 mod cli;
 mod examples;
 mod pulsar_to_kafka;
+mod sandbox;
 mod support;
 mod transform;
+mod zoo;

@@ -105,10 +105,21 @@ pub(crate) fn pipeline_toml(
     transforms: &str,
     extra_sink: &str,
 ) -> String {
+    named_pipeline_toml("test", brokers, topics, transforms, extra_sink)
+}
+
+/// Like [`pipeline_toml`], for a pipeline called `name` (configs may hold several).
+pub(crate) fn named_pipeline_toml(
+    name: &str,
+    brokers: &Brokers,
+    topics: &Topics,
+    transforms: &str,
+    extra_sink: &str,
+) -> String {
     format!(
         r#"
 [[pipeline]]
-name = "test"
+name = "{name}"
 max_in_flight = 2000
 
 [pipeline.source]
@@ -165,11 +176,25 @@ impl SluiceProcess {
         let child = Command::new(sluice_bin())
             .args(["run", "--config"])
             .arg(config)
-            .env("SLUICE_LOG", "warn")
+            .env("SLUICE_LOG", "error")
             .stdin(Stdio::null())
             .spawn()
             .expect("cannot start sluice");
         Self { child }
+    }
+
+    /// Current and peak resident memory of the process, in MiB (from `/proc`).
+    pub(crate) fn memory_mib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc status"))
+                / 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     /// SIGKILL: no drain, no goodbye.

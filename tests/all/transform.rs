@@ -46,6 +46,7 @@ fn spec(
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         limits,
+        capabilities: Default::default(),
     }
 }
 

@@ -21,6 +21,16 @@ pub const REDACT: &str = env!("REDACT_COMPONENT");
 pub const ROUTER: &str = env!("ROUTER_COMPONENT");
 /// `tests/guests/fault-on-marker`: misbehaves when the value names a fault.
 pub const FAULT_ON_MARKER: &str = env!("FAULT_ON_MARKER_COMPONENT");
+/// `tests/guests/other-world`: a valid component of an unrelated world.
+pub const OTHER_WORLD: &str = env!("OTHER_WORLD_COMPONENT");
+/// `tests/guests/wrong-signature`: the world's export names with another `transform-batch` type.
+pub const WRONG_SIGNATURE: &str = env!("WRONG_SIGNATURE_COMPONENT");
+/// `tests/guests/missing-export`: exports `init` but no `transform-batch`.
+pub const MISSING_EXPORT: &str = env!("MISSING_EXPORT_COMPONENT");
+/// `tests/guests/future-version`: built against `sluice:transform@0.2.0`.
+pub const FUTURE_VERSION: &str = env!("FUTURE_VERSION_COMPONENT");
+/// `tests/guests/foreign-import`: imports `acme:secrets/vault`, which no host provides.
+pub const FOREIGN_IMPORT: &str = env!("FOREIGN_IMPORT_COMPONENT");
 
 /// A component path as a `PathBuf`.
 pub fn component(path: &str) -> PathBuf {

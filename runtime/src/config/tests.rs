@@ -105,3 +105,39 @@ fn bad_topic_and_syntax_errors() {
     ));
     assert_eq!(invalid_key("").0, "pipeline");
 }
+
+#[test]
+fn capabilities_are_granted_per_transform_and_default_to_none() {
+    let config = parse(MINIMAL).unwrap();
+    assert!(
+        config.pipelines[0].transform_specs()[0]
+            .capabilities
+            .is_empty()
+    );
+
+    let text = MINIMAL.replace(
+        "config = { fields = \"email,phone\", depth = 3 }",
+        "config = { fields = \"email,phone\", depth = 3 }\n\
+         capabilities = { env = [\"TZ\", \"LANG\"], read_dirs = [\"/etc/ssl/certs\"] }\n\
+         limits = { max_component_mib = 8 }",
+    );
+    let spec = parse(&text).unwrap().pipelines[0]
+        .transform_specs()
+        .remove(0);
+    assert_eq!(
+        spec.capabilities,
+        Capabilities {
+            env: vec!["TZ".into(), "LANG".into()],
+            read_dirs: vec!["/etc/ssl/certs".into()],
+        }
+    );
+    assert_eq!(spec.limits.max_component_mib, 8);
+
+    let text = MINIMAL.replace(
+        "config = { fields = \"email,phone\", depth = 3 }",
+        "capabilities = { network = true }",
+    );
+    let (key, message) = invalid_key(&text);
+    assert_eq!(key, "pipeline[0].transform[0].capabilities.network");
+    assert!(message.contains("unknown field `network`"), "{message}");
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::error::Error;
 use super::instance::{StageResult, TransformInstance};
-use super::{Limits, RecordOutcome, TransformEngine, TransformId, component};
+use super::{Capabilities, Limits, RecordOutcome, TransformEngine, TransformId, component};
 use crate::record::{InputRecord, OutputRecord};
 
 /// One transform of a pipeline, as configured.
@@ -19,6 +19,8 @@ pub struct TransformSpec {
     pub config: BTreeMap<String, String>,
     /// Resource limits of this transform.
     pub limits: Limits,
+    /// What the transform may reach beyond its records (default: nothing).
+    pub capabilities: Capabilities,
 }
 
 /// Loaded, initialised transforms with one live instance each, reused across batches.
@@ -27,6 +29,8 @@ pub struct TransformSpec {
 /// on an async task (WASI's sync bindings enter a Tokio runtime of their own).
 pub struct TransformChain {
     stages: Vec<TransformInstance>,
+    /// The capabilities granted to each stage, in order.
+    capabilities: Vec<Capabilities>,
 }
 
 /// A record on its way through the chain: the input of the next stage, plus the topic an
@@ -38,24 +42,44 @@ struct Staged {
 
 impl TransformChain {
     /// Loads (through the compiled cache), validates, instantiates and initialises every
-    /// transform; fails naming the transform whose component or config is bad. An empty
-    /// `specs` makes a passthrough chain.
+    /// transform with its granted capabilities; fails naming the transform whose component,
+    /// capabilities or config is bad. An empty `specs` makes a passthrough chain.
     pub fn new(engine: &TransformEngine, specs: &[TransformSpec]) -> Result<Self, Error> {
         let stages = specs
             .iter()
             .map(|spec| {
-                let loaded = component::load(engine, &spec.component)?;
-                let stage = TransformInstance::start(engine.wasmtime(), spec, loaded)?;
-                tracing::info!(transform = %stage.id(), path = %spec.component.display(), "transform loaded");
+                let grants = spec.capabilities.resolve(&spec.name)?;
+                let loaded = component::load(engine, &spec.component, &spec.limits)?;
+                let stage = TransformInstance::start(engine.wasmtime(), spec, loaded, grants)?;
+                tracing::info!(
+                    transform = %stage.id(),
+                    path = %spec.component.display(),
+                    capabilities = %spec.capabilities.summary(),
+                    "transform loaded"
+                );
                 Ok(stage)
             })
             .collect::<Result<_, Error>>()?;
-        Ok(Self { stages })
+        Ok(Self {
+            stages,
+            capabilities: specs.iter().map(|spec| spec.capabilities.clone()).collect(),
+        })
     }
 
     /// The transforms, in order.
     pub fn transforms(&self) -> Vec<TransformId> {
         self.stages.iter().map(|stage| stage.id().clone()).collect()
+    }
+
+    /// What each transform was granted, in order, for status and logs: the transform and
+    /// a one-line summary ([`Capabilities::summary`]: `none`, or e.g. `env TZ; read-only dirs
+    /// /etc/ssl/certs`).
+    pub fn grants(&self) -> Vec<(TransformId, String)> {
+        self.stages
+            .iter()
+            .zip(&self.capabilities)
+            .map(|(stage, capabilities)| (stage.id().clone(), capabilities.summary()))
+            .collect()
     }
 
     /// Transforms a batch: exactly one outcome per input, in order. Any guest behaviour
@@ -179,6 +203,7 @@ mod tests {
         let engine = TransformEngine::new(None).unwrap();
         let mut chain = TransformChain::new(&engine, &[]).unwrap();
         assert!(chain.transforms().is_empty());
+        assert!(chain.grants().is_empty());
         let records = [
             record("a", Some(5), Some(9)),
             record("b", None, Some(9)),

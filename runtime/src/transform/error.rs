@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use super::FailureKind;
+use super::world::WorldProblem;
 
 /// A wasmtime error with its cause chain (`wasmtime::Error` is not a `std::error::Error`).
 pub type WasmError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -30,6 +31,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The file is bigger than the transform's `max_component_mib`.
+    #[error(
+        "{} is {size_bytes} bytes, more than max_component_mib = {limit_mib} allows",
+        path.display()
+    )]
+    TooLarge {
+        path: PathBuf,
+        size_bytes: u64,
+        limit_mib: u32,
+    },
+
     /// The file is not WebAssembly at all.
     #[error("{} is not a WebAssembly component (it does not start with the `\\0asm` magic)", path.display())]
     NotWasm { path: PathBuf },
@@ -50,13 +62,25 @@ pub enum Error {
     },
 
     /// The component does not fit the world: an export is missing or has another type, or
-    /// it imports something the host does not provide.
-    #[error("{} does not implement the world {}", path.display(), super::WORLD)]
+    /// it imports something the host does not provide (or another version of the world).
+    #[error("{} does not implement the world {}: {problem}", path.display(), super::WORLD)]
     WorldMismatch {
+        path: PathBuf,
+        problem: WorldProblem,
+    },
+
+    /// The component passed the checks of its type but the host could not link it (the
+    /// linker's own, less specific, refusal).
+    #[error("{} does not implement the world {}", path.display(), super::WORLD)]
+    Unlinkable {
         path: PathBuf,
         #[source]
         source: WasmError,
     },
+
+    /// A capability granted in the config cannot be given.
+    #[error("transform {transform:?}: capabilities.{message}")]
+    Capability { transform: String, message: String },
 
     /// The component's `init` refused the configuration.
     #[error("transform {transform:?} ({}) refused its configuration: {reason}", path.display())]
@@ -87,10 +111,13 @@ impl Error {
     pub fn is_user_input_error(&self) -> bool {
         match self {
             Error::Read { .. }
+            | Error::TooLarge { .. }
             | Error::NotWasm { .. }
             | Error::CoreModule { .. }
             | Error::InvalidComponent { .. }
             | Error::WorldMismatch { .. }
+            | Error::Unlinkable { .. }
+            | Error::Capability { .. }
             | Error::InitRefused { .. }
             | Error::InitFailed { .. } => true,
             Error::Engine(_) | Error::Linker(_) => false,

@@ -1,5 +1,6 @@
 //! What the host gives a transform: the `host` interface (`log`), and a WASI context that
-//! grants nothing (no filesystem, network, environment or stdin; clocks and random only).
+//! grants nothing (no filesystem, network, environment or stdin; clocks and random only)
+//! beyond the [`Grants`] of its config: environment variables, read-only directories.
 //! Guest stdout/stderr and `log` calls become host log lines, rate-limited per instance.
 
 use std::collections::VecDeque;
@@ -13,9 +14,10 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, LogLevel, Transformer};
+use super::capabilities::Grants;
 use super::error::{Error, boxed};
 use super::limits::{GuestLimiter, Limits};
 
@@ -43,12 +45,29 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    /// A fresh state for one instance of the transform `transform` (`name@sha256:…`).
-    pub(crate) fn new(transform: &str, limits: &Limits) -> Self {
+    /// A fresh state for one instance of the transform `transform` (`name@sha256:…`), given
+    /// what its config grants. Fails only if a granted directory cannot be opened (any more).
+    pub(crate) fn new(
+        transform: &str,
+        limits: &Limits,
+        grants: &Grants,
+    ) -> Result<Self, std::io::Error> {
         let log = GuestLog::new(transform);
         let mut wasi = WasiCtxBuilder::new();
         // The builder starts with no preopens, no environment, no arguments and a closed
-        // stdin; sockets must be switched off explicitly.
+        // stdin; sockets must be switched off explicitly. Grants add to that, read-only.
+        for (name, value) in &grants.env {
+            wasi.env(name, value);
+        }
+        for (host_path, guest_path) in &grants.read_dirs {
+            wasi.preopened_dir(host_path, guest_path, FsPerms::ReadOnly)
+                .map_err(|error| {
+                    std::io::Error::other(format!(
+                        "cannot open granted directory {}: {error}",
+                        host_path.display()
+                    ))
+                })?;
+        }
         wasi.stdout(GuestOutput {
             log: log.clone(),
             stream: Stream::Stdout,
@@ -63,13 +82,13 @@ impl HostState {
         .monotonic_clock(ProcessClock);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HOST_RESOURCES);
-        Self {
+        Ok(Self {
             wasi: wasi.build(),
             table,
             limiter: GuestLimiter::new(limits),
             log,
             call_deadline: None,
-        }
+        })
     }
 
     /// A pollable for a guest sleep of `duration`, cut short at the call's deadline: a

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 use super::bindings::{self, Transformer, TransformerPre};
+use super::capabilities::Grants;
 use super::component::LoadedComponent;
 use super::engine::EPOCH_TICK;
 use super::error::Error;
@@ -36,6 +37,8 @@ enum CallError {
 enum StartError {
     Refused(String),
     Failed(Failure),
+    /// A granted capability could not be given (a granted directory vanished).
+    Grant(String),
 }
 
 struct LiveInstance {
@@ -49,17 +52,20 @@ pub(crate) struct TransformInstance {
     path: PathBuf,
     config: Vec<(String, String)>,
     limits: Limits,
+    grants: Grants,
     engine: wasmtime::Engine,
     pre: TransformerPre<HostState>,
     live: Option<LiveInstance>,
 }
 
 impl TransformInstance {
-    /// Instantiates the loaded component and calls `init` with the spec's config.
+    /// Instantiates the loaded component with `grants` and calls `init` with the spec's
+    /// config.
     pub(crate) fn start(
         engine: &wasmtime::Engine,
         spec: &TransformSpec,
         loaded: LoadedComponent,
+        grants: Grants,
     ) -> Result<Self, Error> {
         let mut instance = Self {
             id: TransformId {
@@ -73,6 +79,7 @@ impl TransformInstance {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             limits: spec.limits.clone(),
+            grants,
             engine: engine.clone(),
             pre: loaded.pre,
             live: None,
@@ -92,6 +99,12 @@ impl TransformInstance {
                     path: instance.path,
                     kind: failure.kind,
                     reason: failure.reason,
+                });
+            }
+            Err(StartError::Grant(message)) => {
+                return Err(Error::Capability {
+                    transform: spec.name.clone(),
+                    message: format!("read_dirs: {message}"),
                 });
             }
         }
@@ -180,6 +193,11 @@ impl TransformInstance {
                         failure.kind, failure.reason
                     )));
                 }
+                Err(StartError::Grant(message)) => {
+                    return Err(CallError::Unavailable(format!(
+                        "cannot restart after a trap: {message}"
+                    )));
+                }
             },
         };
         self.arm(&mut live.store);
@@ -197,10 +215,9 @@ impl TransformInstance {
 
     /// A fresh store and instance, initialised with the config.
     fn instantiate(&self) -> Result<LiveInstance, StartError> {
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(&self.id.to_string(), &self.limits),
-        );
+        let state = HostState::new(&self.id.to_string(), &self.limits, &self.grants)
+            .map_err(|error| StartError::Grant(error.to_string()))?;
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         self.arm(&mut store);
         let bindings = self

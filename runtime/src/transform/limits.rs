@@ -3,20 +3,43 @@
 use serde::Deserialize;
 
 /// Limits for one transform (DESIGN §4). Every field has a safe default, so a config may set
-/// only the ones it cares about.
+/// only the ones it cares about. A record that breaks a limit is dead-lettered with the
+/// matching [`FailureKind`](super::FailureKind) and the instance is replaced; the host and the
+/// other records carry on.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Linear memory the component may use, in MiB (all its memories together).
+    ///
+    /// Default 64: ample for per-record logic (a Rust or TinyGo transform of JSON records
+    /// uses 1–5 MiB; a batch of 256 records of 64 KiB is 16 MiB in and as much out), while
+    /// dozens of pipelines together stay within a small host.
     pub memory_mib: u32,
     /// Wall time one call into the component may take (one batch, or `init`), in ms. Enforced
     /// with epoch interruption at a 10 ms granularity.
+    ///
+    /// Default 1000: a batch of simple transforms takes microseconds per record, so one
+    /// second only trips on runaway code, and a hung guest stalls its pipeline for at most
+    /// about a second (plus one retry of the record alone) before its record is dead-lettered.
     pub batch_timeout_ms: u64,
     /// Outputs one input record may produce; more dead-letters the record.
+    ///
+    /// Default 10,000: fan-out (splitting an array into records) rarely needs more, and it
+    /// keeps one record from flooding Kafka or the host's memory with outputs.
     pub max_outputs_per_record: u32,
     /// Bytes (keys, values, headers, topics) the outputs of one input record may hold; more
     /// dead-letters the record.
+    ///
+    /// Default 16 MiB: above Kafka's default largest message (1 MiB) with room for fan-out,
+    /// and small enough that a runaway output cannot exhaust the host.
     pub max_output_bytes_per_record: u64,
+    /// Size of the component file, in MiB; a bigger file is refused at load, before it is
+    /// read.
+    ///
+    /// Default 64: Rust, Go and JavaScript transforms are 0.1–15 MiB (a bundled JS engine
+    /// is the big one); more is almost surely the wrong file, and compiling it would cost
+    /// seconds of CPU and as much memory.
+    pub max_component_mib: u32,
 }
 
 impl Default for Limits {
@@ -26,6 +49,7 @@ impl Default for Limits {
             batch_timeout_ms: 1000,
             max_outputs_per_record: 10_000,
             max_output_bytes_per_record: 16 * 1024 * 1024,
+            max_component_mib: 64,
         }
     }
 }
@@ -34,6 +58,11 @@ impl Limits {
     /// The memory limit in bytes.
     pub fn memory_bytes(&self) -> usize {
         usize::try_from(u64::from(self.memory_mib) * 1024 * 1024).unwrap_or(usize::MAX)
+    }
+
+    /// The component size limit in bytes.
+    pub fn max_component_bytes(&self) -> u64 {
+        u64::from(self.max_component_mib) * 1024 * 1024
     }
 }
 

@@ -10,11 +10,14 @@
 //! results dead-letter the record concerned and the instance is re-created.
 //!
 //! The sandbox: WASI grants no filesystem, network, environment or stdin; clocks and random
-//! are real. Guest stdout/stderr and `log` become host log lines (target `sluice::guest`,
+//! are real. A transform's config may grant environment variables and read-only directories
+//! ([`Capabilities`]); the network is never granted. Components that do not fit the world
+//! (wrong exports, an unknown import or version) are refused at load ([`WorldProblem`]). Guest stdout/stderr and `log` become host log lines (target `sluice::guest`,
 //! rate-limited). Each call runs under an epoch deadline (`batch_timeout_ms`); guest sleeps
 //! are cut at that deadline too, since a blocked host call is out of the epoch's reach.
 
 mod bindings;
+mod capabilities;
 mod chain;
 mod component;
 mod engine;
@@ -23,10 +26,13 @@ mod host;
 mod instance;
 mod limits;
 mod outcome;
+mod world;
 
+pub use capabilities::{Capabilities, SensitiveImport};
 pub use chain::{TransformChain, TransformSpec};
 pub use component::{ComponentInfo, WORLD, inspect};
 pub use engine::TransformEngine;
 pub use error::{Error, WasmError};
 pub use limits::Limits;
 pub use outcome::{FailureKind, RecordOutcome, TransformId};
+pub use world::WorldProblem;

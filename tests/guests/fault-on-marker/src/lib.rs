@@ -20,6 +20,13 @@
 //! | `env` | one output whose value is the number of environment variables it sees |
 //! | `fs` | one output: `fs: allowed` if it can list `/`, else `fs: denied` |
 //! | `net` | one output: `net: allowed` if it can open a TCP connection to 127.0.0.1, else `net: denied` |
+//! | `open-file` | reads `/etc/hostname` and unwraps (panics, so traps, unless `/etc` is granted) |
+//! | `open-socket` | connects to `127.0.0.1:9` and unwraps (panics, so traps: the network is never granted) |
+//! | `read-env` | reads `$HOME` and unwraps (panics, so traps, unless `HOME` is granted) |
+//! | `write-file:PATH` | writes a file at PATH and unwraps (traps: granted directories are read-only) |
+//!
+//! The last three pass the record through when the call succeeds; their panic message (on
+//! stderr) names the denial, and the host puts it in the trap's reason.
 //!
 //! Config keys: `tag` (adds header `tag` to every output), `topic` (sets every output's
 //! topic), `timestamp_ms` (sets every output's timestamp), `fail_init` (refuse init with this
@@ -137,11 +144,29 @@ fn transform(record: InputRecord, settings: &Settings) -> RecordResult {
             };
             return Ok(vec![with_value(&record, settings, verdict.to_owned())]);
         }
+        "open-file" => {
+            let hostname = std::fs::read_to_string("/etc/hostname").unwrap();
+            std::hint::black_box(hostname);
+            1
+        }
+        "open-socket" => {
+            let stream = std::net::TcpStream::connect("127.0.0.1:9").unwrap();
+            drop(stream);
+            1
+        }
+        "read-env" => {
+            let home = std::env::var("HOME").unwrap();
+            std::hint::black_box(home);
+            1
+        }
         _ => {
             if let Some(count) = marker.strip_prefix("count:") {
                 count
                     .parse()
                     .map_err(|_| TransformError::DeadLetter("bad count".into()))?
+            } else if let Some(path) = marker.strip_prefix("write-file:") {
+                std::fs::write(path, b"written by a guest").unwrap();
+                1
             } else if let Some(size) = marker.strip_prefix("bytes:") {
                 let size = size
                     .parse()
