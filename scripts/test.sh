@@ -20,7 +20,7 @@ cargo fmt --all -- --check
 (cd tests/guests && cargo fmt --all -- --check)
 
 step "clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 (cd examples && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests" cargo clippy --release --locked -- -D warnings)
 
 step "build the sluice binary (the tests run it as a child process)"
@@ -31,7 +31,7 @@ step "guest unit tests (native)"
     cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
 
 step "workspace tests (integration tests use the brokers)"
-cargo test --workspace --locked
+cargo test --workspace --all-features --locked
 
 echo
 echo "all tests passed in $((SECONDS - started_at)) s"

@@ -129,10 +129,7 @@ impl Message {
 
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|header| header.name == name)
-            .map(|header| header.value.as_slice())
+        first_header(&self.headers, name)
     }
 
     /// Event time set by the producer, in milliseconds since the Unix epoch.
@@ -167,6 +164,14 @@ impl From<Message> for Output {
     fn from(message: Message) -> Self {
         message.into_output()
     }
+}
+
+/// The value of the first header called `name`.
+pub(crate) fn first_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|header| header.name == name)
+        .map(|header| header.value.as_slice())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The records a transform writes.
 
 use crate::Header;
+use crate::message::first_header;
 
 /// A record to write to Kafka (or hand to the next transform).
 ///
@@ -88,10 +89,7 @@ impl Output {
 
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|header| header.name == name)
-            .map(|header| header.value.as_slice())
+        first_header(&self.headers, name)
     }
 
     /// The Kafka timestamp; `None` lets the host choose (event time, else publish time).

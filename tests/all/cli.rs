@@ -1,16 +1,8 @@
 //! The `sluice` binary's contract: exit codes and one clear `error:` line naming the input.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::sluice_bin;
-
-fn sluice(args: &[&str]) -> Output {
-    Command::new(sluice_bin())
-        .args(args)
-        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
-        .output()
-        .unwrap()
-}
+use crate::support::{sluice, write_offline_config};
 
 fn error_line(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -48,26 +40,7 @@ fn missing_config_file_exits_2_with_a_hint() {
 #[test]
 fn missing_component_exits_2_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.toml");
-    std::fs::write(
-        &path,
-        r#"
-[[pipeline]]
-name = "p"
-[pipeline.source]
-kind = "pulsar"
-url = "pulsar://127.0.0.1:1"
-topic = "t"
-subscription = "s"
-[[pipeline.transform]]
-component = "missing-guest.wasm"
-[pipeline.sink]
-kind = "kafka"
-brokers = "127.0.0.1:1"
-topic = "out"
-"#,
-    )
-    .unwrap();
+    let path = write_offline_config(dir.path(), "missing-guest.wasm");
     let output = sluice(&["run", "--config", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(error_line(&output).contains("missing-guest.wasm"));

@@ -4,7 +4,7 @@
 //! denial in the reason), granted per transform (env, read-only dirs), network never.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sluice::record::{InputRecord, OutputRecord, SourceInfo, SourceKind};
 use sluice::transform::{
@@ -16,7 +16,7 @@ use sluice_tests::{
     engine,
 };
 
-use crate::support::sluice_bin;
+use crate::support::{sluice, write_offline_config};
 
 fn spec(path: impl AsRef<Path>, limits: Limits, capabilities: Capabilities) -> TransformSpec {
     TransformSpec {
@@ -41,14 +41,6 @@ fn record(value: &str) -> InputRecord {
             message_id: "1".into(),
         },
     }
-}
-
-fn sluice(args: &[&str]) -> Output {
-    Command::new(sluice_bin())
-        .args(args)
-        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
-        .output()
-        .unwrap()
 }
 
 fn stderr(output: &Output) -> String {
@@ -143,28 +135,7 @@ fn sluice_check_exits_2_naming_the_problem_of_each_invalid_component() {
 #[test]
 fn sluice_run_refuses_an_invalid_component_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[pipeline]]
-name = "p"
-[pipeline.source]
-kind = "pulsar"
-url = "pulsar://127.0.0.1:1"
-topic = "t"
-subscription = "s"
-[[pipeline.transform]]
-component = "{FOREIGN_IMPORT}"
-[pipeline.sink]
-kind = "kafka"
-brokers = "127.0.0.1:1"
-topic = "out"
-"#
-        ),
-    )
-    .unwrap();
+    let config = write_offline_config(dir.path(), FOREIGN_IMPORT);
     let output = sluice(&["run", "--config", config.to_str().unwrap()]);
     let stderr = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");

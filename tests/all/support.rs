@@ -1,7 +1,7 @@
 //! Helpers shared by the broker tests of this binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use sluice::config::Config;
@@ -164,6 +164,40 @@ pub(crate) fn sluice_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Runs the `sluice` binary to completion (components compiled into a temporary cache).
+pub(crate) fn sluice(args: &[&str]) -> Output {
+    Command::new(sluice_bin())
+        .args(args)
+        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
+        .output()
+        .unwrap()
+}
+
+/// Writes a one-pipeline config running `component` against brokers that do not exist
+/// (port 1): for tests that must fail before anything connects. Returns the config's path.
+pub(crate) fn write_offline_config(dir: &Path, component: &str) -> PathBuf {
+    let path = dir.join("sluice.toml");
+    let toml = format!(
+        r#"
+[[pipeline]]
+name = "p"
+[pipeline.source]
+kind = "pulsar"
+url = "pulsar://127.0.0.1:1"
+topic = "t"
+subscription = "s"
+[[pipeline.transform]]
+component = {component:?}
+[pipeline.sink]
+kind = "kafka"
+brokers = "127.0.0.1:1"
+topic = "out"
+"#
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
 }
 
 /// `sluice run` as a child process, killed on drop if still running.
