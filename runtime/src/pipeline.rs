@@ -91,7 +91,6 @@ pub struct PipelineStats {
     pub produced: AtomicU64,
     pub filtered: AtomicU64,
     pub skipped: AtomicU64,
-    pub dead_lettered: AtomicU64,
     pub acked: AtomicU64,
     /// Dead-lettered records per failure class (`sluice.error.kind`): `dead-letter`, `trap`,
     /// `timeout`, `out-of-memory`, `stack-overflow`, `output-limit`, `unknown-topic`.
@@ -104,7 +103,6 @@ impl PipelineStats {
     }
 
     fn count_dead_letter(&self, kind: &str) {
-        Self::bump(&self.dead_lettered, 1);
         let mut by_kind = self
             .dead_lettered_by_kind
             .lock()
@@ -123,8 +121,8 @@ impl PipelineStats {
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let by_kind: Vec<String> = self
-            .dead_lettered_by_kind()
+        let dead_lettered_by_kind = self.dead_lettered_by_kind();
+        let by_kind: Vec<String> = dead_lettered_by_kind
             .iter()
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
@@ -134,7 +132,7 @@ impl PipelineStats {
             get(&self.produced),
             get(&self.filtered),
             get(&self.skipped),
-            get(&self.dead_lettered),
+            dead_lettered_by_kind.values().sum::<u64>(),
             if by_kind.is_empty() {
                 String::new()
             } else {

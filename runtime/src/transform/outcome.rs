@@ -39,21 +39,6 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    /// Every kind, for keeping a counter per failure class.
-    pub const ALL: [FailureKind; 6] = [
-        FailureKind::DeadLetter,
-        FailureKind::Timeout,
-        FailureKind::OutOfMemory,
-        FailureKind::StackOverflow,
-        FailureKind::Trap,
-        FailureKind::OutputLimit,
-    ];
-
-    /// Position in [`FailureKind::ALL`], to index an array of counters.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
     /// The value of the `sluice.error.kind` header.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -112,25 +97,6 @@ impl RecordOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn all_lists_every_kind_once_at_its_index() {
-        for (position, kind) in FailureKind::ALL.iter().enumerate() {
-            assert_eq!(kind.index(), position, "{kind}");
-            // A new variant breaks this match, reminding to add it to `ALL`.
-            match kind {
-                FailureKind::DeadLetter
-                | FailureKind::Timeout
-                | FailureKind::OutOfMemory
-                | FailureKind::StackOverflow
-                | FailureKind::Trap
-                | FailureKind::OutputLimit => {}
-            }
-        }
-        let names: std::collections::HashSet<_> =
-            FailureKind::ALL.iter().map(|kind| kind.as_str()).collect();
-        assert_eq!(names.len(), FailureKind::ALL.len());
-    }
 
     #[test]
     fn transform_id_shows_a_short_digest() {
