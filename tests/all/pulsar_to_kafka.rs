@@ -6,8 +6,8 @@ use std::time::Duration;
 use sluice_tests::brokers::{KafkaRecord, PulsarRecord, publish_to_pulsar, read_kafka_topic};
 
 use crate::support::{
-    Brokers, InProcessPipeline, SluiceProcess, brokers_and_topics, pipeline_toml, seq_of,
-    transform_entry,
+    Brokers, InProcessPipeline, SluiceProcess, brokers_and_topics, pipeline_toml, report_counts,
+    seq_of, transform_entry,
 };
 
 /// How long a test waits for records to show up in Kafka before it fails.
@@ -296,13 +296,7 @@ async fn sigkill_mid_stream_loses_nothing() {
     let output = read_until_all(&brokers, &topics.output, &good).await;
     second.terminate_and_wait_success();
 
-    let distinct = distinct_seqs(&output);
-    let duplicates = output.len() - distinct.len();
-    eprintln!(
-        "after restart: {} records in Kafka, {} distinct, {duplicates} duplicates, 0 lost",
-        output.len(),
-        distinct.len()
-    );
+    let distinct = report_counts("after restart", &output, &good);
     assert_eq!(distinct, good, "no record lost across SIGKILL");
     assert_per_key_order(&output);
 }

@@ -1,5 +1,6 @@
 //! Helpers shared by the broker tests of this binary.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -151,6 +152,25 @@ pub(crate) fn seq_of(record: &KafkaRecord) -> u64 {
         .header("seq")
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("record without a numeric seq header: {record:?}"))
+}
+
+/// Prints how many of `records` arrived, distinct, duplicated, and how many of `expected` are
+/// missing (duplicates are allowed at-least-once: counted, not asserted). Returns the distinct
+/// sequence numbers for the test's own assertion.
+pub(crate) fn report_counts(
+    context: &str,
+    records: &[KafkaRecord],
+    expected: &BTreeSet<u64>,
+) -> BTreeSet<u64> {
+    let distinct: BTreeSet<u64> = records.iter().map(seq_of).collect();
+    eprintln!(
+        "{context}: {} records in Kafka, {} distinct, {} duplicates, {} lost",
+        records.len(),
+        distinct.len(),
+        records.len() - distinct.len(),
+        expected.difference(&distinct).count()
+    );
+    distinct
 }
 
 /// The `sluice` binary built next to this test binary (`scripts/test.sh` builds it first).
