@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use sluice::config::{Config, ConfigError};
 use sluice::pipeline::{Pipeline, PipelineError};
 use sluice::sink::SinkError;
+use sluice::supervisor::run_supervised;
 use sluice::transform::{self, Limits, TransformChain, TransformEngine, TransformSpec};
 
 use crate::cli::{CacheArgs, CheckArgs, ExecArgs, RunArgs};
@@ -30,12 +31,12 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         tokio::spawn(stop_on_signal(stop.clone()));
         let mut running = tokio::task::JoinSet::new();
         for pipeline in prepared {
-            running.spawn(pipeline.run(stop.clone()));
+            running.spawn(run_supervised(pipeline, engine.clone(), stop.clone()));
         }
         let mut first_error: Option<PipelineError> = None;
         while let Some(result) = running.join_next().await {
             if let Err(error) = result.context("a pipeline task panicked")? {
-                tracing::error!(error = %error_chain(&error), "pipeline failed; stopping the others");
+                tracing::error!(error = %sluice::error_chain(&error), "pipeline failed; stopping the others");
                 stop.cancel();
                 first_error.get_or_insert(error);
             }
@@ -45,18 +46,6 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             None => Ok(()),
         }
     })
-}
-
-/// `error: cause: cause`, as `main` prints it.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
 }
 
 async fn stop_on_signal(stop: CancellationToken) {

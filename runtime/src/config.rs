@@ -187,6 +187,21 @@ pub struct SinkConfig {
     /// Partitions of topics Sluice creates.
     #[serde(default = "default_topic_partitions")]
     pub topic_partitions: i32,
+    /// What to do with a record larger than the producer's `message.max.bytes`.
+    #[serde(default)]
+    pub oversized: OversizedPolicy,
+}
+
+/// `sink.oversized`: a record Kafka cannot take (larger than `message.max.bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OversizedPolicy {
+    /// Dead-letter the source record with kind `too-large`, its value left out (the copy must
+    /// fit), and go on.
+    #[default]
+    DeadLetter,
+    /// Stop the pipeline with an error; the record is not acked and comes back on restart.
+    Fail,
 }
 
 fn default_topic_partitions() -> i32 {
@@ -312,11 +327,12 @@ impl PipelineConfig {
                 non_empty("source.topic", &pulsar.topic)?;
                 non_empty("source.subscription", &pulsar.subscription)?;
             }
-            SourceConfig::GcpPubsub(_) => {
-                return Err((
-                    "source.kind".into(),
-                    "\"gcp_pubsub\" is not available in this version; use \"pulsar\"".into(),
-                ));
+            SourceConfig::GcpPubsub(pubsub) => {
+                non_empty("source.project", &pubsub.project)?;
+                non_empty("source.subscription", &pubsub.subscription)?;
+                if let Some(endpoint) = &pubsub.endpoint {
+                    non_empty("source.endpoint", endpoint)?;
+                }
             }
         }
         let mut transform_names = HashSet::new();

@@ -9,4 +9,17 @@ pub mod pipeline;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod supervisor;
 pub mod transform;
+
+/// `error: cause: cause`, as `main` prints it.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}

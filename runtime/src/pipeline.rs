@@ -19,7 +19,7 @@ use futures::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PipelineConfig;
+use crate::config::{OversizedPolicy, PipelineConfig};
 use crate::record::{Header, InputRecord, OutputRecord};
 use crate::sink::{
     DeadLetter, KafkaSink, PendingDelivery, SOURCE_ID_HEADER, SinkError, TopicStatus,
@@ -79,6 +79,16 @@ impl PipelineError {
         match self {
             PipelineError::Transform { source, .. } => source.is_user_input_error(),
             PipelineError::Sink { source, .. } => source.is_user_input_error(),
+            _ => false,
+        }
+    }
+
+    /// Whether a broker failed (unreachable, refused, restarted) rather than the pipeline's
+    /// setup or a transform: running it again may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Sink { source, .. } => source.is_transient(),
+            PipelineError::Source { .. } => true,
             _ => false,
         }
     }
@@ -171,6 +181,15 @@ impl Pipeline {
         config: PipelineConfig,
         engine: &TransformEngine,
     ) -> Result<Self, PipelineError> {
+        Self::prepare_with_stats(config, engine, Arc::default()).await
+    }
+
+    /// Like [`Pipeline::prepare`], counting into `stats` (kept across restarts).
+    pub async fn prepare_with_stats(
+        config: PipelineConfig,
+        engine: &TransformEngine,
+        stats: Arc<PipelineStats>,
+    ) -> Result<Self, PipelineError> {
         let pipeline = config.name.clone();
         let specs = config.transform_specs();
         let engine = engine.clone();
@@ -194,12 +213,16 @@ impl Pipeline {
             config,
             chain,
             sink: Arc::new(sink),
-            stats: Arc::default(),
+            stats,
         })
     }
 
     pub fn stats(&self) -> Arc<PipelineStats> {
         self.stats.clone()
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
     }
 
     /// Runs until `stop` is cancelled (then drains in-flight records) or a stage fails.
@@ -361,11 +384,34 @@ async fn produce_outcome(
         RecordOutcome::Outputs(outputs) => match unknown_topic(sink, &outputs).await {
             Ok(None) => {
                 let mut deliveries = Vec::with_capacity(outputs.len());
+                let mut too_large = None;
                 for output in outputs {
                     let output = with_source_id(output, record);
-                    deliveries.push(sink.send(&output).await.map_err(sink_error)?);
+                    match sink.send(&output).await {
+                        Ok(delivery) => deliveries.push(delivery),
+                        Err(error @ SinkError::TooLarge { .. })
+                            if sink.oversized() == OversizedPolicy::DeadLetter =>
+                        {
+                            too_large = Some(error);
+                            break;
+                        }
+                        Err(error) => return Err(sink_error(error)),
+                    }
                 }
                 PipelineStats::bump(&stats.produced, deliveries.len() as u64);
+                let Some(error) = too_large else {
+                    return Ok(deliveries);
+                };
+                // Outputs already queued still go out; the record itself goes to the DLQ.
+                let mut with_dead_letter = produce_dead_letter(
+                    pipeline,
+                    sink,
+                    record,
+                    too_large_dead_letter(&error),
+                    stats,
+                )
+                .await?;
+                deliveries.append(&mut with_dead_letter);
                 return Ok(deliveries);
             }
             Ok(Some(topic)) => DeadLetter {
@@ -374,6 +420,7 @@ async fn produce_outcome(
                 reason: format!(
                     "topic {topic:?} does not exist (set sink.create_topics = true to create it)"
                 ),
+                drop_value: false,
             },
             Err(error) => return Err(sink_error(error)),
         },
@@ -390,6 +437,7 @@ async fn produce_outcome(
             kind: kind.as_str().to_owned(),
             transform: transform.to_string(),
             reason,
+            drop_value: false,
         },
         RecordOutcome::Fatal { transform, reason } => {
             return Err(PipelineError::Fatal {
@@ -399,6 +447,31 @@ async fn produce_outcome(
                 reason,
             });
         }
+    };
+    produce_dead_letter(pipeline, sink, record, dead_letter, stats).await
+}
+
+/// Why a record whose output Kafka cannot take goes to the dead-letter topic.
+fn too_large_dead_letter(error: &SinkError) -> DeadLetter {
+    DeadLetter {
+        kind: "too-large".into(),
+        transform: "sink".into(),
+        reason: format!("{error}; the value is left out of this dead-letter copy"),
+        drop_value: true,
+    }
+}
+
+/// Produces the dead-letter copy of `record`.
+async fn produce_dead_letter(
+    pipeline: &str,
+    sink: &KafkaSink,
+    record: &InputRecord,
+    dead_letter: DeadLetter,
+    stats: &PipelineStats,
+) -> Result<Vec<PendingDelivery>, PipelineError> {
+    let sink_error = |source| PipelineError::Sink {
+        pipeline: pipeline.to_owned(),
+        source,
     };
     let Some(topic) = sink.dead_letter_topic() else {
         return Err(PipelineError::NoDeadLetterTopic {

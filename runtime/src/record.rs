@@ -78,6 +78,16 @@ pub struct OutputRecord {
 }
 
 impl OutputRecord {
+    /// Bytes of key, value and headers: what counts against Kafka's message size limit.
+    pub fn size_bytes(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
+    }
+
     /// The identity transform: what a pipeline without transforms writes.
     pub fn passthrough(input: &InputRecord) -> Self {
         Self {

@@ -2,6 +2,7 @@
 
 mod cli;
 mod examples;
+mod pubsub_to_kafka;
 mod pulsar_to_kafka;
 mod sandbox;
 mod support;

@@ -6,8 +6,9 @@ use std::time::Duration;
 use sluice_tests::brokers::{KafkaRecord, PulsarRecord, publish_to_pulsar, read_kafka_topic};
 
 use crate::support::{
-    Brokers, InProcessPipeline, SluiceProcess, brokers_and_topics, pipeline_toml, report_counts,
-    seq_of, transform_entry,
+    BrokerUse, Brokers, InProcessPipeline, SluiceProcess, assert_stall_and_recovery_logged,
+    brokers_and_topics, brokers_and_topics_for, outage_of, pipeline_toml, report_counts, seq_of,
+    transform_entry,
 };
 
 /// How long a test waits for records to show up in Kafka before it fails.
@@ -299,4 +300,55 @@ async fn sigkill_mid_stream_loses_nothing() {
     let distinct = report_counts("after restart", &output, &good);
     assert_eq!(distinct, good, "no record lost across SIGKILL");
     assert_per_key_order(&output);
+}
+
+/// Acceptance (issue 3's outage, on the Pulsar source): Kafka stopped for 20 s mid-stream, then
+/// restarted → zero lost; memory bounded while it is down (reading stops at the in-flight
+/// limit); the stall, the interruption and the restart are logged; the runtime stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_outage_of_twenty_seconds_loses_nothing() {
+    let Some((brokers, topics)) = brokers_and_topics_for("outage", 3, BrokerUse::Exclusive).await
+    else {
+        return;
+    };
+    let transforms = transform_entry(sluice_tests::REDACT, r#"fields = "email""#);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("outage.toml");
+    std::fs::write(&config, pipeline_toml(&brokers, &topics, &transforms, "")).unwrap();
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &orders(10_000))
+        .await
+        .unwrap();
+    let good: BTreeSet<u64> = (0..10_000).filter(|s| !is_poison(*s)).collect();
+
+    let log = dir.path().join("sluice.log");
+    let mut runtime = SluiceProcess::run_logging_to(&config, &log);
+    let (kafka, output_topic) = (brokers.kafka.clone(), topics.output.clone());
+    let before = tokio::task::spawn_blocking(move || {
+        read_kafka_topic(&kafka, &output_topic, DELIVERY_TIMEOUT, |r| {
+            r.len() >= 2_000
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .len();
+    let memory = outage_of("kafka", 20, &mut runtime, &log).await;
+    let output = read_until_all(&brokers, &topics.output, &good).await;
+    // Not SIGTERM: a drain after a supervised restart hung once here (under investigation,
+    // see the closing note of issue 3); the delivery guarantee is what this test is about.
+    runtime.kill();
+
+    let distinct = distinct_seqs(&output);
+    eprintln!(
+        "Kafka down for 20 s after {before} records: RSS {} MiB at the stop, at most {} MiB \
+         while down; {} records in Kafka, {} distinct, {} duplicates, 0 lost",
+        memory.at_stop,
+        memory.max_while_down,
+        output.len(),
+        distinct.len(),
+        output.len() - distinct.len()
+    );
+    assert_eq!(distinct, good, "no record lost across the outage");
+    assert!(memory.max_while_down <= memory.at_stop + 64);
+    assert_stall_and_recovery_logged(&std::fs::read_to_string(&log).unwrap());
 }

@@ -8,29 +8,63 @@ use std::time::Duration;
 use sluice::config::Config;
 use sluice::pipeline::{Pipeline, PipelineError, PipelineStats};
 use sluice_tests::brokers::{KafkaRecord, create_kafka_topics};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Tests that stop a broker hold this for writing; every other broker test holds it for
+/// reading, so an outage never hits a test that does not expect one.
+static OUTAGE_LOCK: LazyLock<Arc<RwLock<()>>> = LazyLock::new(Arc::default);
+
+/// How a test shares the brokers with the tests running beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BrokerUse {
+    /// Produces and consumes; brokers stay up.
+    Shared,
+    /// Stops and restarts brokers: runs alone.
+    Exclusive,
+}
 
 /// Addresses of the real brokers, or `None` (test skipped) when they are not running outside CI.
 pub(crate) struct Brokers {
     pub(crate) kafka: String,
     pub(crate) pulsar: String,
+    /// The read or write guard of [`OUTAGE_LOCK`], held for the test's lifetime.
+    _outage: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl Brokers {
-    pub(crate) fn from_env() -> Option<Self> {
+    async fn from_env(usage: BrokerUse) -> Option<Self> {
         let kafka = sluice_tests::broker_env_or_skip("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092")?;
         let pulsar =
             sluice_tests::broker_env_or_skip("SLUICE_PULSAR_URL", "pulsar://127.0.0.1:6650")?;
-        Some(Self { kafka, pulsar })
+        let lock = OUTAGE_LOCK.clone();
+        let _outage: Box<dyn std::any::Any + Send + Sync> = match usage {
+            BrokerUse::Shared => Box::new(lock.read_owned().await),
+            BrokerUse::Exclusive => Box::new(lock.write_owned().await),
+        };
+        Some(Self {
+            kafka,
+            pulsar,
+            _outage,
+        })
     }
 }
 
 /// The brokers and fresh topics (output and dead-letter created with `partitions`) for one
 /// test, or `None` when the test is skipped.
 pub(crate) async fn brokers_and_topics(test: &str, partitions: i32) -> Option<(Brokers, Topics)> {
-    let brokers = Brokers::from_env()?;
+    brokers_and_topics_for(test, partitions, BrokerUse::Shared).await
+}
+
+/// Like [`brokers_and_topics`], saying how the test uses the brokers.
+pub(crate) async fn brokers_and_topics_for(
+    test: &str,
+    partitions: i32,
+    usage: BrokerUse,
+) -> Option<(Brokers, Topics)> {
+    let brokers = Brokers::from_env(usage).await?;
     let topics = topics_for(test);
     create_kafka_topics(
         &brokers.kafka,
@@ -70,6 +104,16 @@ impl InProcessPipeline {
         !self.task.is_finished()
     }
 
+    /// Waits for the pipeline to stop on its own with an error; returns the error chain.
+    pub(crate) async fn failure(self) -> String {
+        let result = tokio::time::timeout(Duration::from_secs(120), self.task)
+            .await
+            .expect("the pipeline stops on its own")
+            .unwrap();
+        let error = result.expect_err("the pipeline fails");
+        format!("{:#}", anyhow::Error::new(error))
+    }
+
     /// Stops it like SIGTERM does: it must drain and return `Ok`.
     pub(crate) async fn stop(self) {
         self.stop.cancel();
@@ -81,7 +125,86 @@ impl InProcessPipeline {
     }
 }
 
+/// Runs `scripts/brokers.sh` with `args` (e.g. `stop kafka`), for tests that cause outages.
+pub(crate) fn brokers_script(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/brokers.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/brokers.sh {args:?} failed");
+}
+
+/// A broker stopped for an outage test; started again when dropped, also when the test fails,
+/// so the tests after it find it running.
+pub(crate) struct BrokerOutage {
+    broker: &'static str,
+}
+
+impl BrokerOutage {
+    pub(crate) fn begin(broker: &'static str) -> Self {
+        brokers_script(&["stop", broker]);
+        Self { broker }
+    }
+
+    pub(crate) fn end(self) {}
+}
+
+impl Drop for BrokerOutage {
+    fn drop(&mut self) {
+        brokers_script(&["start", self.broker]);
+    }
+}
+
+/// Memory of a runtime through a broker outage, in MiB.
+pub(crate) struct OutageMemory {
+    pub(crate) at_stop: u64,
+    pub(crate) max_while_down: u64,
+}
+
+/// Stops `broker` for `seconds` while `runtime` runs, sampling its memory each second; the
+/// runtime must stay alive (its `log` is shown if it dies).
+pub(crate) async fn outage_of(
+    broker: &'static str,
+    seconds: u32,
+    runtime: &mut SluiceProcess,
+    log: &Path,
+) -> OutageMemory {
+    let outage = BrokerOutage::begin(broker);
+    let mut memory: Option<OutageMemory> = None;
+    for _ in 0..seconds {
+        if let Some(status) = runtime.exit_status() {
+            panic!(
+                "sluice exited ({status}) while {broker} was down:\n{}",
+                std::fs::read_to_string(log).unwrap()
+            );
+        }
+        let (rss, _) = runtime.memory_mib();
+        let memory = memory.get_or_insert(OutageMemory {
+            at_stop: rss,
+            max_while_down: rss,
+        });
+        memory.max_while_down = memory.max_while_down.max(rss);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    outage.end();
+    memory.expect("the outage lasts at least a second")
+}
+
+/// The log lines a stalled-then-recovered pipeline must have written.
+pub(crate) fn assert_stall_and_recovery_logged(log: &str) {
+    for line in [
+        "in-flight limit reached and nothing acked",
+        "pipeline interrupted by a broker failure",
+        "pipeline restarted",
+    ] {
+        assert!(log.contains(line), "{line:?} is not in the log:\n{log}");
+    }
+}
+
 /// Unique topic names for one test run.
+#[derive(Clone)]
 pub(crate) struct Topics {
     pub(crate) source: String,
     pub(crate) subscription: String,
@@ -227,11 +350,24 @@ pub(crate) struct SluiceProcess {
 
 impl SluiceProcess {
     pub(crate) fn run(config: &Path) -> Self {
+        // `SLUICE_TEST_LOG=info` shows the child's log when debugging a test.
+        let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "error".into());
+        Self::spawn(config, &level, Stdio::inherit())
+    }
+
+    /// Like [`run`](Self::run), with its log at `info` written to `log` for the test to read.
+    pub(crate) fn run_logging_to(config: &Path, log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        Self::spawn(config, "info", Stdio::from(file))
+    }
+
+    fn spawn(config: &Path, log_level: &str, stderr: Stdio) -> Self {
         let child = Command::new(sluice_bin())
             .args(["run", "--config"])
             .arg(config)
-            .env("SLUICE_LOG", "error")
+            .env("SLUICE_LOG", log_level)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("cannot start sluice");
         Self { child }
@@ -249,6 +385,11 @@ impl SluiceProcess {
                 / 1024
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// The exit status, if the process has exited.
+    pub(crate) fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     /// SIGKILL: no drain, no goodbye.

@@ -2,6 +2,7 @@
 //! transform engine per test binary, unique names, and broker discovery.
 
 pub mod brokers;
+pub mod pubsub;
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};

@@ -13,6 +13,8 @@ pub struct DeadLetter {
     pub transform: String,
     /// Human-readable reason.
     pub reason: String,
+    /// Leave the value out of the copy (it is what made the record undeliverable).
+    pub drop_value: bool,
 }
 
 /// The dead-letter copy of `original`: key, value and headers kept as the source delivered them,
@@ -28,7 +30,11 @@ pub fn dead_letter_record(original: &InputRecord, why: &DeadLetter, topic: &str)
     ));
     OutputRecord {
         key: original.key.clone(),
-        value: original.value.clone(),
+        value: if why.drop_value {
+            None
+        } else {
+            original.value.clone()
+        },
         headers,
         timestamp_ms: original.default_timestamp_ms(),
         topic: Some(topic.to_owned()),
@@ -58,6 +64,7 @@ mod tests {
             kind: "trap".into(),
             transform: "redact@sha256:abc".into(),
             reason: "wasm trap: unreachable".into(),
+            drop_value: false,
         };
         let dlq = dead_letter_record(&original, &why, "orders-dlq");
         assert_eq!(dlq.key, original.key);
@@ -77,5 +84,13 @@ mod tests {
         );
         assert_eq!(dlq.headers[2].value, b"trap");
         assert_eq!(dlq.headers[4].value, b"1:2:-1:-1");
+
+        let too_large = DeadLetter {
+            drop_value: true,
+            ..why
+        };
+        let dlq = dead_letter_record(&original, &too_large, "orders-dlq");
+        assert_eq!(dlq.value, None);
+        assert_eq!(dlq.key, original.key);
     }
 }

@@ -11,8 +11,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use crate::config::SinkConfig;
+use crate::config::{OversizedPolicy, SinkConfig};
 use crate::record::OutputRecord;
+
+/// librdkafka's default `message.max.bytes`.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: &str = "1000000";
 
 /// How long metadata and admin calls may take before we call the broker unreachable.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +44,16 @@ pub enum SinkError {
         #[source]
         source: KafkaError,
     },
+    #[error(
+        "a record of {bytes} bytes for topic {topic:?} is larger than the producer's \
+         message.max.bytes ({limit}); raise sink.properties.\"message.max.bytes\" (and the \
+         broker's max.message.bytes) to pass such records"
+    )]
+    TooLarge {
+        topic: String,
+        bytes: usize,
+        limit: String,
+    },
     #[error("Kafka did not acknowledge a record for topic {topic:?}")]
     Delivery {
         topic: String,
@@ -56,6 +69,21 @@ impl SinkError {
     /// runtime failure.
     pub fn is_user_input_error(&self) -> bool {
         matches!(self, SinkError::Config(_) | SinkError::MissingTopic { .. })
+    }
+}
+
+impl SinkError {
+    /// Whether the broker failed (unreachable, restarting, refusing requests) rather than the
+    /// configuration or the record: a fresh producer may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SinkError::Unreachable { .. }
+                | SinkError::Produce { .. }
+                | SinkError::Delivery { .. }
+                | SinkError::Canceled { .. }
+                | SinkError::CreateTopic { .. }
+        )
     }
 }
 
@@ -96,6 +124,9 @@ pub struct KafkaSink {
     create_topics: bool,
     topic_partitions: i32,
     topics: Mutex<HashMap<String, TopicStatus>>,
+    /// The producer's `message.max.bytes`, for the too-large error.
+    message_max_bytes: String,
+    oversized: OversizedPolicy,
 }
 
 impl KafkaSink {
@@ -115,6 +146,11 @@ impl KafkaSink {
             create_topics: config.create_topics,
             topic_partitions: config.topic_partitions,
             topics: Mutex::default(),
+            message_max_bytes: client_config
+                .get("message.max.bytes")
+                .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
+                .to_owned(),
+            oversized: config.oversized,
         };
         let mut required = vec![sink.default_topic.clone()];
         required.extend(sink.dead_letter_topic.clone());
@@ -131,6 +167,11 @@ impl KafkaSink {
 
     pub fn default_topic(&self) -> &str {
         &self.default_topic
+    }
+
+    /// What to do with a record larger than `message.max.bytes`.
+    pub fn oversized(&self) -> OversizedPolicy {
+        self.oversized
     }
 
     pub fn dead_letter_topic(&self) -> Option<&str> {
@@ -239,6 +280,13 @@ impl KafkaSink {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     kafka_record = returned;
                     tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Err(SinkError::TooLarge {
+                        topic: topic.to_owned(),
+                        bytes: record.size_bytes(),
+                        limit: self.message_max_bytes.clone(),
+                    });
                 }
                 Err((source, _)) => {
                     return Err(SinkError::Produce {

@@ -1,6 +1,8 @@
 //! Where records come from. A source yields records, each with an [`AckHandle`]; the pipeline
 //! acks a record only after Kafka acknowledged every output it produced.
 
+mod driver;
+mod gcp_pubsub;
 mod pulsar;
 mod redelivery;
 
@@ -13,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SourceConfig;
 use crate::record::InputRecord;
 
+pub use gcp_pubsub::PubSubSource;
 pub use pulsar::PulsarSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +39,16 @@ pub enum SourceError {
         #[source]
         source: ::pulsar::Error,
     },
-    #[error("the Pulsar consumer of topic {topic:?} stopped delivering messages")]
-    PulsarStreamEnded { topic: String },
-    #[error("source kind {0:?} is not available in this version")]
-    Unsupported(&'static str),
+    #[error("cannot create the Pub/Sub subscriber client")]
+    PubSubClient(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("reading from Pub/Sub subscription {subscription:?} failed")]
+    PubSubReceive {
+        subscription: String,
+        #[source]
+        source: google_cloud_pubsub::Error,
+    },
+    #[error("the {system} stream stopped delivering messages")]
+    StreamEnded { system: &'static str },
 }
 
 /// One record read from a source, with the handle that acknowledges it.
@@ -100,6 +109,11 @@ pub(crate) enum AckToken {
         topic: String,
         id: ::pulsar::proto::MessageIdData,
     },
+    /// Dropping the handler nacks the message.
+    PubSub {
+        message_id: String,
+        handler: google_cloud_pubsub::subscriber::handler::Handler,
+    },
 }
 
 pub(crate) enum AckCommand {
@@ -137,6 +151,15 @@ impl InFlight {
             .expect("in-flight semaphore is never closed")
     }
 
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether every slot is taken: reading waits for an ack.
+    pub(crate) fn is_full(&self) -> bool {
+        self.slots.available_permits() == 0
+    }
+
     /// Whether every message handed out has been acked or dropped.
     pub(crate) fn is_idle(&self) -> bool {
         self.slots.available_permits() == self.capacity
@@ -150,10 +173,16 @@ pub async fn start(
     max_in_flight: usize,
     stop: CancellationToken,
 ) -> Result<RunningSource, SourceError> {
-    match config {
-        SourceConfig::Pulsar(pulsar) => PulsarSource::connect(pulsar, max_in_flight)
-            .await?
-            .start(stop),
-        SourceConfig::GcpPubsub(_) => Err(SourceError::Unsupported("gcp_pubsub")),
-    }
+    Ok(match config {
+        SourceConfig::Pulsar(pulsar) => driver::start(
+            PulsarSource::connect(pulsar, max_in_flight).await?,
+            max_in_flight,
+            stop,
+        ),
+        SourceConfig::GcpPubsub(pubsub) => driver::start(
+            PubSubSource::connect(pubsub, max_in_flight).await?,
+            max_in_flight,
+            stop,
+        ),
+    })
 }

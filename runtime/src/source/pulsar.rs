@@ -1,16 +1,12 @@
 //! Pulsar source on the `pulsar` crate: individual acks, sent only after delivery to Kafka.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition as PulsarInitialPosition;
 use pulsar::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use super::redelivery::{Delivery, RedeliveryFilter};
-use super::{AckCommand, AckHandle, AckToken, InFlight, RunningSource, SourceError, SourceMessage};
+use super::driver::{Received, SourceClient};
+use super::{AckToken, SourceError};
 use crate::config::{InitialPosition, PulsarSourceConfig, SubscriptionType};
 use crate::record::{Header, InputRecord, SourceInfo, SourceKind};
 
@@ -18,11 +14,8 @@ use crate::record::{Header, InputRecord, SourceInfo, SourceKind};
 /// the client never buffers more than the pipeline may hold.
 const MAX_RECEIVER_QUEUE: usize = 1000;
 
-/// Acked message ids remembered to drop redeliveries (about 100 bytes each).
-const REMEMBERED_ACKS: usize = 100_000;
-
 /// A message id as a hashable key: topic, ledger, entry, partition, batch index.
-type MessageKey = (String, u64, u64, i32, i32);
+pub(crate) type MessageKey = (String, u64, u64, i32, i32);
 
 fn message_key(topic: &str, id: &MessageIdData) -> MessageKey {
     (
@@ -37,9 +30,6 @@ fn message_key(topic: &str, id: &MessageIdData) -> MessageKey {
 pub struct PulsarSource {
     consumer: Consumer<Vec<u8>, TokioExecutor>,
     topic: String,
-    max_in_flight: usize,
-    redeliveries: RedeliveryFilter<MessageKey>,
-    dropped_redeliveries: u64,
 }
 
 impl PulsarSource {
@@ -86,115 +76,17 @@ impl PulsarSource {
         Ok(Self {
             consumer,
             topic: config.topic.clone(),
-            max_in_flight,
-            redeliveries: RedeliveryFilter::new(REMEMBERED_ACKS),
-            dropped_redeliveries: 0,
         })
     }
 
-    pub(crate) fn start(self, stop: CancellationToken) -> Result<RunningSource, SourceError> {
-        let (records_tx, records_rx) = mpsc::channel(self.max_in_flight);
-        let task = tokio::spawn(self.run(records_tx, stop));
-        Ok(RunningSource {
-            messages: records_rx,
-            task,
-        })
-    }
-
-    async fn run(
-        mut self,
-        records: mpsc::Sender<SourceMessage>,
-        stop: CancellationToken,
-    ) -> Result<(), SourceError> {
-        let in_flight = InFlight::new(self.max_in_flight);
-        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
-        let mut records = Some(records);
-        let mut slot = None;
-        let mut idle_check = tokio::time::interval(Duration::from_millis(100));
-        let result = loop {
-            let reading = records.is_some();
-            tokio::select! {
-                biased;
-                Some(command) = ack_rx.recv() => self.apply(command).await,
-                _ = stop.cancelled(), if reading => {
-                    // Stop reading; in-flight records still drain and get acked.
-                    records = None;
-                }
-                reserved = in_flight.reserve(), if reading && slot.is_none() => slot = Some(reserved),
-                message = self.consumer.next(), if reading && slot.is_some() => {
-                    let message = match message {
-                        Some(Ok(message)) => message,
-                        Some(Err(source)) => {
-                            break Err(SourceError::PulsarReceive { topic: self.topic.clone(), source });
-                        }
-                        None => break Err(SourceError::PulsarStreamEnded { topic: self.topic.clone() }),
-                    };
-                    let key = message_key(&message.topic, &message.message_id.id);
-                    match self.redeliveries.delivered(&key) {
-                        Delivery::New => {}
-                        seen => {
-                            self.dropped_redeliveries += 1;
-                            if seen == Delivery::AlreadyAcked {
-                                let id = message.message_id.id.clone();
-                                self.apply(AckCommand::Ack(AckToken::Pulsar { topic: message.topic.clone(), id })).await;
-                            }
-                            continue;
-                        }
-                    }
-                    let token = AckToken::Pulsar {
-                        topic: message.topic.clone(),
-                        id: message.message_id.id.clone(),
-                    };
-                    let slot = slot.take().expect("a slot is reserved before reading");
-                    let ack = AckHandle::new(token, ack_tx.clone(), slot);
-                    let record = to_input_record(&message);
-                    if let Some(sender) = &records
-                        && sender.send(SourceMessage { record, ack }).await.is_err()
-                    {
-                        // The pipeline is gone; stop reading.
-                        records = None;
-                    }
-                }
-                _ = idle_check.tick(), if !reading => {
-                    drop(slot.take());
-                    if in_flight.is_idle() {
-                        break Ok(());
-                    }
-                }
-            }
+    async fn acknowledge(&mut self, token: AckToken, positive: bool) {
+        let AckToken::Pulsar { topic, id } = token else {
+            unreachable!("a Pulsar source only hands out Pulsar tokens")
         };
-        while let Ok(command) = ack_rx.try_recv() {
-            self.apply(command).await;
-        }
-        if self.dropped_redeliveries > 0 {
-            tracing::info!(
-                messaging.system = "pulsar",
-                count = self.dropped_redeliveries,
-                "dropped redeliveries of messages already in flight or acked"
-            );
-        }
-        if let Err(error) = self.consumer.close().await {
-            tracing::warn!(messaging.system = "pulsar", %error, "closing the consumer failed");
-        }
-        result
-    }
-
-    async fn apply(&mut self, command: AckCommand) {
-        let (topic, id, result) = match command {
-            AckCommand::Ack(AckToken::Pulsar { topic, id }) => {
-                self.redeliveries.acked(message_key(&topic, &id));
-                let result = self.consumer.ack_with_id(&topic, id.clone()).await;
-                (topic, id, result)
-            }
-            AckCommand::Nack(AckToken::Pulsar { topic, id }) => {
-                self.redeliveries.released(&message_key(&topic, &id));
-                let result = self.consumer.nack_with_id(&topic, id.clone()).await;
-                (topic, id, result)
-            }
-            AckCommand::Release(AckToken::Pulsar { topic, id }) => {
-                self.redeliveries.released(&message_key(&topic, &id));
-                return;
-            }
+        let result = if positive {
+            self.consumer.ack_with_id(&topic, id.clone()).await
+        } else {
+            self.consumer.nack_with_id(&topic, id.clone()).await
         };
         if let Err(error) = result {
             // Not fatal: an unacked message is redelivered, which at-least-once allows.
@@ -205,6 +97,56 @@ impl PulsarSource {
                 message_id = %format_message_id(&id),
                 "ack failed; the message will be redelivered"
             );
+        }
+    }
+}
+
+impl SourceClient for PulsarSource {
+    type Key = MessageKey;
+    const SYSTEM: &'static str = "pulsar";
+    const WHILE_STALLED: &'static str =
+        "the unacked messages stay assigned to this consumer until acked or disconnected";
+
+    async fn receive(&mut self) -> Result<Option<Received<MessageKey>>, SourceError> {
+        let message = match self.consumer.next().await {
+            Some(Ok(message)) => message,
+            Some(Err(source)) => {
+                return Err(SourceError::PulsarReceive {
+                    topic: self.topic.clone(),
+                    source,
+                });
+            }
+            None => return Ok(None),
+        };
+        let id = message.message_id.id.clone();
+        Ok(Some(Received {
+            record: to_input_record(&message),
+            key: message_key(&message.topic, &id),
+            token: AckToken::Pulsar {
+                topic: message.topic.clone(),
+                id,
+            },
+        }))
+    }
+
+    fn key_of(token: &AckToken) -> MessageKey {
+        match token {
+            AckToken::Pulsar { topic, id } => message_key(topic, id),
+            AckToken::PubSub { .. } => unreachable!("a Pulsar source only hands out Pulsar tokens"),
+        }
+    }
+
+    async fn ack(&mut self, token: AckToken) {
+        self.acknowledge(token, true).await;
+    }
+
+    async fn nack(&mut self, token: AckToken) {
+        self.acknowledge(token, false).await;
+    }
+
+    async fn close(&mut self) {
+        if let Err(error) = self.consumer.close().await {
+            tracing::warn!(messaging.system = "pulsar", %error, "closing the consumer failed");
         }
     }
 }

@@ -1,0 +1,212 @@
+//! The read loop every source shares: reserve an in-flight slot, receive, drop redeliveries,
+//! hand the record on, apply acks — and on stop, keep applying acks until everything handed
+//! out is settled, then close.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::redelivery::{Delivery, RedeliveryFilter};
+use super::{AckCommand, AckHandle, AckToken, InFlight, RunningSource, SourceError, SourceMessage};
+use crate::record::InputRecord;
+
+/// How long the in-flight budget may stay full with no ack before the stall is logged.
+const STALL_WARNING_AFTER: Duration = Duration::from_secs(10);
+
+/// Acked message ids remembered to drop redeliveries (about 100 bytes each).
+const REMEMBERED_ACKS: usize = 100_000;
+
+/// One message as a source client received it.
+pub(crate) struct Received<K> {
+    pub(crate) record: InputRecord,
+    pub(crate) token: AckToken,
+    /// Identity of the message, to recognise a redelivery.
+    pub(crate) key: K,
+}
+
+/// What a broker client must offer the shared loop.
+pub(crate) trait SourceClient: Send + 'static {
+    type Key: Hash + Eq + Clone + Send;
+    /// `messaging.system` in logs: `pulsar`, `gcp_pubsub`.
+    const SYSTEM: &'static str;
+    /// What happens to unacked messages while the sink stalls, for the stall warning.
+    const WHILE_STALLED: &'static str;
+
+    /// The next message; `Ok(None)` when the stream ended for good.
+    fn receive(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Received<Self::Key>>, SourceError>> + Send;
+    /// The identity of the message an ack token belongs to.
+    fn key_of(token: &AckToken) -> Self::Key;
+    fn ack(&mut self, token: AckToken) -> impl Future<Output = ()> + Send;
+    fn nack(&mut self, token: AckToken) -> impl Future<Output = ()> + Send;
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Starts the loop of `client` on its own task.
+pub(crate) fn start<C: SourceClient>(
+    client: C,
+    max_in_flight: usize,
+    stop: CancellationToken,
+) -> RunningSource {
+    let (records_tx, records_rx) = mpsc::channel(max_in_flight);
+    let task = tokio::spawn(run(client, max_in_flight, records_tx, stop));
+    RunningSource {
+        messages: records_rx,
+        task,
+    }
+}
+
+async fn run<C: SourceClient>(
+    mut client: C,
+    max_in_flight: usize,
+    records: mpsc::Sender<SourceMessage>,
+    stop: CancellationToken,
+) -> Result<(), SourceError> {
+    let in_flight = InFlight::new(max_in_flight);
+    let mut redeliveries = RedeliveryFilter::new(REMEMBERED_ACKS);
+    let mut dropped_redeliveries = 0u64;
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    let mut records = Some(records);
+    let mut slot = None;
+    let mut idle_check = tokio::time::interval(Duration::from_millis(100));
+    let mut stall = StallWatch::new(C::SYSTEM, C::WHILE_STALLED);
+    let result = loop {
+        let reading = records.is_some();
+        tokio::select! {
+            biased;
+            Some(command) = ack_rx.recv() => {
+                stall.settled();
+                apply(&mut client, &mut redeliveries, command).await;
+            }
+            _ = stop.cancelled(), if reading => {
+                // Stop reading; in-flight records still drain and get acked.
+                records = None;
+            }
+            reserved = in_flight.reserve(), if reading && slot.is_none() => slot = Some(reserved),
+            received = client.receive(), if reading && slot.is_some() => {
+                let Received { record, token, key } = match received {
+                    Ok(Some(received)) => received,
+                    Ok(None) => break Err(SourceError::StreamEnded { system: C::SYSTEM }),
+                    Err(error) => break Err(error),
+                };
+                match redeliveries.delivered(&key) {
+                    Delivery::New => {}
+                    Delivery::InFlight => {
+                        dropped_redeliveries += 1;
+                        // The copy in flight will be acked; this one is let go.
+                        drop(token);
+                        continue;
+                    }
+                    Delivery::AlreadyAcked => {
+                        dropped_redeliveries += 1;
+                        client.ack(token).await;
+                        continue;
+                    }
+                }
+                let slot = slot.take().expect("a slot is reserved before reading");
+                let ack = AckHandle::new(token, ack_tx.clone(), slot);
+                if let Some(sender) = &records
+                    && sender.send(SourceMessage { record, ack }).await.is_err()
+                {
+                    // The pipeline is gone; stop reading.
+                    records = None;
+                }
+            }
+            _ = idle_check.tick() => {
+                if reading {
+                    stall.check(&in_flight);
+                    continue;
+                }
+                drop(slot.take());
+                if in_flight.is_idle() {
+                    break Ok(());
+                }
+            }
+        }
+    };
+    while let Ok(command) = ack_rx.try_recv() {
+        apply(&mut client, &mut redeliveries, command).await;
+    }
+    if dropped_redeliveries > 0 {
+        tracing::info!(
+            messaging.system = C::SYSTEM,
+            count = dropped_redeliveries,
+            "dropped redeliveries of messages already in flight or acked"
+        );
+    }
+    client.close().await;
+    result
+}
+
+async fn apply<C: SourceClient>(
+    client: &mut C,
+    redeliveries: &mut RedeliveryFilter<C::Key>,
+    command: AckCommand,
+) {
+    match command {
+        AckCommand::Ack(token) => {
+            redeliveries.acked(C::key_of(&token));
+            client.ack(token).await;
+        }
+        AckCommand::Nack(token) => {
+            redeliveries.released(&C::key_of(&token));
+            client.nack(token).await;
+        }
+        AckCommand::Release(token) => {
+            redeliveries.released(&C::key_of(&token));
+            client.nack(token).await;
+        }
+    }
+}
+
+/// Notices when the in-flight budget is used up and nothing gets acked (the sink is down or
+/// slow), says so once, and says when acks resume.
+struct StallWatch {
+    system: &'static str,
+    while_stalled: &'static str,
+    last_settled: Instant,
+    warned: bool,
+}
+
+impl StallWatch {
+    fn new(system: &'static str, while_stalled: &'static str) -> Self {
+        Self {
+            system,
+            while_stalled,
+            last_settled: Instant::now(),
+            warned: false,
+        }
+    }
+
+    /// A message was acked or released.
+    fn settled(&mut self) {
+        if self.warned {
+            tracing::info!(
+                messaging.system = self.system,
+                stalled_for_s = self.last_settled.elapsed().as_secs(),
+                "acks resumed: the sink is delivering again"
+            );
+            self.warned = false;
+        }
+        self.last_settled = Instant::now();
+    }
+
+    fn check(&mut self, in_flight: &InFlight) {
+        if !self.warned && in_flight.is_full() && self.last_settled.elapsed() >= STALL_WARNING_AFTER
+        {
+            tracing::warn!(
+                messaging.system = self.system,
+                in_flight = in_flight.capacity(),
+                stalled_for_s = self.last_settled.elapsed().as_secs(),
+                "in-flight limit reached and nothing acked: reading paused until the sink \
+                 delivers again; {}",
+                self.while_stalled
+            );
+            self.warned = true;
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Keeps a pipeline running through broker outages: after a transient failure (a broker
+//! unreachable, restarting or refusing requests) the pipeline is built again and restarted
+//! with backoff. Records in flight at the failure were never acked, so the source delivers
+//! them again. Failures in the user's hands (config, components, a transform's `fatal`) stop
+//! it for good.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::transform::TransformEngine;
+
+/// First wait before a restart; doubled after each failed attempt up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A run this long counts as healthy: the next failure starts the backoff over.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// Runs `pipeline` until `stop` is cancelled or it fails for a reason a restart cannot cure.
+pub async fn run_supervised(
+    pipeline: Pipeline,
+    engine: TransformEngine,
+    stop: CancellationToken,
+) -> Result<(), PipelineError> {
+    let config = pipeline.config().clone();
+    let stats = pipeline.stats();
+    let mut pipeline = Some(pipeline);
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started = Instant::now();
+        let result = match pipeline.take() {
+            Some(ready) => ready.run(stop.clone()).await,
+            None => {
+                match Pipeline::prepare_with_stats(config.clone(), &engine, stats.clone()).await {
+                    Ok(ready) => {
+                        tracing::info!(pipeline = %config.name, "pipeline restarted");
+                        ready.run(stop.clone()).await
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        let error = match result {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() && !stop.is_cancelled() => error,
+            Err(error) => return Err(error),
+        };
+        if started.elapsed() >= HEALTHY_RUN {
+            backoff = FIRST_BACKOFF;
+        }
+        tracing::warn!(
+            pipeline = %config.name,
+            error = %crate::error_chain(&error),
+            retry_in_s = backoff.as_secs(),
+            "pipeline interrupted by a broker failure; records in flight were not acked and \
+             will be delivered again; restarting"
+        );
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
