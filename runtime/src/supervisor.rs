@@ -29,18 +29,20 @@ pub async fn run_supervised(
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();
-        let result = match pipeline.take() {
-            Some(ready) => ready.run(stop.clone()).await,
-            None => {
-                match Pipeline::prepare_with_stats(config.clone(), &engine, stats.clone()).await {
-                    Ok(ready) => {
-                        tracing::info!(pipeline = %config.name, "pipeline restarted");
-                        ready.run(stop.clone()).await
-                    }
-                    Err(error) => Err(error),
+        let result = async {
+            let ready = match pipeline.take() {
+                Some(ready) => ready,
+                None => {
+                    let ready =
+                        Pipeline::prepare_with_stats(config.clone(), &engine, stats.clone())
+                            .await?;
+                    tracing::info!(pipeline = %config.name, "pipeline restarted");
+                    ready
                 }
-            }
-        };
+            };
+            ready.run(stop.clone()).await
+        }
+        .await;
         let error = match result {
             Ok(()) => return Ok(()),
             Err(error) if error.is_transient() && !stop.is_cancelled() => error,

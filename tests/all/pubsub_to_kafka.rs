@@ -1,17 +1,17 @@
 //! Pub/Sub (Google's emulator) → WASM transforms → Kafka: ordering keys, attributes, a Kafka
 //! outage, a 5 MB message, and a SIGKILL of the runtime.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sluice_tests::brokers::{KafkaRecord, read_kafka_topic};
 use sluice_tests::pubsub::{
     PubSubRecord, create_subscription, create_topic_and_subscription, publish_to_pubsub,
 };
 
 use crate::support::{
-    BrokerUse, Brokers, InProcessPipeline, SluiceProcess, Topics, assert_stall_and_recovery_logged,
-    brokers_and_topics_for, outage_of, seq_of, transform_entry,
+    BrokerUse, Brokers, InProcessPipeline, SluiceProcess, Topics, assert_per_key_order,
+    assert_stall_and_recovery_logged, brokers_and_topics_for, outage_of, read_at_least,
+    read_until_seqs, report_counts, seq_of, transform_entry,
 };
 
 const PROJECT: &str = "sluice-tests";
@@ -85,49 +85,6 @@ async fn setup(test: &str, usage: BrokerUse) -> Option<(Brokers, String, Topics)
     ))
 }
 
-async fn read_until(brokers: &Brokers, topic: &str, expected: &BTreeSet<u64>) -> Vec<KafkaRecord> {
-    let (kafka, topic, expected) = (brokers.kafka.clone(), topic.to_owned(), expected.clone());
-    tokio::task::spawn_blocking(move || {
-        read_kafka_topic(&kafka, &topic, DELIVERY_TIMEOUT, |records| {
-            records.len() >= expected.len()
-                && records
-                    .iter()
-                    .map(seq_of)
-                    .collect::<BTreeSet<_>>()
-                    .is_superset(&expected)
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap()
-}
-
-/// Per ordering key: one partition, and sequence numbers in order (repeats from redelivery
-/// ignored).
-fn assert_order_per_key(records: &[KafkaRecord]) {
-    let mut sorted: Vec<&KafkaRecord> = records.iter().collect();
-    sorted.sort_by_key(|r| (r.partition, r.offset));
-    let mut partition_of: HashMap<&str, i32> = HashMap::new();
-    let mut last: HashMap<&str, u64> = HashMap::new();
-    let mut seen = BTreeSet::new();
-    for record in sorted {
-        let key = record.key_str().expect("the ordering key is the Kafka key");
-        assert_eq!(
-            *partition_of.entry(key).or_insert(record.partition),
-            record.partition
-        );
-        let seq = seq_of(record);
-        if seen.insert(seq)
-            && let Some(previous) = last.insert(key, seq)
-        {
-            assert!(
-                previous < seq,
-                "order broken for {key}: {previous} before {seq}"
-            );
-        }
-    }
-}
-
 /// Every expected sequence number arrived (the message names a few missing ones, not all).
 fn assert_none_missing(arrived: &BTreeSet<u64>, expected: &BTreeSet<u64>) {
     let missing: Vec<u64> = expected.difference(arrived).copied().collect();
@@ -158,12 +115,12 @@ async fn ten_thousand_ordered_messages_arrive_transformed() {
     let pipeline =
         InProcessPipeline::start(&pubsub_toml(&brokers, &emulator, &topics, &transforms)).await;
     let (good, poison) = sets(10_000);
-    let output = read_until(&brokers, &topics.output, &good).await;
-    let dead = read_until(&brokers, &topics.dead_letter, &poison).await;
+    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
     pipeline.stop().await;
 
     assert_none_missing(&output.iter().map(seq_of).collect(), &good);
-    assert_order_per_key(&output);
+    assert_per_key_order(&output);
     for record in &output {
         let seq = seq_of(record);
         assert_eq!(
@@ -235,18 +192,6 @@ async fn redact_run_config(
     Some((brokers, topics, dir, config))
 }
 
-/// Waits (off the async runtime) until `topic` holds at least `count` records.
-async fn wait_for_records(brokers: &Brokers, topic: &str, count: usize) -> usize {
-    let (kafka, topic) = (brokers.kafka.clone(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        read_kafka_topic(&kafka, &topic, DELIVERY_TIMEOUT, |r| r.len() >= count)
-    })
-    .await
-    .unwrap()
-    .unwrap()
-    .len()
-}
-
 /// Acceptance (against a Pub/Sub that redelivers what a closed stream held): Kafka stopped for
 /// 20 s mid-stream, then restarted → zero lost, order kept per key; memory bounded while Kafka
 /// is down; the log says the pipeline stalled, was interrupted and restarted.
@@ -266,27 +211,20 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     };
     let log = dir.path().join("sluice.log");
     let mut runtime = SluiceProcess::run_logging_to(&config, &log);
-    let before = wait_for_records(&brokers, &topics.output, 1_000).await;
+    let before = read_at_least(&brokers, &topics.output, 1_000, DELIVERY_TIMEOUT)
+        .await
+        .len();
 
     let memory = outage_of("kafka", 20, &mut runtime, &log).await;
 
     let (good, poison) = sets(6_000);
-    let output = read_until(&brokers, &topics.output, &good).await;
-    let dead = read_until(&brokers, &topics.dead_letter, &poison).await;
+    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
     runtime.terminate_and_wait_success();
     let log = std::fs::read_to_string(&log).unwrap();
-    let distinct: BTreeSet<u64> = output.iter().map(seq_of).collect();
-    eprintln!(
-        "Kafka down for 20 s after {before} records: RSS {} MiB at the stop, at most {} MiB \
-         while down; {} records in Kafka, {} distinct, {} duplicates, 0 lost",
-        memory.at_stop,
-        memory.max_while_down,
-        output.len(),
-        distinct.len(),
-        output.len() - distinct.len()
-    );
+    let distinct = report_counts(&memory.describe(before), &output, &good);
     assert_none_missing(&distinct, &good);
-    assert_order_per_key(&output);
+    assert_per_key_order(&output);
     assert_none_missing(&dead.iter().map(seq_of).collect(), &poison);
     // In-flight is bounded (1,000 records of ~70 bytes): no growth beyond noise while down.
     assert!(memory.max_while_down <= memory.at_stop + 64);
@@ -323,8 +261,20 @@ async fn five_megabyte_message_is_dead_lettered_with_the_reason() {
     let transforms = transform_entry(sluice_tests::PASSTHROUGH, "");
     let pipeline =
         InProcessPipeline::start(&pubsub_toml(&brokers, &emulator, &topics, &transforms)).await;
-    let output = read_until(&brokers, &topics.output, &BTreeSet::from([0, 2])).await;
-    let dead = read_until(&brokers, &topics.dead_letter, &BTreeSet::from([1])).await;
+    let output = read_until_seqs(
+        &brokers,
+        &topics.output,
+        &BTreeSet::from([0, 2]),
+        DELIVERY_TIMEOUT,
+    )
+    .await;
+    let dead = read_until_seqs(
+        &brokers,
+        &topics.dead_letter,
+        &BTreeSet::from([1]),
+        DELIVERY_TIMEOUT,
+    )
+    .await;
     pipeline.stop().await;
 
     assert_eq!(
@@ -387,22 +337,18 @@ async fn sigkill_mid_stream_loses_nothing() {
     let (good, _) = sets(5_000);
 
     let mut first = SluiceProcess::run(&config);
-    let partial = wait_for_records(&brokers, &topics.output, 1_500).await;
+    let partial = read_at_least(&brokers, &topics.output, 1_500, DELIVERY_TIMEOUT)
+        .await
+        .len();
     first.kill();
     eprintln!("SIGKILL after {partial} records were in Kafka");
     assert!(partial < good.len(), "the kill happened mid-stream");
 
     let mut second = SluiceProcess::run(&config);
-    let output = read_until(&brokers, &topics.output, &good).await;
+    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
     second.terminate_and_wait_success();
 
-    let distinct: BTreeSet<u64> = output.iter().map(seq_of).collect();
-    eprintln!(
-        "after restart: {} records in Kafka, {} distinct, {} duplicates, 0 lost",
-        output.len(),
-        distinct.len(),
-        output.len() - distinct.len()
-    );
+    let distinct = report_counts("after restart", &output, &good);
     assert_none_missing(&distinct, &good);
-    assert_order_per_key(&output);
+    assert_per_key_order(&output);
 }

@@ -1,13 +1,13 @@
 //! Helpers shared by the broker tests of this binary.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use sluice::config::Config;
 use sluice::pipeline::{Pipeline, PipelineError, PipelineStats};
-use sluice_tests::brokers::{KafkaRecord, create_kafka_topics};
+use sluice_tests::brokers::{KafkaRecord, create_kafka_topics, read_kafka_topic};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
@@ -35,7 +35,7 @@ pub(crate) struct Brokers {
 }
 
 impl Brokers {
-    async fn from_env(usage: BrokerUse) -> Option<Self> {
+    pub(crate) async fn from_env(usage: BrokerUse) -> Option<Self> {
         let kafka = sluice_tests::broker_env_or_skip("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092")?;
         let pulsar =
             sluice_tests::broker_env_or_skip("SLUICE_PULSAR_URL", "pulsar://127.0.0.1:6650")?;
@@ -65,6 +65,14 @@ pub(crate) async fn brokers_and_topics_for(
     usage: BrokerUse,
 ) -> Option<(Brokers, Topics)> {
     let brokers = Brokers::from_env(usage).await?;
+    let topics = fresh_topics(&brokers, test, partitions).await;
+    Some((brokers, topics))
+}
+
+/// Fresh topics for one more pipeline of a test (output and dead-letter created with
+/// `partitions`). A test with several pipelines takes the brokers once and calls this per
+/// pipeline: taking them again while holding them could wait on a queued outage test forever.
+pub(crate) async fn fresh_topics(brokers: &Brokers, test: &str, partitions: i32) -> Topics {
     let topics = topics_for(test);
     create_kafka_topics(
         &brokers.kafka,
@@ -73,7 +81,7 @@ pub(crate) async fn brokers_and_topics_for(
     )
     .await
     .unwrap();
-    Some((brokers, topics))
+    topics
 }
 
 /// A `[[pipeline.transform]]` entry; `config` is the inside of its inline table.
@@ -161,6 +169,19 @@ impl Drop for BrokerOutage {
 pub(crate) struct OutageMemory {
     pub(crate) at_stop: u64,
     pub(crate) max_while_down: u64,
+    broker: &'static str,
+    seconds: u32,
+}
+
+impl OutageMemory {
+    /// `kafka down for 20 s after N records: RSS …` for a test's report.
+    pub(crate) fn describe(&self, records_before: usize) -> String {
+        format!(
+            "{} down for {} s after {records_before} records: RSS {} MiB at the stop, at most {} \
+             MiB while down",
+            self.broker, self.seconds, self.at_stop, self.max_while_down
+        )
+    }
 }
 
 /// Stops `broker` for `seconds` while `runtime` runs, sampling its memory each second; the
@@ -184,6 +205,8 @@ pub(crate) async fn outage_of(
         let memory = memory.get_or_insert(OutageMemory {
             at_stop: rss,
             max_while_down: rss,
+            broker,
+            seconds,
         });
         memory.max_while_down = memory.max_while_down.max(rss);
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -285,7 +308,7 @@ pub(crate) fn report_counts(
     records: &[KafkaRecord],
     expected: &BTreeSet<u64>,
 ) -> BTreeSet<u64> {
-    let distinct: BTreeSet<u64> = records.iter().map(seq_of).collect();
+    let distinct = distinct_seqs(records);
     eprintln!(
         "{context}: {} records in Kafka, {} distinct, {} duplicates, {} lost",
         records.len(),
@@ -422,6 +445,78 @@ impl Drop for SluiceProcess {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// Every distinct `seq` of `records`.
+pub(crate) fn distinct_seqs(records: &[KafkaRecord]) -> BTreeSet<u64> {
+    records.iter().map(seq_of).collect()
+}
+
+/// Reads `topic` until every sequence number of `expected` was seen, failing after `timeout`.
+pub(crate) async fn read_until_seqs(
+    brokers: &Brokers,
+    topic: &str,
+    expected: &BTreeSet<u64>,
+    timeout: Duration,
+) -> Vec<KafkaRecord> {
+    let expected = expected.clone();
+    read_until(brokers, topic, timeout, move |records| {
+        records.len() >= expected.len() && distinct_seqs(records).is_superset(&expected)
+    })
+    .await
+}
+
+/// Reads `topic` until it holds at least `count` records, failing after `timeout`.
+pub(crate) async fn read_at_least(
+    brokers: &Brokers,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<KafkaRecord> {
+    read_until(brokers, topic, timeout, move |records| {
+        records.len() >= count
+    })
+    .await
+}
+
+async fn read_until(
+    brokers: &Brokers,
+    topic: &str,
+    timeout: Duration,
+    done: impl FnMut(&[KafkaRecord]) -> bool + Send + 'static,
+) -> Vec<KafkaRecord> {
+    let (kafka, topic) = (brokers.kafka.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_kafka_topic(&kafka, &topic, timeout, done))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Per key: one partition, and sequence numbers in increasing order in the partition
+/// (repeats from redelivery ignored: the first copy of each counts).
+pub(crate) fn assert_per_key_order(records: &[KafkaRecord]) {
+    let mut sorted: Vec<&KafkaRecord> = records.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    let mut partition_of: HashMap<&str, i32> = HashMap::new();
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    let mut seen = BTreeSet::new();
+    for record in sorted {
+        let key = record.key_str().expect("every record has a key");
+        let partition = *partition_of.entry(key).or_insert(record.partition);
+        assert_eq!(
+            partition, record.partition,
+            "key {key} landed on two partitions"
+        );
+        let seq = seq_of(record);
+        if seen.insert(seq)
+            && let Some(previous) = last.insert(key, seq)
+        {
+            assert!(
+                previous < seq,
+                "order broken for {key}: {previous} before {seq}"
+            );
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sluice_tests::brokers::{KafkaRecord, PulsarRecord, publish_to_pulsar, read_kafka_topics};
 
 use crate::support::{
-    Brokers, SluiceProcess, brokers_and_topics, named_pipeline_toml, seq_of, transform_entry,
+    BrokerUse, Brokers, SluiceProcess, fresh_topics, named_pipeline_toml, seq_of, transform_entry,
 };
 
 /// Records per stream; every 100th is poison.
@@ -111,12 +111,13 @@ fn stream(marker: &str) -> Vec<PulsarRecord> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_guest_is_contained_and_only_its_records_dead_lettered() {
+    let Some(brokers) = Brokers::from_env(BrokerUse::Shared).await else {
+        return;
+    };
     let mut pipelines = Vec::new();
     let mut toml = String::new();
     for case in CASES {
-        let Some((brokers, topics)) = brokers_and_topics("zoo", 1).await else {
-            return;
-        };
+        let topics = fresh_topics(&brokers, "zoo", 1).await;
         let mut transform = transform_entry(sluice_tests::FAULT_ON_MARKER, "");
         if !case.limits.is_empty() {
             transform.push_str(&format!("limits = {{ {} }}\n", case.limits));
@@ -128,7 +129,7 @@ async fn every_hostile_guest_is_contained_and_only_its_records_dead_lettered() {
         publish_to_pulsar(&brokers.pulsar, &topics.source, &stream(case.marker))
             .await
             .unwrap();
-        pipelines.push((case, brokers, topics));
+        pipelines.push((case, topics));
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("zoo.toml");
@@ -138,9 +139,9 @@ async fn every_hostile_guest_is_contained_and_only_its_records_dead_lettered() {
     let mut runtime = SluiceProcess::run(&config);
     let good: BTreeSet<u64> = (0..RECORDS).filter(|s| s % 100 != 99).collect();
     let poison: BTreeSet<u64> = (0..RECORDS).filter(|s| s % 100 == 99).collect();
-    for (case, brokers, topics) in &pipelines {
+    for (case, topics) in &pipelines {
         let records = read_all(
-            brokers,
+            &brokers,
             &[&topics.output, &topics.dead_letter],
             good.len() + 3,
         )
