@@ -1,8 +1,9 @@
-//! Keeps a pipeline running through broker outages: after a transient failure (a broker
-//! unreachable, restarting or refusing requests) the pipeline is built again and restarted
-//! with backoff. Records in flight at the failure were never acked, so the source delivers
-//! them again. Failures in the user's hands (config, components, a transform's `fatal`) stop
-//! it for good.
+//! Keeps a pipeline running through broker outages. A Kafka failure is handled inside the
+//! pipeline (new producer, source kept); what reaches here is a source failure (the source
+//! broker unreachable or restarting) or a sink that cannot connect at a restart: the pipeline
+//! is built again and restarted with backoff. Records in flight at the failure were never
+//! acked, so the source delivers them again. Failures in the user's hands (config, components,
+//! a transform's `fatal`) stop it for good.
 
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,8 @@ pub async fn run_supervised(
     let config = pipeline.config().clone();
     let stats = pipeline.stats();
     let mut pipeline = Some(pipeline);
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new();
     loop {
-        let started = Instant::now();
         let result = async {
             let ready = match pipeline.take() {
                 Some(ready) => ready,
@@ -48,20 +48,47 @@ pub async fn run_supervised(
             Err(error) if error.is_transient() && !stop.is_cancelled() => error,
             Err(error) => return Err(error),
         };
-        if started.elapsed() >= HEALTHY_RUN {
-            backoff = FIRST_BACKOFF;
-        }
+        let wait = backoff.next_wait();
         tracing::warn!(
             pipeline = %config.name,
             error = %crate::error_chain(&error),
-            retry_in_s = backoff.as_secs(),
+            retry_in_s = wait.as_secs(),
             "pipeline interrupted by a broker failure; records in flight were not acked and \
              will be delivered again; restarting"
         );
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Waits between attempts to reach a failed broker: doubling from [`FIRST_BACKOFF`] up to
+/// [`MAX_BACKOFF`], and starting over once the last attempt has run healthily for a while.
+pub(crate) struct Backoff {
+    next: Duration,
+    last_attempt: Option<Instant>,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: FIRST_BACKOFF,
+            last_attempt: None,
+        }
+    }
+
+    /// How long to wait before the next attempt.
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        if self
+            .last_attempt
+            .is_some_and(|at| at.elapsed() >= HEALTHY_RUN)
+        {
+            self.next = FIRST_BACKOFF;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        self.last_attempt = Some(Instant::now() + wait);
+        wait
     }
 }
