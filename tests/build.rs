@@ -27,6 +27,8 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "missing_export",
             "future_version",
             "foreign_import",
+            "version_stamp_v1",
+            "version_stamp_v2",
         ],
     ),
 ];

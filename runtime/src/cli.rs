@@ -1,4 +1,4 @@
-//! Command-line interface: `sluice run | check | exec`.
+//! Command-line interface: `sluice run | check | exec | deploy | rollback | status`.
 
 use std::path::PathBuf;
 
@@ -16,6 +16,17 @@ pub(crate) struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `sluice=debug`.
     #[arg(long, global = true, env = "SLUICE_LOG", value_name = "FILTER")]
     pub(crate) log: Option<String>,
+
+    /// Log line format on stderr: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +42,67 @@ pub(crate) enum Command {
     /// strings), `event_time_ms` and `publish_time_ms`; `key_base64`/`value_base64` carry binary.
     /// Each output line names its input line; errors print as `{"input":N,"error":{...}}`.
     Exec(ExecArgs),
+    /// Deploy a component as the live version of a transform of a running pipeline.
+    ///
+    /// The runtime validates, compiles and initialises it before swapping it in between two
+    /// batches (no record lost, none transformed twice), and keeps it under its state dir so
+    /// a restart runs it too.
+    Deploy(DeployArgs),
+    /// Put an earlier version of a transform back live (by default the one before the
+    /// current).
+    Rollback(RollbackArgs),
+    /// Show every pipeline of a running Sluice: state, live transform versions, counters.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    /// Base URL of the runtime's admin API (`[admin] listen`). The bearer token, when the
+    /// runtime has one, is read from the environment variable SLUICE_ADMIN_TOKEN.
+    #[arg(
+        long = "admin",
+        env = "SLUICE_ADMIN_URL",
+        default_value = "http://127.0.0.1:9650",
+        value_name = "URL"
+    )]
+    pub(crate) url: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// The pipeline's name.
+    pub(crate) pipeline: String,
+    /// Path to the new component (`.wasm`).
+    pub(crate) component: PathBuf,
+    /// The transform to replace; needed only when the pipeline has several.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) transform: Option<String>,
+    #[command(flatten)]
+    pub(crate) admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// The pipeline's name.
+    pub(crate) pipeline: String,
+    /// The transform to roll back; needed only when the pipeline has several.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) transform: Option<String>,
+    /// The version to put back (`sha256:…`, see `GET …/versions`); default: the one deployed
+    /// before the current.
+    #[arg(long, value_name = "DIGEST")]
+    pub(crate) to: Option<String>,
+    #[command(flatten)]
+    pub(crate) admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Print the status as JSON (for scripts) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) admin: AdminArgs,
 }
 
 #[derive(Debug, Args)]

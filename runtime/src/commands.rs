@@ -7,8 +7,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use sluice::config::{Config, ConfigError};
-use sluice::pipeline::{Pipeline, PipelineError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice::admin::{self, AdminPipeline, AdminState};
+use sluice::config::{AdminConfig, Config, ConfigError};
+use sluice::deploy::ComponentStore;
+use sluice::metrics::Metrics;
+use sluice::pipeline::{Pipeline, PipelineContext, PipelineControl, PipelineError};
 use sluice::sink::SinkError;
 use sluice::supervisor::run_supervised;
 use sluice::transform::{self, Limits, TransformChain, TransformEngine, TransformSpec};
@@ -17,21 +23,53 @@ use crate::cli::{CacheArgs, CheckArgs, ExecArgs, RunArgs};
 
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
-    if config.admin.is_some() {
-        tracing::warn!("[admin] is accepted but the admin API is not served by this version");
-    }
     let engine = engine(&args.cache)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let mut prepared = Vec::new();
-        for pipeline in config.pipelines {
-            prepared.push(Pipeline::prepare(pipeline, &engine).await?);
-        }
         let stop = CancellationToken::new();
+        let metrics = Metrics::new();
+        let store = match config.admin.as_ref().and_then(AdminConfig::state_dir) {
+            Some(state_dir) => Some(Arc::new(ComponentStore::open(&state_dir)?)),
+            None => None,
+        };
+        let contexts: Vec<PipelineContext> = config
+            .pipelines
+            .iter()
+            .map(|pipeline| PipelineContext {
+                control: PipelineControl::new(
+                    &pipeline.name,
+                    Arc::new(metrics.pipeline(&pipeline.name)),
+                ),
+                store: store.clone(),
+                metrics: metrics.clone(),
+            })
+            .collect();
+        // The admin API comes up first: /healthz answers and /readyz says what is pending
+        // while the pipelines connect.
+        let admin = match (&config.admin, &store) {
+            (Some(admin), Some(store)) => {
+                let pipelines = config
+                    .pipelines
+                    .iter()
+                    .zip(&contexts)
+                    .map(|(pipeline, context)| AdminPipeline::new(pipeline, context.control.clone()))
+                    .collect();
+                let state = AdminState::new(admin, pipelines, metrics.clone(), store.clone(), engine.clone());
+                Some(admin::serve(admin, state, stop.clone()).await?)
+            }
+            (Some(_), None) => anyhow::bail!(
+                "[admin] needs a state dir: set `admin.state_dir` (neither XDG_STATE_HOME nor HOME is set)"
+            ),
+            _ => None,
+        };
+        let mut prepared = Vec::new();
+        for (pipeline, context) in config.pipelines.into_iter().zip(&contexts) {
+            prepared.push(Pipeline::prepare_in(pipeline, &engine, context).await?);
+        }
         tokio::spawn(stop_on_signal(stop.clone()));
         let mut running = tokio::task::JoinSet::new();
-        for pipeline in prepared {
-            running.spawn(run_supervised(pipeline, engine.clone(), stop.clone()));
+        for (pipeline, context) in prepared.into_iter().zip(contexts) {
+            running.spawn(run_supervised(pipeline, engine.clone(), context, stop.clone()));
         }
         let mut first_error: Option<PipelineError> = None;
         while let Some(result) = running.join_next().await {
@@ -39,6 +77,13 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
                 tracing::error!(error = %sluice::error_chain(&error), "pipeline failed; stopping the others");
                 stop.cancel();
                 first_error.get_or_insert(error);
+            }
+        }
+        stop.cancel();
+        if let Some(mut admin) = admin {
+            // Graceful shutdown waits for open (keep-alive) connections; give them a moment.
+            if tokio::time::timeout(Duration::from_secs(2), &mut admin).await.is_err() {
+                admin.abort();
             }
         }
         match first_error {
@@ -163,6 +208,9 @@ pub(crate) fn is_user_input_error(error: &anyhow::Error) -> bool {
                 .is_some_and(|e| e.is_user_input_error())
             || cause
                 .downcast_ref::<sluice::exec::ExecError>()
+                .is_some_and(|e| e.is_user_input_error())
+            || cause
+                .downcast_ref::<crate::remote::RemoteError>()
                 .is_some_and(|e| e.is_user_input_error())
     })
 }

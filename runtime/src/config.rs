@@ -51,12 +51,56 @@ pub struct Config {
 pub struct AdminConfig {
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// When set, every mutating call needs `Authorization: Bearer <token>`. Required when
+    /// `listen` is not a loopback address.
     #[serde(default)]
     pub token: Option<Secret>,
+    /// Where deployed components and their version history live; relative paths are
+    /// resolved against the config file's directory. Default: `$XDG_STATE_HOME/sluice`, else
+    /// `~/.local/state/sluice`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 fn default_admin_listen() -> String {
     "127.0.0.1:9650".to_owned()
+}
+
+impl AdminConfig {
+    /// The configured state dir, else the per-user default.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"))
+                })
+                .map(|dir| dir.join("sluice"))
+        })
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let address: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            (
+                "admin.listen".to_owned(),
+                format!("{:?} is not an IP:PORT address", self.listen),
+            )
+        })?;
+        if !address.ip().is_loopback() && self.token.is_none() {
+            return Err((
+                "admin.listen".into(),
+                format!(
+                    "{address} is not a loopback address: set `admin.token` (anyone who can \
+                     reach the admin API could deploy code into the pipelines)"
+                ),
+            ));
+        }
+        if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            return Err(("admin.token".into(), "must not be empty".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Delivery guarantee of a pipeline (DESIGN §6).
@@ -102,6 +146,16 @@ fn default_batch_size() -> usize {
 pub enum SourceConfig {
     Pulsar(PulsarSourceConfig),
     GcpPubsub(PubSubSourceConfig),
+}
+
+impl SourceConfig {
+    /// The `kind` as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Pulsar(_) => "pulsar",
+            SourceConfig::GcpPubsub(_) => "gcp_pubsub",
+        }
+    }
 }
 
 /// `kind = "pulsar"`.
@@ -248,6 +302,12 @@ impl Config {
                 message: e.into_inner().to_string(),
             }
         })?;
+        if let Some(admin) = &mut config.admin
+            && let Some(state_dir) = &mut admin.state_dir
+            && state_dir.is_relative()
+        {
+            *state_dir = base_dir.join(&*state_dir);
+        }
         for pipeline in &mut config.pipelines {
             for transform in &mut pipeline.transforms {
                 if transform.component.is_relative() {
@@ -266,6 +326,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(admin) = &self.admin {
+            admin.validate()?;
+        }
         if self.pipelines.is_empty() {
             return Err((
                 "pipeline".into(),

@@ -3,8 +3,11 @@
 //!
 //! Data flows `source` → `transform` → `sink`, wired together by [`pipeline`].
 
+pub mod admin;
 pub mod config;
+pub mod deploy;
 pub mod exec;
+pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod sink;

@@ -3,26 +3,30 @@
 
 mod cli;
 mod commands;
+mod remote;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         // `exec` and `check` print results on stdout; keep stderr quiet unless asked.
-        Command::Exec(_) | Command::Check(_) => "warn",
         Command::Run(_) => "info",
+        _ => "warn",
     };
-    init_logging(cli.log.as_deref().unwrap_or(default_filter));
+    init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_format);
     let result = match cli.command {
         Command::Run(args) => commands::run(args),
         Command::Check(args) => commands::check(args),
         Command::Exec(args) => commands::exec(args),
+        Command::Deploy(args) => remote::deploy(args),
+        Command::Rollback(args) => remote::rollback(args),
+        Command::Status(args) => remote::status(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,12 +44,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line, with the span (e.g. the batch) a line was logged in.
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
 }

@@ -15,6 +15,7 @@
 //! nothing depends on redelivery (closing a consumer or a streaming pull that holds unacked
 //! messages is where the brokers here strand them), and per-key order survives the outage.
 
+mod control;
 mod produce;
 mod stages;
 mod stats;
@@ -26,11 +27,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PipelineConfig;
+use crate::deploy::{ComponentStore, StoreError};
+use crate::metrics::Metrics;
 use crate::sink::{KafkaSink, SinkError};
 use crate::source::{self, RunningSource, SourceError};
 use crate::supervisor::Backoff;
 use crate::transform::{self, TransformChain, TransformEngine};
 
+pub use control::{PipelineControl, PipelineState};
 use stages::Stages;
 pub use stats::PipelineStats;
 
@@ -75,6 +79,12 @@ pub enum PipelineError {
         kind: String,
         reason: String,
     },
+    #[error("pipeline {pipeline:?}: cannot read its deployed transform versions")]
+    Store {
+        pipeline: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("pipeline {pipeline:?}: the transform thread died")]
     TransformThread { pipeline: String },
 }
@@ -105,7 +115,28 @@ pub struct Pipeline {
     config: PipelineConfig,
     chain: TransformChain,
     sink: Arc<KafkaSink>,
-    stats: Arc<PipelineStats>,
+    control: Arc<PipelineControl>,
+}
+
+/// What a pipeline keeps across restarts and shares with the admin API.
+#[derive(Clone)]
+pub struct PipelineContext {
+    pub control: Arc<PipelineControl>,
+    /// Deployed transform versions; without it the config's components run.
+    pub store: Option<Arc<ComponentStore>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl PipelineContext {
+    /// A context of its own, with no store: what `sluice` runs without `[admin]`, and tests.
+    pub fn standalone(name: &str) -> Self {
+        let metrics = Metrics::new();
+        Self {
+            control: PipelineControl::new(name, Arc::new(metrics.pipeline(name))),
+            store: None,
+            metrics,
+        }
+    }
 }
 
 impl Pipeline {
@@ -115,19 +146,33 @@ impl Pipeline {
         config: PipelineConfig,
         engine: &TransformEngine,
     ) -> Result<Self, PipelineError> {
-        Self::prepare_with_stats(config, engine, Arc::default()).await
+        let context = PipelineContext::standalone(&config.name);
+        Self::prepare_in(config, engine, &context).await
     }
 
-    /// Like [`Pipeline::prepare`], counting into `stats` (kept across restarts).
-    pub async fn prepare_with_stats(
+    /// Like [`Pipeline::prepare`], in `context` (kept across restarts): the deployed versions
+    /// of its store run instead of the config's components.
+    pub async fn prepare_in(
         config: PipelineConfig,
         engine: &TransformEngine,
-        stats: Arc<PipelineStats>,
+        context: &PipelineContext,
     ) -> Result<Self, PipelineError> {
         let pipeline = config.name.clone();
-        let specs = config.transform_specs();
+        let mut specs = config.transform_specs();
+        if let Some(store) = &context.store {
+            specs = store
+                .live_specs(&pipeline, specs)
+                .map_err(|source| PipelineError::Store {
+                    pipeline: pipeline.clone(),
+                    source,
+                })?;
+        }
+        let metrics: Vec<_> = specs
+            .iter()
+            .map(|spec| context.metrics.transform(&pipeline, &spec.name))
+            .collect();
         let engine = engine.clone();
-        let chain = tokio::task::spawn_blocking(move || TransformChain::new(&engine, &specs))
+        let mut chain = tokio::task::spawn_blocking(move || TransformChain::new(&engine, &specs))
             .await
             .map_err(|_| PipelineError::TransformThread {
                 pipeline: pipeline.clone(),
@@ -136,17 +181,24 @@ impl Pipeline {
                 pipeline: pipeline.clone(),
                 source,
             })?;
+        chain.observe(metrics);
+        for id in chain.transforms() {
+            context
+                .metrics
+                .version_live(&pipeline, &id.name, &id.digest, false);
+        }
+        context.control.set_transforms(chain.transforms());
         let sink = connect_sink(&config).await?;
         Ok(Self {
             config,
             chain,
             sink,
-            stats,
+            control: context.control.clone(),
         })
     }
 
     pub fn stats(&self) -> Arc<PipelineStats> {
-        self.stats.clone()
+        self.control.stats.clone()
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -160,20 +212,27 @@ impl Pipeline {
             config,
             mut chain,
             mut sink,
-            stats,
+            control,
         } = self;
+        let stats = control.stats.clone();
         let name = config.name.clone();
         // Cancelled on stop, and when the pipeline fails for good: the source then drains.
         let source_stop = stop.child_token();
         let RunningSource {
             messages: mut records,
             task: source_task,
-        } = source::start(&config.source, config.max_in_flight, source_stop.clone())
-            .await
-            .map_err(|source| PipelineError::Source {
-                pipeline: name.clone(),
-                source,
-            })?;
+        } = source::start(
+            &config.source,
+            config.max_in_flight,
+            stats.in_flight.clone(),
+            source_stop.clone(),
+        )
+        .await
+        .map_err(|source| PipelineError::Source {
+            pipeline: name.clone(),
+            source,
+        })?;
+        control.set_state(PipelineState::Running);
         let transforms: Vec<String> = chain.transforms().iter().map(ToString::to_string).collect();
         tracing::info!(pipeline = %name, transforms = %transforms.join(" → "), "pipeline running");
         let progress = tokio::spawn(report_progress(
@@ -186,6 +245,7 @@ impl Pipeline {
         let result = loop {
             let stages = Stages {
                 pipeline: name.clone(),
+                control: control.clone(),
                 chain,
                 records,
                 replay,
@@ -195,6 +255,7 @@ impl Pipeline {
                 max_in_flight: config.max_in_flight,
             };
             let (leftovers, result) = stages.run().await;
+            tracing::debug!(pipeline = %name, ok = result.is_ok(), "stages ended");
             let error = match result {
                 Ok(()) => break Ok(()),
                 Err(error) if is_sink_failure(&error) && !stop.is_cancelled() => error,
@@ -212,13 +273,20 @@ impl Pipeline {
                  a new Kafka producer connects"
             );
             (chain, records, replay) = (leftovers.chain, leftovers.records, leftovers.unacked);
+            control.set_state(PipelineState::Reconnecting);
+            stats.restarts.inc();
             sink = match reconnect_sink(&config, &mut backoff, &stop).await {
                 Ok(Some(sink)) => sink,
                 Ok(None) => break Ok(()),
                 Err(error) => break Err(error),
             };
+            control.set_state(PipelineState::Running);
             tracing::info!(pipeline = %name, "Kafka producer connected; pipeline restarted");
         };
+        control.set_state(match result {
+            Ok(()) => PipelineState::Stopped,
+            Err(_) => PipelineState::Failed,
+        });
         // Stop reading (a no-op after a graceful stop) and let the source settle and close.
         source_stop.cancel();
         progress.abort();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineContext, PipelineError, PipelineState};
 use crate::transform::TransformEngine;
 
 /// First wait before a restart; doubled after each failed attempt up to [`MAX_BACKOFF`].
@@ -22,10 +22,10 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 pub async fn run_supervised(
     pipeline: Pipeline,
     engine: TransformEngine,
+    context: PipelineContext,
     stop: CancellationToken,
 ) -> Result<(), PipelineError> {
     let config = pipeline.config().clone();
-    let stats = pipeline.stats();
     let mut pipeline = Some(pipeline);
     let mut backoff = Backoff::new();
     loop {
@@ -33,9 +33,7 @@ pub async fn run_supervised(
             let ready = match pipeline.take() {
                 Some(ready) => ready,
                 None => {
-                    let ready =
-                        Pipeline::prepare_with_stats(config.clone(), &engine, stats.clone())
-                            .await?;
+                    let ready = Pipeline::prepare_in(config.clone(), &engine, &context).await?;
                     tracing::info!(pipeline = %config.name, "pipeline restarted");
                     ready
                 }
@@ -49,6 +47,8 @@ pub async fn run_supervised(
             Err(error) => return Err(error),
         };
         let wait = backoff.next_wait();
+        context.control.set_state(PipelineState::Reconnecting);
+        context.control.stats.restarts.inc();
         tracing::warn!(
             pipeline = %config.name,
             error = %crate::error_chain(&error),

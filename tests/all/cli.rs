@@ -1,19 +1,6 @@
 //! The `sluice` binary's contract: exit codes and one clear `error:` line naming the input.
 
-use std::process::Output;
-
-use crate::support::{sluice, write_offline_config};
-
-fn error_line(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "exactly one error line expected in:\n{stderr}"
-    );
-    errors[0].to_owned()
-}
+use crate::support::{error_line, sluice, write_offline_config};
 
 #[test]
 fn bad_config_exits_2_naming_the_key() {

@@ -1,5 +1,6 @@
 //! The integration tests of the whole project, in one binary (one link, one engine).
 
+mod admin;
 mod cli;
 mod examples;
 mod pubsub_to_kafka;

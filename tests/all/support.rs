@@ -89,6 +89,12 @@ pub(crate) fn transform_entry(component: &str, config: &str) -> String {
     format!("[[pipeline.transform]]\ncomponent = {component:?}\nconfig = {{ {config} }}\n")
 }
 
+/// A `[[pipeline.transform]]` entry with an explicit `name` (the admin API addresses a
+/// transform by it); `config` is the inside of its inline table.
+pub(crate) fn named_transform_entry(name: &str, component: &str, config: &str) -> String {
+    format!("{}name = {name:?}\n", transform_entry(component, config))
+}
+
 /// A pipeline running inside the test process, through the library API.
 pub(crate) struct InProcessPipeline {
     stop: CancellationToken,
@@ -332,6 +338,18 @@ pub(crate) fn sluice_bin() -> PathBuf {
     bin
 }
 
+/// The one `error:` line the `sluice` binary printed (fails unless there is exactly one).
+pub(crate) fn error_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one error line expected in:\n{stderr}"
+    );
+    errors[0].to_owned()
+}
+
 /// Runs the `sluice` binary to completion (components compiled into a temporary cache).
 pub(crate) fn sluice(args: &[&str]) -> Output {
     Command::new(sluice_bin())
@@ -375,21 +393,37 @@ impl SluiceProcess {
     pub(crate) fn run(config: &Path) -> Self {
         // `SLUICE_TEST_LOG=info` shows the child's log when debugging a test.
         let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "error".into());
-        Self::spawn(config, &level, Stdio::inherit())
+        Self::spawn(config, &[], &level, Stdio::inherit(), Stdio::inherit())
     }
 
     /// Like [`run`](Self::run), with its log at `info` written to `log` for the test to read.
     pub(crate) fn run_logging_to(config: &Path, log: &Path) -> Self {
-        let file = std::fs::File::create(log).unwrap();
-        Self::spawn(config, "info", Stdio::from(file))
+        Self::run_with_args_logging_to(config, &[], log)
     }
 
-    fn spawn(config: &Path, log_level: &str, stderr: Stdio) -> Self {
+    /// Like [`run_logging_to`](Self::run_logging_to), with more `sluice run` arguments (e.g.
+    /// `--log-format json`); stdout goes to `log` too, so the log is whole wherever it is written.
+    pub(crate) fn run_with_args_logging_to(config: &Path, run_args: &[&str], log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        let stdout = Stdio::from(file.try_clone().unwrap());
+        Self::spawn(config, run_args, "info", stdout, Stdio::from(file))
+    }
+
+    fn spawn(
+        config: &Path,
+        run_args: &[&str],
+        log_level: &str,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Self {
         let child = Command::new(sluice_bin())
-            .args(["run", "--config"])
+            .arg("run")
+            .args(run_args)
+            .arg("--config")
             .arg(config)
             .env("SLUICE_LOG", log_level)
             .stdin(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("cannot start sluice");
@@ -481,7 +515,9 @@ pub(crate) async fn read_at_least(
     .await
 }
 
-async fn read_until(
+/// Reads `topic` from the start until `done(records read so far)` holds, failing after
+/// `timeout`. `done` is called after every record: keep it incremental on long topics.
+pub(crate) async fn read_until(
     brokers: &Brokers,
     topic: &str,
     timeout: Duration,

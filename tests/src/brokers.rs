@@ -105,7 +105,10 @@ pub struct KafkaRecord {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// The last value of each header name.
     pub headers: BTreeMap<String, Vec<u8>>,
+    /// Every header in the record's order, repeated names included.
+    pub header_list: Vec<(String, Vec<u8>)>,
     pub timestamp_ms: Option<i64>,
 }
 
@@ -114,6 +117,11 @@ impl KafkaRecord {
         self.headers
             .get(name)
             .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// How many headers called `name` the record has (`headers` shows only the last).
+    pub fn header_count(&self, name: &str) -> usize {
+        self.header_list.iter().filter(|(n, _)| n == name).count()
     }
 
     pub fn key_str(&self) -> Option<&str> {
@@ -173,7 +181,7 @@ pub fn read_kafka_topics(
             continue;
         };
         let message = message.context("reading from Kafka failed")?;
-        let headers = message
+        let header_list: Vec<(String, Vec<u8>)> = message
             .headers()
             .map(|h| {
                 h.iter()
@@ -181,6 +189,7 @@ pub fn read_kafka_topics(
                     .collect()
             })
             .unwrap_or_default();
+        let headers = header_list.iter().cloned().collect();
         records.push(KafkaRecord {
             topic: message.topic().to_owned(),
             partition: message.partition(),
@@ -188,6 +197,7 @@ pub fn read_kafka_topics(
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
             headers,
+            header_list,
             timestamp_ms: message.timestamp().to_millis(),
         });
     }

@@ -32,6 +32,10 @@ pub const MISSING_EXPORT: &str = env!("MISSING_EXPORT_COMPONENT");
 pub const FUTURE_VERSION: &str = env!("FUTURE_VERSION_COMPONENT");
 /// `tests/guests/foreign-import`: imports `acme:secrets/vault`, which no host provides.
 pub const FOREIGN_IMPORT: &str = env!("FOREIGN_IMPORT_COMPONENT");
+/// `tests/guests/version-stamp-v1`: every record unchanged, plus header `transform-version` = `1`.
+pub const VERSION_STAMP_V1: &str = env!("VERSION_STAMP_V1_COMPONENT");
+/// `tests/guests/version-stamp-v2`: like `VERSION_STAMP_V1`, stamping `2`.
+pub const VERSION_STAMP_V2: &str = env!("VERSION_STAMP_V2_COMPONENT");
 
 /// A component path as a `PathBuf`.
 pub fn component(path: &str) -> PathBuf {

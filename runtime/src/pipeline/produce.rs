@@ -23,10 +23,10 @@ pub(super) async fn produce_outcome(
         pipeline: pipeline.to_owned(),
         source,
     };
-    PipelineStats::bump(&stats.received, 1);
+    stats.received.inc();
     let dead_letter = match outcome {
         RecordOutcome::Outputs(outputs) if outputs.is_empty() => {
-            PipelineStats::bump(&stats.filtered, 1);
+            stats.filtered.inc();
             return Ok(Vec::new());
         }
         RecordOutcome::Outputs(outputs) => match unknown_topic(sink, &outputs).await {
@@ -46,7 +46,7 @@ pub(super) async fn produce_outcome(
                         Err(error) => return Err(sink_error(error)),
                     }
                 }
-                PipelineStats::bump(&stats.produced, deliveries.len() as u64);
+                stats.produced.inc_by(deliveries.len() as u64);
                 let Some(error) = too_large else {
                     return Ok(deliveries);
                 };
@@ -73,7 +73,7 @@ pub(super) async fn produce_outcome(
             Err(error) => return Err(sink_error(error)),
         },
         RecordOutcome::Skip { transform, reason } => {
-            PipelineStats::bump(&stats.skipped, 1);
+            stats.skipped.inc();
             tracing::debug!(pipeline, %transform, reason, "record skipped");
             return Ok(Vec::new());
         }

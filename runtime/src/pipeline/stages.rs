@@ -11,13 +11,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::produce::produce_outcome;
-use super::{PipelineError, PipelineStats};
+use super::{PipelineControl, PipelineError, PipelineStats};
 use crate::record::InputRecord;
 use crate::sink::{KafkaSink, SinkError};
 use crate::source::{AckHandle, SourceMessage};
@@ -26,6 +27,7 @@ use crate::transform::{RecordOutcome, TransformChain};
 /// What the stages need.
 pub(super) struct Stages {
     pub(super) pipeline: String,
+    pub(super) control: Arc<PipelineControl>,
     pub(super) chain: TransformChain,
     pub(super) records: mpsc::Receiver<SourceMessage>,
     /// Records to run before any from `records`: those in flight at the last failure.
@@ -72,6 +74,7 @@ impl Stages {
     pub(super) async fn run(self) -> (Option<Leftovers>, Result<(), PipelineError>) {
         let Stages {
             pipeline,
+            control,
             chain,
             records,
             replay,
@@ -89,6 +92,7 @@ impl Stages {
                 chain,
                 records,
                 replay,
+                control,
             },
             batches_tx,
             batch_size,
@@ -130,6 +134,7 @@ impl Stages {
             chain,
             records,
             replay,
+            ..
         } = input;
         unacked.extend(replay);
         (
@@ -143,15 +148,18 @@ impl Stages {
     }
 }
 
-/// Where the transform thread takes records from: the replay queue first.
+/// Where the transform thread takes records from (the replay queue first), and the chain
+/// it runs them through, whose versions the admin API may swap between batches.
 struct TransformInput {
     chain: TransformChain,
     records: mpsc::Receiver<SourceMessage>,
     replay: VecDeque<SourceMessage>,
+    control: Arc<PipelineControl>,
 }
 
 impl TransformInput {
     /// Up to `batch_size` records, waiting for the first; `None` on abort or end of input.
+    /// A transform version posted meanwhile goes live before the batch is returned.
     fn next_batch(
         &mut self,
         runtime: &tokio::runtime::Handle,
@@ -165,17 +173,24 @@ impl TransformInput {
             };
             batch.push(message);
         }
-        if batch.is_empty() {
+        while batch.is_empty() {
             let records = &mut self.records;
+            let control = &self.control;
             let first = runtime.block_on(async {
                 tokio::select! {
                     biased;
-                    _ = abort.cancelled() => None,
-                    message = records.recv() => message,
+                    _ = abort.cancelled() => Err(()),
+                    _ = control.swap_posted() => Ok(None),
+                    message = records.recv() => message.map(Some).ok_or(()),
                 }
-            })?;
-            batch.push(first);
+            });
+            match first {
+                Ok(Some(first)) => batch.push(first),
+                Ok(None) => self.control.apply_swap(&mut self.chain),
+                Err(()) => return None,
+            }
         }
+        self.control.apply_swap(&mut self.chain);
         while batch.len() < batch_size {
             match self.records.try_recv() {
                 Ok(message) => batch.push(message),
@@ -203,7 +218,12 @@ fn spawn_transform_thread(
             while let Some(messages) = input.next_batch(&runtime, batch_size, &abort) {
                 let (records, acks): (Vec<_>, Vec<_>) =
                     messages.into_iter().map(|m| (m.record, m.ack)).unzip();
-                let outcomes = input.chain.run_batch(&records);
+                let stats = &input.control.stats;
+                let span = tracing::debug_span!("batch", records = records.len());
+                let started = Instant::now();
+                let outcomes = span.in_scope(|| input.chain.run_batch(&records));
+                stats.batch_seconds.observe(started.elapsed().as_secs_f64());
+                stats.batch_size.observe(records.len() as f64);
                 debug_assert_eq!(outcomes.len(), records.len());
                 let batch = TransformedBatch {
                     records,
@@ -303,8 +323,12 @@ async fn ack_stage(
             _ = abort.cancelled() => break Ok(()),
             delivered = next_delivered(&mut pending), if !pending.is_empty() => match delivered {
                 Ok(message) => {
+                    if let Some(published_ms) = message.record.publish_time_ms {
+                        let latency_ms = unix_time_ms().saturating_sub(published_ms).max(0);
+                        stats.latency.observe(latency_ms as f64 / 1000.0);
+                    }
                     message.ack.ack();
-                    PipelineStats::bump(&stats.acked, 1);
+                    stats.acked.inc();
                 }
                 Err(source) => {
                     abort.cancel();
@@ -333,4 +357,10 @@ async fn next_delivered(pending: &mut VecDeque<Settlement>) -> Result<SourceMess
         .expect("only polled with pending records");
     oldest.delivered.as_mut().await?;
     Ok(pending.pop_front().expect("still there").message)
+}
+
+fn unix_time_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +16,9 @@ use crate::record::InputRecord;
 
 /// How long the in-flight budget may stay full with no ack before the stall is logged.
 const STALL_WARNING_AFTER: Duration = Duration::from_secs(10);
+
+/// How long closing the client may take once every record is settled.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Acked message ids remembered to drop redeliveries (about 100 bytes each).
 const REMEMBERED_ACKS: usize = 100_000;
@@ -50,10 +54,17 @@ pub(crate) trait SourceClient: Send + 'static {
 pub(crate) fn start<C: SourceClient>(
     client: C,
     max_in_flight: usize,
+    in_flight_gauge: Gauge,
     stop: CancellationToken,
 ) -> RunningSource {
     let (records_tx, records_rx) = mpsc::channel(max_in_flight);
-    let task = tokio::spawn(run(client, max_in_flight, records_tx, stop));
+    let task = tokio::spawn(run(
+        client,
+        max_in_flight,
+        in_flight_gauge,
+        records_tx,
+        stop,
+    ));
     RunningSource {
         messages: records_rx,
         task,
@@ -63,6 +74,7 @@ pub(crate) fn start<C: SourceClient>(
 async fn run<C: SourceClient>(
     mut client: C,
     max_in_flight: usize,
+    in_flight_gauge: Gauge,
     records: mpsc::Sender<SourceMessage>,
     stop: CancellationToken,
 ) -> Result<(), SourceError> {
@@ -74,6 +86,9 @@ async fn run<C: SourceClient>(
     let mut slot = None;
     let mut idle_check = tokio::time::interval(Duration::from_millis(100));
     let mut stall = StallWatch::new(C::SYSTEM, C::WHILE_STALLED);
+    // While draining, what the client still delivers is nacked (it comes again).
+    let mut let_go = 0u64;
+    let mut stream_open = true;
     let result = loop {
         let reading = records.is_some();
         tokio::select! {
@@ -84,10 +99,24 @@ async fn run<C: SourceClient>(
             }
             _ = stop.cancelled(), if reading => {
                 // Stop reading; in-flight records still drain and get acked.
+                tracing::debug!(messaging.system = C::SYSTEM, in_flight = in_flight.taken(), "stopped reading; draining");
                 records = None;
             }
             reserved = in_flight.reserve(), if reading && slot.is_none() => slot = Some(reserved),
-            received = client.receive(), if reading && slot.is_some() => {
+            received = client.receive(), if (reading && slot.is_some()) || (!reading && stream_open) => {
+                if !reading {
+                    // Keep taking deliveries while draining: a pulsar-rs consumer whose
+                    // prefetched messages are not taken stops sending acks too (measured: the
+                    // acks of a drain were lost, and a restart received the whole topic again).
+                    match received {
+                        Ok(Some(unwanted)) => {
+                            let_go += 1;
+                            client.nack(unwanted.token).await;
+                        }
+                        Ok(None) | Err(_) => stream_open = false,
+                    }
+                    continue;
+                }
                 let Received { record, token, key } = match received {
                     Ok(Some(received)) => received,
                     Ok(None) => break Err(SourceError::StreamEnded { system: C::SYSTEM }),
@@ -117,11 +146,15 @@ async fn run<C: SourceClient>(
                 }
             }
             _ = idle_check.tick() => {
+                // Sampled: exact enough for a gauge, and free on the record path.
+                // The slot reserved for the next receive holds no record yet.
+                in_flight_gauge.set((in_flight.taken() - usize::from(slot.is_some())) as i64);
                 if reading {
                     stall.check(&in_flight);
                     continue;
                 }
                 drop(slot.take());
+                tracing::trace!(messaging.system = C::SYSTEM, in_flight = in_flight.taken(), "waiting for the in-flight records to settle");
                 if in_flight.is_idle() {
                     break Ok(());
                 }
@@ -131,6 +164,13 @@ async fn run<C: SourceClient>(
     while let Ok(command) = ack_rx.try_recv() {
         apply(&mut client, &mut redeliveries, command).await;
     }
+    if let_go > 0 {
+        tracing::debug!(
+            messaging.system = C::SYSTEM,
+            count = let_go,
+            "nacked while draining; they will be delivered again"
+        );
+    }
     if dropped_redeliveries > 0 {
         tracing::info!(
             messaging.system = C::SYSTEM,
@@ -138,7 +178,19 @@ async fn run<C: SourceClient>(
             "dropped redeliveries of messages already in flight or acked"
         );
     }
-    client.close().await;
+    in_flight_gauge.set(0);
+    // Measured: a pulsar-rs consumer's close can wait forever for pulsar-lite's answer when it
+    // stops mid-backlog. Everything is settled by now; an unfinished close costs nothing.
+    if tokio::time::timeout(CLOSE_TIMEOUT, client.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            messaging.system = C::SYSTEM,
+            timeout_s = CLOSE_TIMEOUT.as_secs(),
+            "closing the source connection did not finish in time; leaving it"
+        );
+    }
     result
 }
 

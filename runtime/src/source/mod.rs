@@ -8,6 +8,7 @@ mod redelivery;
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +109,8 @@ pub(crate) enum AckToken {
     Pulsar {
         topic: String,
         id: ::pulsar::proto::MessageIdData,
+        /// Messages in the batch (entry) this one came in; 1 when unbatched.
+        batch_size: u32,
     },
     /// Dropping the handler nacks the message.
     PubSub {
@@ -160,6 +163,11 @@ impl InFlight {
         self.slots.available_permits() == 0
     }
 
+    /// Messages handed out and not yet settled.
+    pub(crate) fn taken(&self) -> usize {
+        self.capacity - self.slots.available_permits()
+    }
+
     /// Whether every message handed out has been acked or dropped.
     pub(crate) fn is_idle(&self) -> bool {
         self.slots.available_permits() == self.capacity
@@ -168,20 +176,24 @@ impl InFlight {
 
 /// Connects to the configured source and starts reading. Reading stops when `stop` is
 /// cancelled; the task then waits for the acks of what is in flight and closes the consumer.
+/// `in_flight` is kept at the number of records read and not yet settled.
 pub async fn start(
     config: &SourceConfig,
     max_in_flight: usize,
+    in_flight: Gauge,
     stop: CancellationToken,
 ) -> Result<RunningSource, SourceError> {
     Ok(match config {
         SourceConfig::Pulsar(pulsar) => driver::start(
             PulsarSource::connect(pulsar, max_in_flight).await?,
             max_in_flight,
+            in_flight,
             stop,
         ),
         SourceConfig::GcpPubsub(pubsub) => driver::start(
             PubSubSource::connect(pubsub, max_in_flight).await?,
             max_in_flight,
+            in_flight,
             stop,
         ),
     })

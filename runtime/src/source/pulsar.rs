@@ -1,5 +1,7 @@
 //! Pulsar source on the `pulsar` crate: individual acks, sent only after delivery to Kafka.
 
+use std::collections::{HashMap, HashSet};
+
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition as PulsarInitialPosition;
 use pulsar::proto::MessageIdData;
@@ -30,7 +32,15 @@ fn message_key(topic: &str, id: &MessageIdData) -> MessageKey {
 pub struct PulsarSource {
     consumer: Consumer<Vec<u8>, TokioExecutor>,
     topic: String,
+    /// Acked batch indexes per batched entry not yet fully acked. pulsar-rs acks a batch
+    /// index without an ack set, which a broker takes as an ack of the whole entry: acking
+    /// the first message of a batch would drop the rest of it if the runtime then stopped.
+    /// So an entry is acked only once every message of its batch is.
+    partial_batches: HashMap<EntryKey, HashSet<i32>>,
 }
+
+/// A batched entry: topic, ledger, entry, partition.
+type EntryKey = (String, u64, u64, i32);
 
 impl PulsarSource {
     pub async fn connect(
@@ -76,13 +86,33 @@ impl PulsarSource {
         Ok(Self {
             consumer,
             topic: config.topic.clone(),
+            partial_batches: HashMap::new(),
         })
     }
 
     async fn acknowledge(&mut self, token: AckToken, positive: bool) {
-        let AckToken::Pulsar { topic, id } = token else {
+        let AckToken::Pulsar {
+            topic,
+            id,
+            batch_size,
+        } = token
+        else {
             unreachable!("a Pulsar source only hands out Pulsar tokens")
         };
+        if positive && batch_size > 1 {
+            let entry = (
+                topic.clone(),
+                id.ledger_id,
+                id.entry_id,
+                id.partition.unwrap_or(-1),
+            );
+            let acked = self.partial_batches.entry(entry.clone()).or_default();
+            acked.insert(id.batch_index.unwrap_or(-1));
+            if acked.len() < batch_size as usize {
+                return;
+            }
+            self.partial_batches.remove(&entry);
+        }
         let result = if positive {
             self.consumer.ack_with_id(&topic, id.clone()).await
         } else {
@@ -119,19 +149,24 @@ impl SourceClient for PulsarSource {
             None => return Ok(None),
         };
         let id = message.message_id.id.clone();
+        let batch_size = message
+            .metadata()
+            .num_messages_in_batch
+            .map_or(1, |n| n.max(1) as u32);
         Ok(Some(Received {
             record: to_input_record(&message),
             key: message_key(&message.topic, &id),
             token: AckToken::Pulsar {
                 topic: message.topic.clone(),
                 id,
+                batch_size,
             },
         }))
     }
 
     fn key_of(token: &AckToken) -> MessageKey {
         match token {
-            AckToken::Pulsar { topic, id } => message_key(topic, id),
+            AckToken::Pulsar { topic, id, .. } => message_key(topic, id),
             AckToken::PubSub { .. } => unreachable!("a Pulsar source only hands out Pulsar tokens"),
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::error::Error;
 use super::instance::{StageResult, TransformInstance};
 use super::{Capabilities, Limits, RecordOutcome, TransformEngine, TransformId, component};
+use crate::metrics::TransformMetrics;
 use crate::record::{InputRecord, OutputRecord};
 
 /// One transform of a pipeline, as configured.
@@ -31,6 +32,39 @@ pub struct TransformChain {
     stages: Vec<TransformInstance>,
     /// The capabilities granted to each stage, in order.
     capabilities: Vec<Capabilities>,
+    /// What each stage counts into, in order.
+    metrics: Vec<TransformMetrics>,
+}
+
+/// One transform loaded, validated, instantiated and initialised, ready to replace the live
+/// version of a chain's stage ([`TransformChain::replace`]).
+pub struct LoadedTransform {
+    instance: TransformInstance,
+    capabilities: Capabilities,
+}
+
+impl LoadedTransform {
+    /// Loads (through the compiled cache) and starts `spec` with its granted capabilities;
+    /// fails naming the transform whose component, capabilities or config is bad.
+    pub fn load(engine: &TransformEngine, spec: &TransformSpec) -> Result<Self, Error> {
+        let grants = spec.capabilities.resolve(&spec.name)?;
+        let loaded = component::load(engine, &spec.component, &spec.limits)?;
+        let instance = TransformInstance::start(engine.wasmtime(), spec, loaded, grants)?;
+        tracing::info!(
+            transform = %instance.id(),
+            path = %spec.component.display(),
+            capabilities = %spec.capabilities.summary(),
+            "transform loaded"
+        );
+        Ok(Self {
+            instance,
+            capabilities: spec.capabilities.clone(),
+        })
+    }
+
+    pub fn id(&self) -> &TransformId {
+        self.instance.id()
+    }
 }
 
 /// A record on its way through the chain: the input of the next stage, plus the topic an
@@ -45,25 +79,34 @@ impl TransformChain {
     /// transform with its granted capabilities; fails naming the transform whose component,
     /// capabilities or config is bad. An empty `specs` makes a passthrough chain.
     pub fn new(engine: &TransformEngine, specs: &[TransformSpec]) -> Result<Self, Error> {
-        let stages = specs
+        let loaded = specs
             .iter()
-            .map(|spec| {
-                let grants = spec.capabilities.resolve(&spec.name)?;
-                let loaded = component::load(engine, &spec.component, &spec.limits)?;
-                let stage = TransformInstance::start(engine.wasmtime(), spec, loaded, grants)?;
-                tracing::info!(
-                    transform = %stage.id(),
-                    path = %spec.component.display(),
-                    capabilities = %spec.capabilities.summary(),
-                    "transform loaded"
-                );
-                Ok(stage)
-            })
-            .collect::<Result<_, Error>>()?;
+            .map(|spec| LoadedTransform::load(engine, spec))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let (stages, capabilities) = loaded
+            .into_iter()
+            .map(|loaded| (loaded.instance, loaded.capabilities))
+            .unzip();
         Ok(Self {
             stages,
-            capabilities: specs.iter().map(|spec| spec.capabilities.clone()).collect(),
+            capabilities,
+            metrics: vec![TransformMetrics::default(); specs.len()],
         })
+    }
+
+    /// Counts each stage into `metrics` (one per stage, in order) from now on.
+    pub fn observe(&mut self, metrics: Vec<TransformMetrics>) {
+        debug_assert_eq!(metrics.len(), self.stages.len());
+        self.metrics = metrics;
+    }
+
+    /// Puts `loaded` live in place of stage `index` from the next batch on; returns the
+    /// version it replaced.
+    pub fn replace(&mut self, index: usize, loaded: LoadedTransform) -> TransformId {
+        let previous = self.stages[index].id().clone();
+        self.stages[index] = loaded.instance;
+        self.capabilities[index] = loaded.capabilities;
+        previous
     }
 
     /// The transforms, in order.
@@ -99,7 +142,7 @@ impl TransformChain {
                 }]
             })
             .collect();
-        for stage in &mut self.stages {
+        for (stage, metrics) in self.stages.iter_mut().zip(&self.metrics) {
             // Flatten the records every source record feeds this stage, remembering whose.
             let mut owners = Vec::new();
             let mut inputs = Vec::new();
@@ -114,8 +157,11 @@ impl TransformChain {
             if inputs.is_empty() {
                 break;
             }
+            let recycles_before = stage.recycles();
             let results: Vec<StageResult> = stage.run(&inputs);
             debug_assert_eq!(results.len(), inputs.len());
+            metrics.records_in.inc_by(inputs.len() as u64);
+            metrics.recycles.inc_by(stage.recycles() - recycles_before);
             for (((owner, input), topic), result) in
                 owners.into_iter().zip(inputs).zip(topics).zip(results)
             {
@@ -123,12 +169,18 @@ impl TransformChain {
                     continue;
                 }
                 match result {
-                    Ok(outputs) => pending[owner].extend(
-                        outputs
-                            .into_iter()
-                            .map(|output| next_input(output, &input, &topic)),
-                    ),
+                    Ok(outputs) => {
+                        metrics.records_out.inc_by(outputs.len() as u64);
+                        pending[owner].extend(
+                            outputs
+                                .into_iter()
+                                .map(|output| next_input(output, &input, &topic)),
+                        );
+                    }
                     Err(outcome) => {
+                        if let Some(kind) = outcome.failure_kind() {
+                            metrics.failed(kind);
+                        }
                         pending[owner].clear();
                         outcomes[owner] = Some(outcome);
                     }

@@ -56,6 +56,8 @@ pub(crate) struct TransformInstance {
     engine: wasmtime::Engine,
     pre: TransformerPre<HostState>,
     live: Option<LiveInstance>,
+    /// Instances re-created after a trap, for metrics.
+    recycles: u64,
 }
 
 impl TransformInstance {
@@ -83,6 +85,7 @@ impl TransformInstance {
             engine: engine.clone(),
             pre: loaded.pre,
             live: None,
+            recycles: 0,
         };
         match instance.instantiate() {
             Ok(live) => instance.live = Some(live),
@@ -113,6 +116,11 @@ impl TransformInstance {
 
     pub(crate) fn id(&self) -> &TransformId {
         &self.id
+    }
+
+    /// How many times an instance was re-created after a trap.
+    pub(crate) fn recycles(&self) -> u64 {
+        self.recycles
     }
 
     /// Runs `inputs` through the transform: exactly one result per input, in order. A trap
@@ -181,7 +189,10 @@ impl TransformInstance {
         let mut live = match self.live.take() {
             Some(live) => live,
             None => match self.instantiate() {
-                Ok(live) => live,
+                Ok(live) => {
+                    self.recycles += 1;
+                    live
+                }
                 Err(StartError::Refused(reason)) => {
                     return Err(CallError::Unavailable(format!(
                         "cannot restart after a trap: init refused the configuration: {reason}"

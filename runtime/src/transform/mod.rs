@@ -29,7 +29,7 @@ mod outcome;
 mod world;
 
 pub use capabilities::{Capabilities, SensitiveImport};
-pub use chain::{TransformChain, TransformSpec};
+pub use chain::{LoadedTransform, TransformChain, TransformSpec};
 pub use component::{ComponentInfo, WORLD, inspect};
 pub use engine::TransformEngine;
 pub use error::{Error, WasmError};

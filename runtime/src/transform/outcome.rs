@@ -92,6 +92,17 @@ impl RecordOutcome {
             | RecordOutcome::Fatal { transform, .. } => Some(transform),
         }
     }
+
+    /// For metrics: how the transform failed the record (`skip` and `fatal` included), or
+    /// `None` when it produced outputs.
+    pub fn failure_kind(&self) -> Option<&'static str> {
+        match self {
+            RecordOutcome::Outputs(_) => None,
+            RecordOutcome::Skip { .. } => Some("skip"),
+            RecordOutcome::DeadLetter { kind, .. } => Some(kind.as_str()),
+            RecordOutcome::Fatal { .. } => Some("fatal"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,244 @@
+//! The admin HTTP API (DESIGN §7): health, readiness, status, Prometheus metrics, and deploy /
+//! versions / rollback of transform components.
+//!
+//! Reads are open; when a token is configured every mutating call needs
+//! `Authorization: Bearer <token>`, compared in constant time. Errors are JSON
+//! `{"error": "…"}` with a fitting status code.
+
+mod deploy;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AdminConfig, PipelineConfig};
+use crate::deploy::ComponentStore;
+use crate::metrics::Metrics;
+use crate::pipeline::PipelineControl;
+use crate::transform::{TransformEngine, TransformSpec};
+
+/// Largest component a deploy accepts.
+const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot listen on {address} for the admin API")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A pipeline as the admin API sees it: its live handle and its configured transforms.
+pub struct AdminPipeline {
+    pub control: Arc<PipelineControl>,
+    pub source_kind: &'static str,
+    pub specs: Vec<TransformSpec>,
+}
+
+impl AdminPipeline {
+    pub fn new(config: &PipelineConfig, control: Arc<PipelineControl>) -> Self {
+        Self {
+            control,
+            source_kind: config.source.kind(),
+            specs: config.transform_specs(),
+        }
+    }
+}
+
+pub struct AdminState {
+    pipelines: BTreeMap<String, AdminPipeline>,
+    metrics: Arc<Metrics>,
+    store: Arc<ComponentStore>,
+    engine: TransformEngine,
+    token: Option<String>,
+    /// One deploy or rollback at a time: each reads and writes a version history.
+    deploying: tokio::sync::Mutex<()>,
+}
+
+impl AdminState {
+    pub fn new(
+        config: &AdminConfig,
+        pipelines: Vec<AdminPipeline>,
+        metrics: Arc<Metrics>,
+        store: Arc<ComponentStore>,
+        engine: TransformEngine,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            pipelines: pipelines
+                .into_iter()
+                .map(|p| (p.control.name.clone(), p))
+                .collect(),
+            metrics,
+            store,
+            engine,
+            token: config.token.as_ref().map(|t| t.expose().to_owned()),
+            deploying: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Refuses a mutating call without the configured token.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (Authorization: Bearer <token>)",
+            ))
+        }
+    }
+}
+
+/// An error answer: status and message, sent as `{"error": message}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, crate::error_chain(error))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// Binds `config.listen` now (so a taken port fails the start) and serves until `stop`.
+pub async fn serve(
+    config: &AdminConfig,
+    state: Arc<AdminState>,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, AdminError> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| AdminError::Bind {
+            address: config.listen.clone(),
+            source,
+        })?;
+    tracing::info!(listen = %config.listen, token = state.token.is_some(), "admin API listening");
+    let app = router(state);
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(%error, "admin API stopped");
+        }
+    }))
+}
+
+fn router(state: Arc<AdminState>) -> Router {
+    let transform = "/v1/pipelines/{pipeline}/transforms/{transform}";
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route(&format!("{transform}/versions"), get(deploy::versions))
+        .route(
+            &format!("{transform}/deploy"),
+            post(deploy::deploy).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route(&format!("{transform}/rollback"), post(deploy::rollback))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see README, Admin API",
+            )
+        })
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let pipelines: BTreeMap<&str, Value> = state
+        .pipelines
+        .iter()
+        .map(|(name, p)| (name.as_str(), json!(p.control.state())))
+        .collect();
+    let ready = state.pipelines.values().all(|p| p.control.is_ready());
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({ "ready": ready, "pipelines": pipelines })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<Arc<AdminState>>) -> axum::Json<Value> {
+    let pipelines: Vec<Value> = state
+        .pipelines
+        .iter()
+        .map(|(name, p)| {
+            let stats = &p.control.stats;
+            let transforms: Vec<Value> = p
+                .control
+                .transforms()
+                .iter()
+                .map(|id| json!({ "name": id.name, "digest": id.digest }))
+                .collect();
+            json!({
+                "name": name,
+                "state": p.control.state(),
+                "ready": p.control.is_ready(),
+                "source": p.source_kind,
+                "transforms": transforms,
+                "counters": {
+                    "received": stats.received.get(),
+                    "produced": stats.produced.get(),
+                    "filtered": stats.filtered.get(),
+                    "skipped": stats.skipped.get(),
+                    "dead_lettered": stats.dead_lettered(),
+                    "acked": stats.acked.get(),
+                    "in_flight": stats.in_flight.get(),
+                    "restarts": stats.restarts.get(),
+                },
+            })
+        })
+        .collect();
+    axum::Json(json!({ "pipelines": pipelines }))
+}
