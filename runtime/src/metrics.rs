@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Metric;
 use prometheus_client::registry::Registry;
 
 use crate::pipeline::PipelineStats;
@@ -80,132 +81,121 @@ pub struct Metrics {
     live_digests: Mutex<Vec<VersionLabels>>,
 }
 
+/// Registers `metric` under `name` and returns it (metrics are handles: clones share values).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("sluice");
-        let metrics = Self {
-            received: Family::default(),
-            produced: Family::default(),
-            filtered: Family::default(),
-            skipped: Family::default(),
-            acked: Family::default(),
-            dead_lettered: Family::default(),
-            restarts: Family::default(),
-            in_flight: Family::default(),
-            batch_size: Family::new_with_constructor(batch_size_histogram),
-            batch_seconds: Family::new_with_constructor(seconds_histogram),
-            latency: Family::new_with_constructor(seconds_histogram),
-            transform_in: Family::default(),
-            transform_out: Family::default(),
-            transform_failures: Family::default(),
-            recycles: Family::default(),
-            deploys: Family::default(),
-            versions: Family::default(),
-            live_digests: Mutex::default(),
-            registry: Registry::default(),
-        };
-        let Metrics {
-            received,
-            produced,
-            filtered,
-            skipped,
-            acked,
-            dead_lettered,
-            restarts,
-            in_flight,
-            batch_size,
-            batch_seconds,
-            latency,
-            transform_in,
-            transform_out,
-            transform_failures,
-            recycles,
-            deploys,
-            versions,
-            ..
-        } = &metrics;
-        let counters = [
-            ("records_received", "Records read from the source", received),
-            ("records_produced", "Outputs written to Kafka", produced),
-            (
+        let r = &mut registry;
+        Self {
+            received: registered(
+                r,
+                "records_received",
+                "Records read from the source",
+                Family::default(),
+            ),
+            produced: registered(
+                r,
+                "records_produced",
+                "Outputs written to Kafka",
+                Family::default(),
+            ),
+            filtered: registered(
+                r,
                 "records_filtered",
                 "Records the transforms dropped",
-                filtered,
+                Family::default(),
             ),
-            ("records_skipped", "Records a transform skipped", skipped),
-            ("records_acked", "Records acked at the source", acked),
-            (
+            skipped: registered(
+                r,
+                "records_skipped",
+                "Records a transform skipped",
+                Family::default(),
+            ),
+            acked: registered(
+                r,
+                "records_acked",
+                "Records acked at the source",
+                Family::default(),
+            ),
+            dead_lettered: registered(
+                r,
+                "records_dead_lettered",
+                "Records written to the dead-letter topic, by failure kind",
+                Family::default(),
+            ),
+            restarts: registered(
+                r,
                 "pipeline_restarts",
                 "Restarts after a broker failure",
-                restarts,
+                Family::default(),
             ),
-        ];
-        for (name, help, family) in counters {
-            registry.register(name, help, family.clone());
-        }
-        registry.register(
-            "records_dead_lettered",
-            "Records written to the dead-letter topic, by failure kind",
-            dead_lettered.clone(),
-        );
-        registry.register(
-            "records_in_flight",
-            "Records read and not yet acked",
-            in_flight.clone(),
-        );
-        registry.register(
-            "transform_batch_size",
-            "Records per transform call",
-            batch_size.clone(),
-        );
-        registry.register(
-            "transform_batch_seconds",
-            "Time to transform one batch through the chain",
-            batch_seconds.clone(),
-        );
-        registry.register(
-            "end_to_end_latency_seconds",
-            "From the source's publish time to the Kafka acknowledgement",
-            latency.clone(),
-        );
-        let per_transform = [
-            (
+            in_flight: registered(
+                r,
+                "records_in_flight",
+                "Records read and not yet acked",
+                Family::default(),
+            ),
+            batch_size: registered(
+                r,
+                "transform_batch_size",
+                "Records per transform call",
+                Family::new_with_constructor(batch_size_histogram as fn() -> Histogram),
+            ),
+            batch_seconds: registered(
+                r,
+                "transform_batch_seconds",
+                "Time to transform one batch through the chain",
+                Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            ),
+            latency: registered(
+                r,
+                "end_to_end_latency_seconds",
+                "From the source's publish time to the Kafka acknowledgement",
+                Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            ),
+            transform_in: registered(
+                r,
                 "transform_records_in",
                 "Records into a transform",
-                transform_in,
+                Family::default(),
             ),
-            (
+            transform_out: registered(
+                r,
                 "transform_records_out",
                 "Records out of a transform",
-                transform_out,
+                Family::default(),
             ),
-            (
+            transform_failures: registered(
+                r,
+                "transform_failures",
+                "Records a transform failed, by kind (trap, timeout, out-of-memory, …)",
+                Family::default(),
+            ),
+            recycles: registered(
+                r,
                 "transform_instance_recycles",
                 "Instances re-created after a trap",
-                recycles,
+                Family::default(),
             ),
-            (
+            deploys: registered(
+                r,
                 "deploys",
                 "Versions deployed through the admin API",
-                deploys,
+                Family::default(),
             ),
-        ];
-        for (name, help, family) in per_transform {
-            registry.register(name, help, family.clone());
-        }
-        registry.register(
-            "transform_failures",
-            "Records a transform failed, by kind (trap, timeout, out-of-memory, …)",
-            transform_failures.clone(),
-        );
-        registry.register(
-            "transform_version_info",
-            "The live version of each transform (value 1)",
-            versions.clone(),
-        );
-        Self {
+            versions: registered(
+                r,
+                "transform_version_info",
+                "The live version of each transform (value 1)",
+                Family::default(),
+            ),
+            live_digests: Mutex::default(),
             registry,
-            ..metrics
         }
     }
 }

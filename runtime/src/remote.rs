@@ -122,43 +122,62 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn transform_path(pipeline: &str, transform: &str, action: &str) -> String {
-    format!("/v1/pipelines/{pipeline}/transforms/{transform}/{action}")
+/// Posts `body` to `action` (`deploy`, `rollback`) of a pipeline's transform and prints what
+/// went live.
+fn swap(
+    admin: &AdminArgs,
+    pipeline: &str,
+    transform: Option<&str>,
+    action: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> Result<()> {
+    let client = AdminClient::new(admin)?;
+    let answer = runtime()?.block_on(async {
+        let transform = client.transform_of(pipeline, transform).await?;
+        let path = format!("/v1/pipelines/{pipeline}/transforms/{transform}/{action}");
+        client.post(&path, body, content_type).await
+    })?;
+    print_swap(action, &answer);
+    Ok(())
 }
 
 pub(crate) fn deploy(args: DeployArgs) -> Result<()> {
     let component = std::fs::read(&args.component)
         .with_context(|| format!("cannot read component {:?}", args.component))?;
-    let client = AdminClient::new(&args.admin)?;
-    let answer = runtime()?.block_on(async {
-        let transform = client
-            .transform_of(&args.pipeline, args.transform.as_deref())
-            .await?;
-        let path = transform_path(&args.pipeline, &transform, "deploy");
-        client.post(&path, component, "application/wasm").await
-    })?;
-    print_swap("deployed", &answer);
-    Ok(())
+    let transform = args.transform.as_deref();
+    swap(
+        &args.admin,
+        &args.pipeline,
+        transform,
+        "deploy",
+        component,
+        "application/wasm",
+    )
 }
 
 pub(crate) fn rollback(args: RollbackArgs) -> Result<()> {
-    let client = AdminClient::new(&args.admin)?;
-    let answer = runtime()?.block_on(async {
-        let transform = client
-            .transform_of(&args.pipeline, args.transform.as_deref())
-            .await?;
-        let path = transform_path(&args.pipeline, &transform, "rollback");
-        let body = match &args.to {
-            Some(digest) => serde_json::to_vec(&serde_json::json!({ "digest": digest }))?,
-            None => Vec::new(),
-        };
-        client.post(&path, body, "application/json").await
-    })?;
-    print_swap("rolled back", &answer);
-    Ok(())
+    let body = match &args.to {
+        Some(digest) => serde_json::to_vec(&serde_json::json!({ "digest": digest }))?,
+        None => Vec::new(),
+    };
+    let transform = args.transform.as_deref();
+    swap(
+        &args.admin,
+        &args.pipeline,
+        transform,
+        "rollback",
+        body,
+        "application/json",
+    )
 }
 
-fn print_swap(what: &str, answer: &Value) {
+fn print_swap(action: &str, answer: &Value) {
+    let what = if action == "deploy" {
+        "deployed"
+    } else {
+        "rolled back"
+    };
     let text = |key: &str| answer[key].as_str().unwrap_or("?").to_owned();
     println!(
         "{what}: {}/{} {} → {}{}",
