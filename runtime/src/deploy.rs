@@ -7,7 +7,6 @@
 //! Files are written to a temporary name and renamed, so a crash never leaves half a file.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,7 +54,7 @@ impl History {
         if !self.versions.iter().any(|v| v.digest == digest) {
             self.versions.push(Version {
                 digest: digest.to_owned(),
-                deployed_at_ms: unix_time_ms(),
+                deployed_at_ms: crate::unix_time_ms(),
             });
         }
         self.current = digest.to_owned();
@@ -217,12 +216,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
     std::fs::write(&temporary, bytes).map_err(io("cannot write"))?;
     std::fs::rename(&temporary, path).map_err(io("cannot rename into place"))
-}
-
-pub(crate) fn unix_time_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

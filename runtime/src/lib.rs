@@ -15,6 +15,13 @@ pub mod source;
 pub mod supervisor;
 pub mod transform;
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_time_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// `error: cause: cause`, as `main` prints it.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

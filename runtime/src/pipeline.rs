@@ -31,7 +31,7 @@ use crate::deploy::{ComponentStore, StoreError};
 use crate::metrics::Metrics;
 use crate::sink::{KafkaSink, SinkError};
 use crate::source::{self, RunningSource, SourceError};
-use crate::supervisor::Backoff;
+use crate::supervisor::{Backoff, sleep_unless_stopped};
 use crate::transform::{self, TransformChain, TransformEngine};
 
 pub use control::{PipelineControl, PipelineState};
@@ -90,6 +90,13 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    pub(crate) fn sink(pipeline: &str, source: SinkError) -> Self {
+        PipelineError::Sink {
+            pipeline: pipeline.to_owned(),
+            source,
+        }
+    }
+
     /// Whether the failure is in the user's hands (config, components, missing topics).
     pub fn is_user_input_error(&self) -> bool {
         match self {
@@ -309,10 +316,7 @@ async fn connect_sink(config: &PipelineConfig) -> Result<Arc<KafkaSink>, Pipelin
     KafkaSink::connect(&config.sink)
         .await
         .map(Arc::new)
-        .map_err(|source| PipelineError::Sink {
-            pipeline: config.name.clone(),
-            source,
-        })
+        .map_err(|source| PipelineError::sink(&config.name, source))
 }
 
 /// Connects a new producer, with backoff while Kafka stays down; `None` when `stop` came first.
@@ -322,10 +326,8 @@ async fn reconnect_sink(
     stop: &CancellationToken,
 ) -> Result<Option<Arc<KafkaSink>>, PipelineError> {
     loop {
-        let wait = backoff.next_wait();
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(wait) => {}
+        if !sleep_unless_stopped(backoff.next_wait(), stop).await {
+            return Ok(None);
         }
         match connect_sink(config).await {
             Ok(sink) => return Ok(Some(sink)),

@@ -56,10 +56,17 @@ pub async fn run_supervised(
             "pipeline interrupted by a broker failure; records in flight were not acked and \
              will be delivered again; restarting"
         );
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(wait) => {}
+        if !sleep_unless_stopped(wait, &stop).await {
+            return Ok(());
         }
+    }
+}
+
+/// Sleeps `wait`; `false` when `stop` came first.
+pub(crate) async fn sleep_unless_stopped(wait: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
     }
 }
 

@@ -10,8 +10,8 @@ use sluice_tests::pubsub::{
 
 use crate::support::{
     BrokerUse, Brokers, InProcessPipeline, SluiceProcess, Topics, assert_per_key_order,
-    assert_stall_and_recovery_logged, brokers_and_topics_for, outage_of, read_at_least,
-    read_until_seqs, report_counts, seq_of, transform_entry,
+    assert_stall_and_recovery_logged, brokers_and_topics_for, distinct_seqs, outage_of,
+    read_at_least, read_until_seqs, report_counts, seq_of, sink_toml, transform_entry,
 };
 
 const PROJECT: &str = "sluice-tests";
@@ -54,16 +54,9 @@ subscription = "{subscription}"
 endpoint = "http://{emulator}"
 
 {transforms}
-[pipeline.sink]
-kind = "kafka"
-brokers = "{kafka}"
-topic = "{output}"
-dead_letter_topic = "{dead_letter}"
-"#,
+{sink}"#,
         subscription = topics.subscription,
-        kafka = brokers.kafka,
-        output = topics.output,
-        dead_letter = topics.dead_letter,
+        sink = sink_toml(brokers, topics, ""),
     )
 }
 
@@ -119,7 +112,7 @@ async fn ten_thousand_ordered_messages_arrive_transformed() {
     let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
     pipeline.stop().await;
 
-    assert_none_missing(&output.iter().map(seq_of).collect(), &good);
+    assert_none_missing(&distinct_seqs(&output), &good);
     assert_per_key_order(&output);
     for record in &output {
         let seq = seq_of(record);
@@ -141,7 +134,7 @@ async fn ten_thousand_ordered_messages_arrive_transformed() {
             serde_json::from_slice(record.value.as_ref().unwrap()).unwrap();
         assert_eq!(value["email"], "***");
     }
-    assert_eq!(dead.iter().map(seq_of).collect::<BTreeSet<_>>(), poison);
+    assert_eq!(distinct_seqs(&dead), poison);
     assert!(
         dead.iter()
             .all(|r| r.header("sluice.error.kind") == Some("dead-letter"))
@@ -219,7 +212,7 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     let distinct = report_counts(&memory.describe(before), &output, &good);
     assert_none_missing(&distinct, &good);
     assert_per_key_order(&output);
-    assert_none_missing(&dead.iter().map(seq_of).collect(), &poison);
+    assert_none_missing(&distinct_seqs(&dead), &poison);
     // In-flight is bounded (1,000 records of ~70 bytes): no growth beyond noise while down.
     assert!(memory.max_while_down <= memory.at_stop + 64);
     assert_stall_and_recovery_logged(&log);
@@ -271,10 +264,7 @@ async fn five_megabyte_message_is_dead_lettered_with_the_reason() {
     .await;
     pipeline.stop().await;
 
-    assert_eq!(
-        output.iter().map(seq_of).collect::<BTreeSet<_>>(),
-        BTreeSet::from([0, 2])
-    );
+    assert_eq!(distinct_seqs(&output), BTreeSet::from([0, 2]));
     let copy = &dead[0];
     assert_eq!(copy.header("sluice.error.kind"), Some("too-large"));
     assert_eq!(copy.header("sluice.transform"), Some("sink"));

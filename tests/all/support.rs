@@ -283,16 +283,25 @@ subscription = "{subscription}"
 subscription_type = "failover"
 
 {transforms}
-[pipeline.sink]
+{sink}"#,
+        pulsar = brokers.pulsar,
+        source = topics.source,
+        subscription = topics.subscription,
+        sink = sink_toml(brokers, topics, extra_sink),
+    )
+}
+
+/// The `[pipeline.sink]` section every test pipeline uses: Kafka, the test's output and
+/// dead-letter topics, then `extra_sink` lines.
+pub(crate) fn sink_toml(brokers: &Brokers, topics: &Topics, extra_sink: &str) -> String {
+    format!(
+        r#"[pipeline.sink]
 kind = "kafka"
 brokers = "{kafka}"
 topic = "{output}"
 dead_letter_topic = "{dead_letter}"
 {extra_sink}"#,
-        pulsar = brokers.pulsar,
         kafka = brokers.kafka,
-        source = topics.source,
-        subscription = topics.subscription,
         output = topics.output,
         dead_letter = topics.dead_letter,
     )

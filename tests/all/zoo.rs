@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use sluice_tests::brokers::{KafkaRecord, PulsarRecord, publish_to_pulsar, read_kafka_topics};
 
 use crate::support::{
-    BrokerUse, Brokers, SluiceProcess, fresh_topics, named_pipeline_toml, seq_of, transform_entry,
+    BrokerUse, Brokers, SluiceProcess, distinct_seqs, fresh_topics, named_pipeline_toml, seq_of,
+    transform_entry,
 };
 
 /// Records per stream; every 100th is poison.
@@ -149,8 +150,8 @@ async fn every_hostile_guest_is_contained_and_only_its_records_dead_lettered() {
         let (dead, delivered): (Vec<KafkaRecord>, Vec<KafkaRecord>) = records
             .into_iter()
             .partition(|r| r.topic == topics.dead_letter);
-        let delivered_seqs: BTreeSet<u64> = delivered.iter().map(seq_of).collect();
-        let dead_seqs: BTreeSet<u64> = dead.iter().map(seq_of).collect();
+        let delivered_seqs: BTreeSet<u64> = distinct_seqs(&delivered);
+        let dead_seqs: BTreeSet<u64> = distinct_seqs(&dead);
         assert_eq!(
             delivered_seqs, good,
             "{}: every innocent record is delivered",

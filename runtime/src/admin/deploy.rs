@@ -85,7 +85,7 @@ impl AdminState {
         Ok(History {
             versions: vec![Version {
                 digest: digest.clone(),
-                deployed_at_ms: crate::deploy::unix_time_ms(),
+                deployed_at_ms: crate::unix_time_ms(),
             }],
             current: digest,
         })

@@ -19,10 +19,7 @@ pub(super) async fn produce_outcome(
     outcome: RecordOutcome,
     stats: &PipelineStats,
 ) -> Result<Vec<PendingDelivery>, PipelineError> {
-    let sink_error = |source| PipelineError::Sink {
-        pipeline: pipeline.to_owned(),
-        source,
-    };
+    let sink_error = |source| PipelineError::sink(pipeline, source);
     stats.received.inc();
     let dead_letter = match outcome {
         RecordOutcome::Outputs(outputs) if outputs.is_empty() => {
@@ -117,10 +114,7 @@ async fn produce_dead_letter(
     dead_letter: DeadLetter,
     stats: &PipelineStats,
 ) -> Result<Vec<PendingDelivery>, PipelineError> {
-    let sink_error = |source| PipelineError::Sink {
-        pipeline: pipeline.to_owned(),
-        source,
-    };
+    let sink_error = |source| PipelineError::sink(pipeline, source);
     let Some(topic) = sink.dead_letter_topic() else {
         return Err(PipelineError::NoDeadLetterTopic {
             pipeline: pipeline.to_owned(),

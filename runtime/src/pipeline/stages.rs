@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -324,7 +324,7 @@ async fn ack_stage(
             delivered = next_delivered(&mut pending), if !pending.is_empty() => match delivered {
                 Ok(message) => {
                     if let Some(published_ms) = message.record.publish_time_ms {
-                        let latency_ms = unix_time_ms().saturating_sub(published_ms).max(0);
+                        let latency_ms = crate::unix_time_ms().saturating_sub(published_ms).max(0);
                         stats.latency.observe(latency_ms as f64 / 1000.0);
                     }
                     message.ack.ack();
@@ -332,7 +332,7 @@ async fn ack_stage(
                 }
                 Err(source) => {
                     abort.cancel();
-                    break Err(PipelineError::Sink { pipeline, source });
+                    break Err(PipelineError::sink(&pipeline, source));
                 }
             },
             settlement = settlements.recv(), if open => match settlement {
@@ -357,10 +357,4 @@ async fn next_delivered(pending: &mut VecDeque<Settlement>) -> Result<SourceMess
         .expect("only polled with pending records");
     oldest.delivered.as_mut().await?;
     Ok(pending.pop_front().expect("still there").message)
-}
-
-fn unix_time_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -87,7 +87,7 @@ async fn run<C: SourceClient>(
     let mut idle_check = tokio::time::interval(Duration::from_millis(100));
     let mut stall = StallWatch::new(C::SYSTEM, C::WHILE_STALLED);
     // While draining, what the client still delivers is nacked (it comes again).
-    let mut let_go = 0u64;
+    let mut nacked_while_draining = 0u64;
     let mut stream_open = true;
     let result = loop {
         let reading = records.is_some();
@@ -110,7 +110,7 @@ async fn run<C: SourceClient>(
                     // acks of a drain were lost, and a restart received the whole topic again).
                     match received {
                         Ok(Some(unwanted)) => {
-                            let_go += 1;
+                            nacked_while_draining += 1;
                             client.nack(unwanted.token).await;
                         }
                         Ok(None) | Err(_) => stream_open = false,
@@ -164,10 +164,10 @@ async fn run<C: SourceClient>(
     while let Ok(command) = ack_rx.try_recv() {
         apply(&mut client, &mut redeliveries, command).await;
     }
-    if let_go > 0 {
+    if nacked_while_draining > 0 {
         tracing::debug!(
             messaging.system = C::SYSTEM,
-            count = let_go,
+            count = nacked_while_draining,
             "nacked while draining; they will be delivered again"
         );
     }
