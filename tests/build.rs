@@ -29,6 +29,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "foreign_import",
             "version_stamp_v1",
             "version_stamp_v2",
+            "fan_out_work",
         ],
     ),
 ];

@@ -233,6 +233,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> axum::Json<Value> {
                     "filtered": stats.filtered.get(),
                     "skipped": stats.skipped.get(),
                     "dead_lettered": stats.dead_lettered(),
+                    "deduplicated": stats.deduplicated.get(),
                     "acked": stats.acked.get(),
                     "in_flight": stats.in_flight.get(),
                     "restarts": stats.restarts.get(),

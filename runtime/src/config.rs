@@ -126,6 +126,15 @@ pub struct PipelineConfig {
     /// Most records handed to a transform in one call.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Transform lanes: records are spread over this many lanes by key, each with its own
+    /// instances, so records of one key stay in order while different keys run in parallel.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+    /// Exactly-once: how many records of each output partition are read back at start (and
+    /// after a Kafka failure), and how many source ids the pipeline remembers while it runs.
+    /// A source record redelivered after its outputs left this window is written again.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: usize,
     pub source: SourceConfig,
     #[serde(rename = "transform", default)]
     pub transforms: Vec<TransformConfig>,
@@ -138,6 +147,17 @@ fn default_max_in_flight() -> usize {
 
 fn default_batch_size() -> usize {
     256
+}
+
+fn default_parallelism() -> usize {
+    1
+}
+
+/// Most lanes a pipeline may run: each holds its own instances of every transform.
+pub const MAX_PARALLELISM: usize = 64;
+
+fn default_dedup_window() -> usize {
+    100_000
 }
 
 /// `[pipeline.source]`, told apart by `kind`.
@@ -165,8 +185,10 @@ pub struct PulsarSourceConfig {
     pub url: String,
     pub topic: String,
     pub subscription: String,
+    /// Default (filled in at load): `exclusive` with `guarantee = "exactly-once"`, else
+    /// `failover`.
     #[serde(default)]
-    pub subscription_type: SubscriptionType,
+    pub subscription_type: Option<SubscriptionType>,
     /// Where a new subscription starts. Earliest, so nothing published before the first start
     /// is skipped.
     #[serde(default)]
@@ -182,6 +204,18 @@ pub enum SubscriptionType {
     Failover,
     Shared,
     KeyShared,
+}
+
+impl SubscriptionType {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionType::Exclusive => "exclusive",
+            SubscriptionType::Failover => "failover",
+            SubscriptionType::Shared => "shared",
+            SubscriptionType::KeyShared => "key_shared",
+        }
+    }
 }
 
 /// Where a new Pulsar subscription starts reading.
@@ -232,6 +266,11 @@ pub struct SinkConfig {
     pub topic: String,
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Topics a transform may route outputs to besides `topic`. With exactly-once these are
+    /// read back at start, and an output routed anywhere else is dead-lettered
+    /// (`undeclared-topic`): what was written there could not be found again.
+    #[serde(default)]
+    pub route_topics: Vec<String>,
     /// Any librdkafka producer property; values may be strings, numbers or booleans.
     #[serde(default, deserialize_with = "values::secret_map")]
     pub properties: BTreeMap<String, Secret>,
@@ -309,6 +348,14 @@ impl Config {
             *state_dir = base_dir.join(&*state_dir);
         }
         for pipeline in &mut config.pipelines {
+            if let SourceConfig::Pulsar(pulsar) = &mut pipeline.source {
+                pulsar
+                    .subscription_type
+                    .get_or_insert(match pipeline.guarantee {
+                        Guarantee::ExactlyOnce => SubscriptionType::Exclusive,
+                        Guarantee::AtLeastOnce => SubscriptionType::Failover,
+                    });
+            }
             for transform in &mut pipeline.transforms {
                 if transform.component.is_relative() {
                     transform.component = base_dir.join(&transform.component);
@@ -357,12 +404,6 @@ impl Config {
 
 impl PipelineConfig {
     fn validate(&self) -> Result<(), (String, String)> {
-        if self.guarantee == Guarantee::ExactlyOnce {
-            return Err((
-                "guarantee".into(),
-                "\"exactly-once\" is not available in this version; use \"at-least-once\"".into(),
-            ));
-        }
         if self.max_in_flight == 0 {
             return Err(("max_in_flight".into(), "must be at least 1".into()));
         }
@@ -389,6 +430,21 @@ impl PipelineConfig {
                 }
                 non_empty("source.topic", &pulsar.topic)?;
                 non_empty("source.subscription", &pulsar.subscription)?;
+                let subscription_type = pulsar.subscription_type.unwrap_or_default();
+                if self.guarantee == Guarantee::ExactlyOnce
+                    && subscription_type != SubscriptionType::Exclusive
+                {
+                    return Err((
+                        "source.subscription_type".into(),
+                        format!(
+                            "{:?} does not go with guarantee = \"exactly-once\", which needs one \
+                             writer per source partition: use \"exclusive\" (a failover standby \
+                             takes over without reading back what the active consumer wrote; \
+                             shared and key_shared split a partition over consumers)",
+                            subscription_type.as_str()
+                        ),
+                    ));
+                }
             }
             SourceConfig::GcpPubsub(pubsub) => {
                 non_empty("source.project", &pubsub.project)?;
@@ -397,6 +453,22 @@ impl PipelineConfig {
                     non_empty("source.endpoint", endpoint)?;
                 }
             }
+        }
+        if !(1..=MAX_PARALLELISM).contains(&self.parallelism) {
+            return Err((
+                "parallelism".into(),
+                format!("must be between 1 and {MAX_PARALLELISM}"),
+            ));
+        }
+        if self.guarantee == Guarantee::ExactlyOnce && self.dedup_window < self.max_in_flight {
+            return Err((
+                "dedup_window".into(),
+                format!(
+                    "must be at least max_in_flight ({}): every record in flight at a crash \
+                     must be found again when the pipeline restarts",
+                    self.max_in_flight
+                ),
+            ));
         }
         let mut transform_names = HashSet::new();
         for (t, transform) in self.transforms.iter().enumerate() {
@@ -427,6 +499,17 @@ impl PipelineConfig {
                 capabilities: t.capabilities.clone(),
             })
             .collect()
+    }
+}
+
+impl SinkConfig {
+    /// Every topic this sink may write to when outputs can only go where the config says:
+    /// the sink topic, the dead-letter topic and the route topics.
+    pub fn declared_topics(&self) -> Vec<String> {
+        let mut topics = vec![self.topic.clone()];
+        topics.extend(self.dead_letter_topic.clone());
+        topics.extend(self.route_topics.iter().cloned());
+        topics
     }
 }
 
@@ -471,6 +554,9 @@ impl SinkConfig {
         }
         if self.topic_partitions < 1 {
             return Err(("topic_partitions".into(), "must be at least 1".into()));
+        }
+        for (r, topic) in self.route_topics.iter().enumerate() {
+            check_topic_name(&format!("route_topics[{r}]"), topic)?;
         }
         Ok(())
     }

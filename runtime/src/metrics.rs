@@ -64,6 +64,7 @@ pub struct Metrics {
     produced: Family<PipelineLabel, Counter>,
     filtered: Family<PipelineLabel, Counter>,
     skipped: Family<PipelineLabel, Counter>,
+    deduplicated: Family<PipelineLabel, Counter>,
     acked: Family<PipelineLabel, Counter>,
     dead_lettered: Family<KindLabels, Counter>,
     restarts: Family<PipelineLabel, Counter>,
@@ -114,6 +115,12 @@ impl Default for Metrics {
                 r,
                 "records_skipped",
                 "Records a transform skipped",
+                Family::default(),
+            ),
+            deduplicated: registered(
+                r,
+                "outputs_deduplicated",
+                "Outputs not written again because Kafka already had them (exactly-once)",
                 Family::default(),
             ),
             acked: registered(
@@ -215,6 +222,7 @@ impl Metrics {
             produced: self.produced.get_or_create(&label).clone(),
             filtered: self.filtered.get_or_create(&label).clone(),
             skipped: self.skipped.get_or_create(&label).clone(),
+            deduplicated: self.deduplicated.get_or_create(&label).clone(),
             acked: self.acked.get_or_create(&label).clone(),
             restarts: self.restarts.get_or_create(&label).clone(),
             in_flight: self.in_flight.get_or_create(&label).clone(),

@@ -16,9 +16,11 @@
 //! messages is where the brokers here strand them), and per-key order survives the outage.
 
 mod control;
+mod lanes;
 mod produce;
 mod stages;
 mod stats;
+mod written;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PipelineConfig;
+use crate::config::{Guarantee, PipelineConfig};
 use crate::deploy::{ComponentStore, StoreError};
 use crate::metrics::Metrics;
 use crate::sink::{KafkaSink, SinkError};
@@ -37,6 +39,7 @@ use crate::transform::{self, TransformChain, TransformEngine};
 pub use control::{PipelineControl, PipelineState};
 use stages::Stages;
 pub use stats::PipelineStats;
+use written::ExactlyOnce;
 
 /// How often a running pipeline logs its counters.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -120,7 +123,8 @@ impl PipelineError {
 /// A pipeline whose transforms are loaded and whose sink is connected, ready to run.
 pub struct Pipeline {
     config: PipelineConfig,
-    chain: TransformChain,
+    /// One chain per transform lane.
+    chains: Vec<TransformChain>,
     sink: Arc<KafkaSink>,
     control: Arc<PipelineControl>,
 }
@@ -179,26 +183,44 @@ impl Pipeline {
             .map(|spec| context.metrics.transform(&pipeline, &spec.name))
             .collect();
         let engine = engine.clone();
-        let mut chain = tokio::task::spawn_blocking(move || TransformChain::new(&engine, &specs))
-            .await
-            .map_err(|_| PipelineError::TransformThread {
-                pipeline: pipeline.clone(),
-            })?
-            .map_err(|source| PipelineError::Transform {
-                pipeline: pipeline.clone(),
-                source,
-            })?;
-        chain.observe(metrics);
-        for id in chain.transforms() {
+        let (lanes, deterministic) = (
+            config.parallelism,
+            config.guarantee == Guarantee::ExactlyOnce,
+        );
+        let (chains, pinned) =
+            tokio::task::spawn_blocking(move || load_chains(&engine, &specs, lanes, deterministic))
+                .await
+                .map_err(|_| PipelineError::TransformThread {
+                    pipeline: pipeline.clone(),
+                })?
+                .map_err(|source| PipelineError::Transform {
+                    pipeline: pipeline.clone(),
+                    source,
+                })?;
+        let mut chains = chains;
+        for chain in &mut chains {
+            chain.observe(metrics.clone());
+        }
+        if !pinned.is_empty() {
+            tracing::info!(
+                pipeline = %pipeline,
+                transforms = %pinned.join(", "),
+                "exactly-once: these transforms import clocks or random; they get them pinned \
+                 to each record and are called one record at a time"
+            );
+        }
+        let transforms = chains[0].transforms();
+        for id in &transforms {
             context
                 .metrics
                 .version_live(&pipeline, &id.name, &id.digest, false);
         }
-        context.control.set_transforms(chain.transforms());
+        context.control.set_transforms(transforms);
+        context.control.set_lanes(lanes);
         let sink = connect_sink(&config).await?;
         Ok(Self {
             config,
-            chain,
+            chains,
             sink,
             control: context.control.clone(),
         })
@@ -217,7 +239,7 @@ impl Pipeline {
     pub async fn run(self, stop: CancellationToken) -> Result<(), PipelineError> {
         let Pipeline {
             config,
-            mut chain,
+            mut chains,
             mut sink,
             control,
         } = self;
@@ -239,8 +261,24 @@ impl Pipeline {
             pipeline: name.clone(),
             source,
         })?;
+        // After subscribing: a writer that held the subscription before is gone by now.
+        let mut exactly_once = match config.guarantee {
+            Guarantee::ExactlyOnce => match ExactlyOnce::read_back(&config).await {
+                Ok(exactly_once) => Some(exactly_once),
+                Err(error) => {
+                    source_stop.cancel();
+                    let _ = source_task.await;
+                    return Err(error);
+                }
+            },
+            Guarantee::AtLeastOnce => None,
+        };
         control.set_state(PipelineState::Running);
-        let transforms: Vec<String> = chain.transforms().iter().map(ToString::to_string).collect();
+        let transforms: Vec<String> = chains[0]
+            .transforms()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         tracing::info!(pipeline = %name, transforms = %transforms.join(" → "), "pipeline running");
         let progress = tokio::spawn(report_progress(
             name.clone(),
@@ -253,13 +291,14 @@ impl Pipeline {
             let stages = Stages {
                 pipeline: name.clone(),
                 control: control.clone(),
-                chain,
+                chains,
                 records,
                 replay,
                 sink: sink.clone(),
                 stats: stats.clone(),
                 batch_size: config.batch_size,
                 max_in_flight: config.max_in_flight,
+                exactly_once,
             };
             let (leftovers, result) = stages.run().await;
             tracing::debug!(pipeline = %name, ok = result.is_ok(), "stages ended");
@@ -279,7 +318,12 @@ impl Pipeline {
                  (the source stays connected, reading paused) and go out again, in order, once \
                  a new Kafka producer connects"
             );
-            (chain, records, replay) = (leftovers.chain, leftovers.records, leftovers.unacked);
+            (chains, records, replay, exactly_once) = (
+                leftovers.chains,
+                leftovers.records,
+                leftovers.unacked,
+                leftovers.exactly_once,
+            );
             control.set_state(PipelineState::Reconnecting);
             stats.restarts.inc();
             sink = match reconnect_sink(&config, &mut backoff, &stop).await {
@@ -287,6 +331,15 @@ impl Pipeline {
                 Ok(None) => break Ok(()),
                 Err(error) => break Err(error),
             };
+            if let Some(exactly_once) = &mut exactly_once {
+                let unacked: Vec<&str> = replay
+                    .iter()
+                    .map(|m| m.record.source.message_id.as_str())
+                    .collect();
+                if let Err(error) = exactly_once.catch_up(&config, &unacked).await {
+                    break Err(error);
+                }
+            }
             control.set_state(PipelineState::Running);
             tracing::info!(pipeline = %name, "Kafka producer connected; pipeline restarted");
         };
@@ -305,6 +358,27 @@ impl Pipeline {
             source,
         })
     }
+}
+
+/// One chain per lane; with `deterministic`, replays of a record give the same outputs.
+/// Returns the names of the transforms that get clocks and random pinned per record.
+fn load_chains(
+    engine: &TransformEngine,
+    specs: &[transform::TransformSpec],
+    lanes: usize,
+    deterministic: bool,
+) -> Result<(Vec<TransformChain>, Vec<String>), transform::Error> {
+    let mut pinned = Vec::new();
+    let chains = (0..lanes)
+        .map(|_| {
+            let mut chain = TransformChain::new(engine, specs)?;
+            if deterministic {
+                pinned = chain.make_deterministic()?;
+            }
+            Ok(chain)
+        })
+        .collect::<Result<Vec<_>, transform::Error>>()?;
+    Ok((chains, pinned))
 }
 
 /// Whether a failure is Kafka's (unreachable, refusing, restarting): a new producer may cure it.

@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod exactly_once;
 mod examples;
 mod pubsub_to_kafka;
 mod pulsar_to_kafka;

@@ -14,7 +14,7 @@ use crate::support::{
     read_at_least, read_until_seqs, report_counts, seq_of, sink_toml, transform_entry,
 };
 
-const PROJECT: &str = "sluice-tests";
+pub(crate) const PROJECT: &str = "sluice-tests";
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// `count` JSON messages over 20 ordering keys, with attributes; every 500th is not JSON.
@@ -61,7 +61,7 @@ endpoint = "http://{emulator}"
 }
 
 /// Brokers, topics, and a Pub/Sub topic + ordered subscription named after them.
-async fn setup(test: &str, usage: BrokerUse) -> Option<(Brokers, String, Topics)> {
+pub(crate) async fn setup(test: &str, usage: BrokerUse) -> Option<(Brokers, String, Topics)> {
     let emulator = sluice_tests::broker_env_or_skip("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")?;
     let (brokers, topics) = brokers_and_topics_for(test, 3, usage).await?;
     let topic = topics.output.replace("-out", "-src");

@@ -204,6 +204,67 @@ pub fn read_kafka_topics(
     Ok(records)
 }
 
+/// How many records `topic` holds (the sum of its partitions' watermark spans); 0 when it
+/// does not exist.
+pub fn kafka_topic_size(brokers: &str, topic: &str) -> Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create a Kafka consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("cannot read metadata of {topic}"))?;
+    let mut size = 0;
+    for partition in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+    {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .with_context(|| format!("cannot read the offsets of {topic}/{partition}"))?;
+        size += high - low;
+    }
+    Ok(size)
+}
+
+/// Reads every record of `topics` from the start up to the end each partition had when the
+/// read began (the whole topics once their writers are gone), failing after `timeout`.
+pub fn read_kafka_topics_to_end(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<KafkaRecord>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create a Kafka consumer")?;
+    let deadline = Instant::now() + timeout;
+    // Per partition: the offset of its last record.
+    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for topic in topics {
+        for partition in wait_for_partitions(&consumer, topic, deadline)? {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .with_context(|| format!("cannot read the offsets of {topic}/{partition}"))?;
+            if high > low {
+                last.insert(((*topic).to_owned(), partition), high - 1);
+            }
+        }
+    }
+    let records = read_kafka_topics(brokers, topics, timeout, move |records| {
+        if let Some(record) = records.last() {
+            let key = (record.topic.clone(), record.partition);
+            if last.get(&key).is_some_and(|end| record.offset >= *end) {
+                last.remove(&key);
+            }
+        }
+        last.is_empty()
+    })?;
+    Ok(records)
+}
+
 /// The partitions of `topic`, waiting until `deadline` for it to exist (a pipeline creates
 /// routed topics on first use).
 fn wait_for_partitions(

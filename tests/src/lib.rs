@@ -36,6 +36,8 @@ pub const FOREIGN_IMPORT: &str = env!("FOREIGN_IMPORT_COMPONENT");
 pub const VERSION_STAMP_V1: &str = env!("VERSION_STAMP_V1_COMPONENT");
 /// `tests/guests/version-stamp-v2`: like `VERSION_STAMP_V1`, stamping `2`.
 pub const VERSION_STAMP_V2: &str = env!("VERSION_STAMP_V2_COMPONENT");
+/// Test guest: outputs per record by `seq`, CPU work keyed on the value, random/clock stamps.
+pub const FAN_OUT_WORK: &str = env!("FAN_OUT_WORK_COMPONENT");
 
 /// A component path as a `PathBuf`.
 pub fn component(path: &str) -> PathBuf {

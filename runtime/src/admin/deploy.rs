@@ -91,27 +91,37 @@ impl AdminState {
         })
     }
 
-    /// Validates and starts the stored component `digest` as `target`'s next version.
-    async fn load(&self, target: &Target<'_>, digest: &str) -> Result<LoadedTransform, ApiError> {
+    /// Validates and starts the stored component `digest` as `target`'s next version: one
+    /// instance per transform lane of the pipeline.
+    async fn load(
+        &self,
+        target: &Target<'_>,
+        digest: &str,
+    ) -> Result<Vec<LoadedTransform>, ApiError> {
         let spec = TransformSpec {
             component: self.store.component_path(digest),
             ..target.spec.clone()
         };
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || LoadedTransform::load(&engine, &spec))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "loading the component panicked",
-                )
-            })?
-            .map_err(|error| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("component refused: {}", crate::error_chain(&error)),
-                )
-            })
+        let lanes = target.pipeline.control.lanes();
+        tokio::task::spawn_blocking(move || {
+            (0..lanes)
+                .map(|_| LoadedTransform::load(&engine, &spec))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "loading the component panicked",
+            )
+        })?
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("component refused: {}", crate::error_chain(&error)),
+            )
+        })
     }
 
     /// Saves `digest` as the live version, then swaps it in; answers once it is live (or
@@ -120,11 +130,11 @@ impl AdminState {
         &self,
         target: &Target<'_>,
         mut history: History,
-        loaded: LoadedTransform,
+        loaded: Vec<LoadedTransform>,
     ) -> Result<Json<Value>, ApiError> {
         let pipeline = &target.pipeline.control.name;
         let transform = &target.spec.name;
-        let digest = loaded.id().digest.clone();
+        let digest = loaded[0].id().digest.clone();
         let previous = history.current.clone();
         history.go_live(&digest);
         self.store

@@ -43,7 +43,7 @@ fn minimal_config_gets_defaults_and_resolved_paths() {
     let SourceConfig::Pulsar(source) = &pipeline.source else {
         panic!("not pulsar")
     };
-    assert_eq!(source.subscription_type, SubscriptionType::Failover);
+    assert_eq!(source.subscription_type, Some(SubscriptionType::Failover));
     assert_eq!(source.initial_position, InitialPosition::Earliest);
     let spec = &pipeline.transform_specs()[0];
     assert_eq!(spec.name, "redact");
@@ -140,4 +140,61 @@ fn capabilities_are_granted_per_transform_and_default_to_none() {
     let (key, message) = invalid_key(&text);
     assert_eq!(key, "pipeline[0].transform[0].capabilities.network");
     assert!(message.contains("unknown field `network`"), "{message}");
+}
+
+#[test]
+fn exactly_once_defaults_to_an_exclusive_subscription_and_refuses_others() {
+    let exactly_once = MINIMAL.replace(
+        "name = \"orders\"",
+        "name = \"orders\"\nguarantee = \"exactly-once\"",
+    );
+    let config = parse(&exactly_once).unwrap();
+    let SourceConfig::Pulsar(source) = &config.pipelines[0].source else {
+        panic!("a Pulsar source");
+    };
+    assert_eq!(source.subscription_type, Some(SubscriptionType::Exclusive));
+
+    let shared = exactly_once.replace(
+        "subscription = \"sluice-orders\"",
+        "subscription = \"sluice-orders\"\nsubscription_type = \"key_shared\"",
+    );
+    let (key, message) = invalid_key(&shared);
+    assert_eq!(key, "pipeline[0].source.subscription_type");
+    assert!(
+        message.contains("\"key_shared\" does not go with guarantee = \"exactly-once\""),
+        "{message}"
+    );
+    assert!(message.contains("use \"exclusive\""), "{message}");
+}
+
+#[test]
+fn exactly_once_needs_a_dedup_window_covering_what_is_in_flight() {
+    let small_window = MINIMAL.replace(
+        "name = \"orders\"",
+        "name = \"orders\"\nguarantee = \"exactly-once\"\nmax_in_flight = 5000\ndedup_window = 4000",
+    );
+    let (key, message) = invalid_key(&small_window);
+    assert_eq!(key, "pipeline[0].dedup_window");
+    assert!(
+        message.contains("at least max_in_flight (5000)"),
+        "{message}"
+    );
+    // At-least-once does not read back: the window does not matter.
+    parse(&small_window.replace("exactly-once", "at-least-once")).unwrap();
+}
+
+#[test]
+fn parallelism_and_route_topics_are_checked() {
+    let zero = MINIMAL.replace("name = \"orders\"", "name = \"orders\"\nparallelism = 0");
+    assert_eq!(invalid_key(&zero).0, "pipeline[0].parallelism");
+    let bad_route = MINIMAL.replace(
+        "topic = \"orders-clean\"",
+        "topic = \"orders-clean\"\nroute_topics = [\"ok\", \"not ok\"]",
+    );
+    assert_eq!(
+        invalid_key(&bad_route).0,
+        "pipeline[0].sink.route_topics[1]"
+    );
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.pipelines[0].parallelism, 1);
 }

@@ -2,12 +2,13 @@
 //! transform versions, its counters, and the mailbox through which a new transform version
 //! reaches the transform thread. It outlives restarts of the pipeline.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, oneshot};
 
 use super::PipelineStats;
+use crate::config::MAX_PARALLELISM;
 use crate::transform::{LoadedTransform, TransformChain, TransformId};
 
 /// Where a pipeline is in its life.
@@ -22,11 +23,13 @@ pub enum PipelineState {
     Failed,
 }
 
-/// A transform version waiting to go live.
+/// A transform version waiting to go live: one instance per transform lane, each taken by
+/// its lane between two batches.
 struct PendingSwap {
     index: usize,
-    transform: LoadedTransform,
-    live: oneshot::Sender<TransformId>,
+    per_lane: Vec<Option<LoadedTransform>>,
+    previous: Option<TransformId>,
+    live: Option<oneshot::Sender<TransformId>>,
 }
 
 pub struct PipelineControl {
@@ -36,8 +39,11 @@ pub struct PipelineControl {
     ready: AtomicBool,
     transforms: Mutex<Vec<TransformId>>,
     swap: Mutex<Option<PendingSwap>>,
-    /// Wakes a transform thread that waits for records, so a swap never waits for traffic.
-    swap_posted: Notify,
+    /// Per lane: wakes a transform thread that waits for records, so a swap never waits for
+    /// traffic.
+    swap_posted: Vec<Notify>,
+    /// Transform lanes of the running pipeline (`parallelism`).
+    lanes: AtomicUsize,
 }
 
 impl PipelineControl {
@@ -49,7 +55,8 @@ impl PipelineControl {
             ready: AtomicBool::new(false),
             transforms: Mutex::default(),
             swap: Mutex::default(),
-            swap_posted: Notify::new(),
+            swap_posted: (0..MAX_PARALLELISM).map(|_| Notify::new()).collect(),
+            lanes: AtomicUsize::new(1),
         })
     }
 
@@ -80,43 +87,63 @@ impl PipelineControl {
         *self.transforms.lock().expect("transforms lock poisoned") = transforms;
     }
 
-    /// Hands `transform` to the transform thread to replace stage `index` between two
-    /// batches. The receiver yields the replaced version once the new one is live. A swap
-    /// posted before the previous one went live replaces it (the last deploy wins).
+    /// How many instances of a transform a swap needs: one per transform lane.
+    pub fn lanes(&self) -> usize {
+        self.lanes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_lanes(&self, lanes: usize) {
+        self.lanes.store(lanes, Ordering::Relaxed);
+    }
+
+    /// Hands `per_lane` (one instance per lane, see [`PipelineControl::lanes`]) to the
+    /// transform lanes to replace stage `index` between two batches. The receiver yields the
+    /// replaced version once every lane runs the new one. A swap posted before the previous
+    /// one went live everywhere replaces it (the last deploy wins).
     pub fn post_swap(
         &self,
         index: usize,
-        transform: LoadedTransform,
+        per_lane: Vec<LoadedTransform>,
     ) -> oneshot::Receiver<TransformId> {
         let (live, went_live) = oneshot::channel();
+        let lanes = per_lane.len();
         *self.swap.lock().expect("swap lock poisoned") = Some(PendingSwap {
             index,
-            transform,
-            live,
+            per_lane: per_lane.into_iter().map(Some).collect(),
+            previous: None,
+            live: Some(live),
         });
-        self.swap_posted.notify_one();
+        for notify in &self.swap_posted[..lanes] {
+            notify.notify_one();
+        }
         went_live
     }
 
-    /// Applies a posted swap to `chain`; called by the transform thread between batches.
-    pub(crate) fn apply_swap(&self, chain: &mut TransformChain) {
-        let Some(PendingSwap {
-            index,
-            transform,
-            live,
-        }) = self.swap.lock().expect("swap lock poisoned").take()
-        else {
+    /// Applies a posted swap to lane `lane`'s `chain`; called by its transform thread between
+    /// batches.
+    pub(crate) fn apply_swap(&self, lane: usize, chain: &mut TransformChain) {
+        let mut swap = self.swap.lock().expect("swap lock poisoned");
+        let Some(pending) = swap.as_mut() else {
+            return;
+        };
+        let Some(transform) = pending.per_lane.get_mut(lane).and_then(Option::take) else {
             return;
         };
         let new = transform.id().clone();
-        let previous = chain.replace(index, transform);
-        tracing::info!(pipeline = %self.name, from = %previous, to = %new, "transform version swapped");
-        self.set_transforms(chain.transforms());
-        let _ = live.send(previous);
+        let previous = chain.replace(pending.index, transform);
+        pending.previous.get_or_insert(previous.clone());
+        if pending.per_lane.iter().all(Option::is_none) {
+            let pending = swap.take().expect("still there");
+            tracing::info!(pipeline = %self.name, from = %previous, to = %new, "transform version swapped");
+            self.set_transforms(chain.transforms());
+            if let (Some(live), Some(previous)) = (pending.live, pending.previous) {
+                let _ = live.send(previous);
+            }
+        }
     }
 
-    /// Resolves when a swap is posted.
-    pub(crate) async fn swap_posted(&self) {
-        self.swap_posted.notified().await;
+    /// Resolves when a swap is posted for lane `lane`.
+    pub(crate) async fn swap_posted(&self, lane: usize) {
+        self.swap_posted[lane].notified().await;
     }
 }

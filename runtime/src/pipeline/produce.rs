@@ -1,99 +1,238 @@
-//! What one transformed record becomes in Kafka: its outputs, or its dead-letter copy.
+//! What one transformed record becomes in Kafka: its outputs, or its dead-letter copy, each
+//! stamped with its identity (pipeline, source message id, output index). With exactly-once,
+//! outputs Kafka already has are not sent again.
+
+use std::sync::Arc;
 
 use crate::config::OversizedPolicy;
 use crate::record::{Header, InputRecord, OutputRecord};
 use crate::sink::{
-    DeadLetter, KafkaSink, PendingDelivery, SOURCE_ID_HEADER, SinkError, TopicStatus,
-    dead_letter_record,
+    DeadLetter, KafkaSink, OUTPUT_INDEX_HEADER, PIPELINE_HEADER, PendingDelivery, SOURCE_ID_HEADER,
+    SinkError, TopicStatus, dead_letter_record,
 };
 use crate::transform::RecordOutcome;
 
+use super::written::ExactlyOnce;
 use super::{PipelineError, PipelineStats};
 
-/// Produces the outputs of `record` (or its dead-letter copy) and returns the deliveries its
-/// ack waits for.
-pub(super) async fn produce_outcome(
-    pipeline: &str,
-    sink: &KafkaSink,
-    record: &InputRecord,
-    outcome: RecordOutcome,
-    stats: &PipelineStats,
-) -> Result<Vec<PendingDelivery>, PipelineError> {
-    let sink_error = |source| PipelineError::sink(pipeline, source);
-    stats.received.inc();
-    let dead_letter = match outcome {
-        RecordOutcome::Outputs(outputs) if outputs.is_empty() => {
-            stats.filtered.inc();
-            return Ok(Vec::new());
-        }
-        RecordOutcome::Outputs(outputs) => match unknown_topic(sink, &outputs).await {
-            Ok(None) => {
-                let mut deliveries = Vec::with_capacity(outputs.len());
-                let mut too_large = None;
-                for output in outputs {
-                    let output = with_source_id(output, record);
-                    match sink.send(&output).await {
-                        Ok(delivery) => deliveries.push(delivery),
-                        Err(error @ SinkError::TooLarge { .. })
-                            if sink.oversized() == OversizedPolicy::DeadLetter =>
-                        {
-                            too_large = Some(error);
-                            break;
-                        }
-                        Err(error) => return Err(sink_error(error)),
-                    }
-                }
-                stats.produced.inc_by(deliveries.len() as u64);
-                let Some(error) = too_large else {
-                    return Ok(deliveries);
-                };
-                // Outputs already queued still go out; the record itself goes to the DLQ.
-                let mut with_dead_letter = produce_dead_letter(
-                    pipeline,
-                    sink,
-                    record,
-                    too_large_dead_letter(&error),
-                    stats,
-                )
-                .await?;
-                deliveries.append(&mut with_dead_letter);
-                return Ok(deliveries);
+/// Writes the outcomes of transformed records to Kafka.
+pub(super) struct OutcomeWriter {
+    pub(super) pipeline: String,
+    pub(super) sink: Arc<KafkaSink>,
+    pub(super) stats: Arc<PipelineStats>,
+    /// Exactly-once only: the outputs Kafka has, or is being sent, and the topics outputs may
+    /// go to (only those are read back).
+    pub(super) exactly_once: Option<ExactlyOnce>,
+}
+
+impl OutcomeWriter {
+    /// Produces the outputs of `record` (or its dead-letter copy) and returns the deliveries
+    /// its ack waits for.
+    pub(super) async fn write(
+        &mut self,
+        record: &InputRecord,
+        outcome: RecordOutcome,
+    ) -> Result<Vec<PendingDelivery>, PipelineError> {
+        let pipeline = self.pipeline.clone();
+        let pipeline = pipeline.as_str();
+        let sink_error = |source| PipelineError::sink(pipeline, source);
+        self.stats.received.inc();
+        let dead_letter = match outcome {
+            RecordOutcome::Outputs(outputs) if outputs.is_empty() => {
+                self.stats.filtered.inc();
+                return Ok(Vec::new());
             }
-            Ok(Some(topic)) => DeadLetter {
-                kind: "unknown-topic".into(),
-                transform: "sink".into(),
-                reason: format!(
-                    "topic {topic:?} does not exist (set sink.create_topics = true to create it)"
-                ),
+            RecordOutcome::Outputs(outputs) => match self.unwritable_topic(&outputs).await {
+                Ok(None) => {
+                    let mut deliveries = Vec::with_capacity(outputs.len());
+                    let mut too_large = None;
+                    for (index, output) in outputs.into_iter().enumerate() {
+                        let index = index as u32;
+                        match self.send(record, index, output).await {
+                            Ok(delivery) => deliveries.extend(delivery),
+                            Err(error @ SinkError::TooLarge { .. })
+                                if self.sink.oversized() == OversizedPolicy::DeadLetter =>
+                            {
+                                too_large = Some((index, error));
+                                break;
+                            }
+                            Err(error) => return Err(sink_error(error)),
+                        }
+                    }
+                    let Some((index, error)) = too_large else {
+                        return Ok(deliveries);
+                    };
+                    // Outputs already queued still go out; the record itself goes to the DLQ,
+                    // as the output it could not write.
+                    let mut with_dead_letter = self
+                        .dead_letter(record, index, too_large_dead_letter(&error))
+                        .await?;
+                    deliveries.append(&mut with_dead_letter);
+                    return Ok(deliveries);
+                }
+                Ok(Some(dead_letter)) => dead_letter,
+                Err(error) => return Err(sink_error(error)),
+            },
+            RecordOutcome::Skip { transform, reason } => {
+                self.stats.skipped.inc();
+                tracing::debug!(pipeline, %transform, reason, "record skipped");
+                return Ok(Vec::new());
+            }
+            RecordOutcome::DeadLetter {
+                transform,
+                kind,
+                reason,
+            } => DeadLetter {
+                kind: kind.as_str().to_owned(),
+                transform: transform.to_string(),
+                reason,
                 drop_value: false,
             },
-            Err(error) => return Err(sink_error(error)),
-        },
-        RecordOutcome::Skip { transform, reason } => {
-            stats.skipped.inc();
-            tracing::debug!(pipeline, %transform, reason, "record skipped");
+            RecordOutcome::Fatal { transform, reason } => {
+                return Err(PipelineError::Fatal {
+                    pipeline: pipeline.to_owned(),
+                    transform: transform.to_string(),
+                    message_id: record.source.message_id.clone(),
+                    reason,
+                });
+            }
+        };
+        self.dead_letter(record, 0, dead_letter).await
+    }
+
+    /// Sends output `index` of `record`, stamped with its identity; `None` when exactly-once
+    /// finds Kafka has it already.
+    async fn send(
+        &mut self,
+        record: &InputRecord,
+        index: u32,
+        output: OutputRecord,
+    ) -> Result<Option<PendingDelivery>, SinkError> {
+        let source_id = &record.source.message_id;
+        if let Some(exactly_once) = &self.exactly_once
+            && exactly_once.written.contains(source_id, index)
+        {
+            self.stats.deduplicated.inc();
+            return Ok(None);
+        }
+        let output = self.with_identity(output, record, index);
+        let delivery = self.sink.send(&output).await?;
+        if let Some(exactly_once) = &mut self.exactly_once {
+            exactly_once.written.insert(source_id, index);
+        }
+        self.stats.produced.inc();
+        Ok(Some(delivery))
+    }
+
+    /// Produces the dead-letter copy of `record` as its output `index`.
+    async fn dead_letter(
+        &mut self,
+        record: &InputRecord,
+        index: u32,
+        dead_letter: DeadLetter,
+    ) -> Result<Vec<PendingDelivery>, PipelineError> {
+        let pipeline = self.pipeline.as_str();
+        let Some(topic) = self.sink.dead_letter_topic() else {
+            return Err(PipelineError::NoDeadLetterTopic {
+                pipeline: pipeline.to_owned(),
+                message_id: record.source.message_id.clone(),
+                kind: dead_letter.kind,
+                reason: dead_letter.reason,
+            });
+        };
+        tracing::debug!(pipeline, kind = %dead_letter.kind, reason = %dead_letter.reason, "record dead-lettered");
+        let copy = dead_letter_record(record, &dead_letter, topic);
+        let source_id = &record.source.message_id;
+        if let Some(exactly_once) = &self.exactly_once
+            && exactly_once.written.contains(source_id, index)
+        {
+            self.stats.deduplicated.inc();
             return Ok(Vec::new());
         }
-        RecordOutcome::DeadLetter {
-            transform,
-            kind,
-            reason,
-        } => DeadLetter {
-            kind: kind.as_str().to_owned(),
-            transform: transform.to_string(),
+        let copy = self.with_identity(copy, record, index);
+        let delivery = self
+            .sink
+            .send(&copy)
+            .await
+            .map_err(|source| PipelineError::sink(pipeline, source))?;
+        if let Some(exactly_once) = &mut self.exactly_once {
+            exactly_once.written.insert(source_id, index);
+        }
+        self.stats.count_dead_letter(&dead_letter.kind);
+        Ok(vec![delivery])
+    }
+
+    /// Why the outputs cannot be written: a routed topic that does not exist (and was not
+    /// created), or, with exactly-once, one the config does not declare.
+    async fn unwritable_topic(
+        &self,
+        outputs: &[OutputRecord],
+    ) -> Result<Option<DeadLetter>, SinkError> {
+        let sink_topic = |kind: &str, reason: String| DeadLetter {
+            kind: kind.into(),
+            transform: "sink".into(),
             reason,
             drop_value: false,
-        },
-        RecordOutcome::Fatal { transform, reason } => {
-            return Err(PipelineError::Fatal {
-                pipeline: pipeline.to_owned(),
-                transform: transform.to_string(),
-                message_id: record.source.message_id.clone(),
-                reason,
-            });
+        };
+        for topic in outputs.iter().filter_map(|o| o.topic.as_deref()) {
+            if topic == self.sink.default_topic() {
+                continue;
+            }
+            if let Some(exactly_once) = &self.exactly_once
+                && !exactly_once.declared_topics.contains(topic)
+            {
+                return Ok(Some(sink_topic(
+                    "undeclared-topic",
+                    format!(
+                        "topic {topic:?} is not in sink.route_topics; exactly-once writes only \
+                         to declared topics, since only those are read back after a crash"
+                    ),
+                )));
+            }
+            if self.sink.ensure_topic(topic).await? == TopicStatus::Missing {
+                return Ok(Some(sink_topic(
+                    "unknown-topic",
+                    format!(
+                        "topic {topic:?} does not exist (set sink.create_topics = true to create it)"
+                    ),
+                )));
+            }
         }
-    };
-    produce_dead_letter(pipeline, sink, record, dead_letter, stats).await
+        Ok(None)
+    }
+
+    /// Every record written carries the source message id (DESIGN §5; a transform may set its
+    /// own in at-least-once mode), the pipeline and its output index. The identity is the
+    /// host's: a transform's `sluice.pipeline` and `sluice.output.index` are replaced, and
+    /// with exactly-once its `sluice.source.id` too.
+    fn with_identity(
+        &self,
+        mut output: OutputRecord,
+        record: &InputRecord,
+        index: u32,
+    ) -> OutputRecord {
+        let exactly_once = self.exactly_once.is_some();
+        let keep_source_id =
+            !exactly_once && output.headers.iter().any(|h| h.name == SOURCE_ID_HEADER);
+        output.headers.retain(|h| {
+            h.name != PIPELINE_HEADER
+                && h.name != OUTPUT_INDEX_HEADER
+                && (keep_source_id || h.name != SOURCE_ID_HEADER)
+        });
+        if !keep_source_id {
+            output.headers.push(Header::new(
+                SOURCE_ID_HEADER,
+                record.source.message_id.as_bytes(),
+            ));
+        }
+        output
+            .headers
+            .push(Header::new(PIPELINE_HEADER, self.pipeline.as_bytes()));
+        output
+            .headers
+            .push(Header::new(OUTPUT_INDEX_HEADER, index.to_string()));
+        output
+    }
 }
 
 /// Why a record whose output Kafka cannot take goes to the dead-letter topic.
@@ -104,53 +243,4 @@ fn too_large_dead_letter(error: &SinkError) -> DeadLetter {
         reason: format!("{error}; the value is left out of this dead-letter copy"),
         drop_value: true,
     }
-}
-
-/// Produces the dead-letter copy of `record`.
-async fn produce_dead_letter(
-    pipeline: &str,
-    sink: &KafkaSink,
-    record: &InputRecord,
-    dead_letter: DeadLetter,
-    stats: &PipelineStats,
-) -> Result<Vec<PendingDelivery>, PipelineError> {
-    let sink_error = |source| PipelineError::sink(pipeline, source);
-    let Some(topic) = sink.dead_letter_topic() else {
-        return Err(PipelineError::NoDeadLetterTopic {
-            pipeline: pipeline.to_owned(),
-            message_id: record.source.message_id.clone(),
-            kind: dead_letter.kind,
-            reason: dead_letter.reason,
-        });
-    };
-    tracing::debug!(pipeline, kind = %dead_letter.kind, reason = %dead_letter.reason, "record dead-lettered");
-    let copy = dead_letter_record(record, &dead_letter, topic);
-    let delivery = sink.send(&copy).await.map_err(sink_error)?;
-    stats.count_dead_letter(&dead_letter.kind);
-    Ok(vec![delivery])
-}
-
-/// The first routed topic of `outputs` that does not exist (and was not created).
-async fn unknown_topic(
-    sink: &KafkaSink,
-    outputs: &[OutputRecord],
-) -> Result<Option<String>, SinkError> {
-    for topic in outputs.iter().filter_map(|o| o.topic.as_deref()) {
-        if topic != sink.default_topic() && sink.ensure_topic(topic).await? == TopicStatus::Missing
-        {
-            return Ok(Some(topic.to_owned()));
-        }
-    }
-    Ok(None)
-}
-
-/// Every record written carries the source message id (DESIGN §5), unless a transform set it.
-fn with_source_id(mut output: OutputRecord, record: &InputRecord) -> OutputRecord {
-    if !output.headers.iter().any(|h| h.name == SOURCE_ID_HEADER) {
-        output.headers.push(Header::new(
-            SOURCE_ID_HEADER,
-            record.source.message_id.as_bytes(),
-        ));
-    }
-    output
 }

@@ -17,6 +17,8 @@ pub struct PipelineStats {
     pub produced: Counter,
     pub filtered: Counter,
     pub skipped: Counter,
+    /// Outputs not written again because Kafka had them already (exactly-once).
+    pub deduplicated: Counter,
     pub acked: Counter,
     pub restarts: Counter,
     pub in_flight: Gauge,
@@ -68,7 +70,7 @@ impl PipelineStats {
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
         format!(
-            "received={} produced={} filtered={} skipped={} dead_lettered={}{} acked={}",
+            "received={} produced={} filtered={} skipped={} dead_lettered={}{} deduplicated={} acked={}",
             self.received.get(),
             self.produced.get(),
             self.filtered.get(),
@@ -79,6 +81,7 @@ impl PipelineStats {
             } else {
                 format!(" ({})", by_kind.join(" "))
             },
+            self.deduplicated.get(),
             self.acked.get()
         )
     }

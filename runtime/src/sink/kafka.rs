@@ -62,6 +62,11 @@ pub enum SinkError {
     },
     #[error("the Kafka producer shut down before acknowledging a record for topic {topic:?}")]
     Canceled { topic: String },
+    #[error(
+        "reading back what was written stalled: nothing came from {partitions} partition(s) \
+         (e.g. of topic {topic:?}) for 30 s"
+    )]
+    ReadBackStalled { topic: String, partitions: usize },
 }
 
 impl SinkError {
@@ -83,6 +88,7 @@ impl SinkError {
                 | SinkError::Delivery { .. }
                 | SinkError::Canceled { .. }
                 | SinkError::CreateTopic { .. }
+                | SinkError::ReadBackStalled { .. }
         )
     }
 }

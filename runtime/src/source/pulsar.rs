@@ -67,7 +67,7 @@ impl PulsarSource {
             .consumer()
             .with_topic(&config.topic)
             .with_subscription(&config.subscription)
-            .with_subscription_type(sub_type(config.subscription_type))
+            .with_subscription_type(sub_type(config.subscription_type.unwrap_or_default()))
             .with_consumer_name(format!("sluice-{}", std::process::id()))
             .with_options(options)
             .build::<Vec<u8>>()

@@ -34,6 +34,8 @@ pub struct TransformChain {
     capabilities: Vec<Capabilities>,
     /// What each stage counts into, in order.
     metrics: Vec<TransformMetrics>,
+    /// Replays must give the same outputs (exactly-once): see [`TransformChain::make_deterministic`].
+    deterministic: bool,
 }
 
 /// One transform loaded, validated, instantiated and initialised, ready to replace the live
@@ -91,7 +93,23 @@ impl TransformChain {
             stages,
             capabilities,
             metrics: vec![TransformMetrics::default(); specs.len()],
+            deterministic: false,
         })
+    }
+
+    /// Makes every stage, and every version swapped in later, give the same outputs when a
+    /// record is transformed again: transforms that import clocks or random get them pinned
+    /// to each record and are called one record at a time. Returns the names of those.
+    pub fn make_deterministic(&mut self) -> Result<Vec<String>, Error> {
+        self.deterministic = true;
+        let mut pinned = Vec::new();
+        for stage in &mut self.stages {
+            stage.set_deterministic()?;
+            if stage.is_pinned() {
+                pinned.push(stage.id().name.clone());
+            }
+        }
+        Ok(pinned)
     }
 
     /// Counts each stage into `metrics` (one per stage, in order) from now on.
@@ -104,7 +122,14 @@ impl TransformChain {
     /// version it replaced.
     pub fn replace(&mut self, index: usize, loaded: LoadedTransform) -> TransformId {
         let previous = self.stages[index].id().clone();
-        self.stages[index] = loaded.instance;
+        let mut instance = loaded.instance;
+        if self.deterministic
+            && let Err(error) = instance.set_deterministic()
+        {
+            // The instance is made again on its first call; a failure there stops the pipeline.
+            tracing::warn!(transform = %instance.id(), error = %error, "cannot pin clocks and random yet");
+        }
+        self.stages[index] = instance;
         self.capabilities[index] = loaded.capabilities;
         previous
     }

@@ -18,6 +18,7 @@ use wasmtime_wasi::{FsPerms, HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCt
 
 use super::bindings::{self, LogLevel, Transformer};
 use super::capabilities::Grants;
+use super::determinism::PinnedInputs;
 use super::error::{Error, boxed};
 use super::limits::{GuestLimiter, Limits};
 
@@ -46,11 +47,13 @@ pub(crate) struct HostState {
 
 impl HostState {
     /// A fresh state for one instance of the transform `transform` (`name@sha256:…`), given
-    /// what its config grants. Fails only if a granted directory cannot be opened (any more).
+    /// what its config grants; its clocks and random read `pinned` when given. Fails only if
+    /// a granted directory cannot be opened (any more).
     pub(crate) fn new(
         transform: &str,
         limits: &Limits,
         grants: &Grants,
+        pinned: Option<&PinnedInputs>,
     ) -> Result<Self, std::io::Error> {
         let log = GuestLog::new(transform);
         let mut wasi = WasiCtxBuilder::new();
@@ -80,6 +83,9 @@ impl HostState {
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .monotonic_clock(ProcessClock);
+        if let Some(pinned) = pinned {
+            pinned.install(&mut wasi);
+        }
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_HOST_RESOURCES);
         Ok(Self {

@@ -9,6 +9,7 @@ use wasmtime::Store;
 use super::bindings::{self, Transformer, TransformerPre};
 use super::capabilities::Grants;
 use super::component::LoadedComponent;
+use super::determinism::{PinnedInputs, is_nondeterministic};
 use super::engine::EPOCH_TICK;
 use super::error::Error;
 use super::host::HostState;
@@ -58,6 +59,10 @@ pub(crate) struct TransformInstance {
     live: Option<LiveInstance>,
     /// Instances re-created after a trap, for metrics.
     recycles: u64,
+    /// Whether the component imports clocks or random (see `determinism`).
+    nondeterministic: bool,
+    /// Clocks and random pinned per record, one record per call (exactly-once).
+    pinned: Option<PinnedInputs>,
 }
 
 impl TransformInstance {
@@ -69,6 +74,11 @@ impl TransformInstance {
         loaded: LoadedComponent,
         grants: Grants,
     ) -> Result<Self, Error> {
+        let nondeterministic = loaded
+            .component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| is_nondeterministic(name));
         let mut instance = Self {
             id: TransformId {
                 name: spec.name.clone(),
@@ -86,6 +96,8 @@ impl TransformInstance {
             pre: loaded.pre,
             live: None,
             recycles: 0,
+            nondeterministic,
+            pinned: None,
         };
         match instance.instantiate() {
             Ok(live) => instance.live = Some(live),
@@ -118,6 +130,42 @@ impl TransformInstance {
         &self.id
     }
 
+    /// Makes replays of a record give the same outputs: a component that imports clocks or
+    /// random gets them pinned to each record and is called one record at a time (a fresh
+    /// instance is made with the pinned clocks). Others are deterministic already.
+    pub(crate) fn set_deterministic(&mut self) -> Result<(), Error> {
+        if !self.nondeterministic || self.pinned.is_some() {
+            return Ok(());
+        }
+        self.pinned = Some(PinnedInputs::new());
+        match self.instantiate() {
+            Ok(live) => {
+                self.live = Some(live);
+                Ok(())
+            }
+            Err(StartError::Refused(reason)) => Err(Error::InitRefused {
+                transform: self.id.name.clone(),
+                path: self.path.clone(),
+                reason,
+            }),
+            Err(StartError::Failed(failure)) => Err(Error::InitFailed {
+                transform: self.id.name.clone(),
+                path: self.path.clone(),
+                kind: failure.kind,
+                reason: failure.reason,
+            }),
+            Err(StartError::Grant(message)) => Err(Error::Capability {
+                transform: self.id.name.clone(),
+                message: format!("read_dirs: {message}"),
+            }),
+        }
+    }
+
+    /// Whether clocks and random are pinned per record.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+
     /// How many times an instance was re-created after a trap.
     pub(crate) fn recycles(&self) -> u64 {
         self.recycles
@@ -131,7 +179,10 @@ impl TransformInstance {
             return Vec::new();
         }
         let lowered: Vec<bindings::InputRecord> = inputs.iter().map(lower).collect();
-        match self.call(&lowered) {
+        if self.pinned.is_some() {
+            return self.run_one_by_one(inputs, &lowered);
+        }
+        match self.call(&lowered, None) {
             Ok(results) if results.len() == inputs.len() => results
                 .into_iter()
                 .map(|result| self.judge(result))
@@ -144,7 +195,7 @@ impl TransformInstance {
                     results = results.len(),
                     "transform returned the wrong number of results; retrying record by record"
                 );
-                self.run_one_by_one(&lowered)
+                self.run_one_by_one(inputs, &lowered)
             }
             Err(CallError::Trapped(failure)) if inputs.len() == 1 => {
                 vec![Err(self.dead_letter(failure))]
@@ -157,7 +208,7 @@ impl TransformInstance {
                     records = inputs.len(),
                     "batch trapped; retrying record by record to find the culprit"
                 );
-                self.run_one_by_one(&lowered)
+                self.run_one_by_one(inputs, &lowered)
             }
             Err(CallError::Unavailable(reason)) => inputs
                 .iter()
@@ -166,25 +217,38 @@ impl TransformInstance {
         }
     }
 
-    fn run_one_by_one(&mut self, lowered: &[bindings::InputRecord]) -> Vec<StageResult> {
-        lowered
+    /// One call per record, each with clocks and random pinned to it when deterministic.
+    fn run_one_by_one(
+        &mut self,
+        inputs: &[InputRecord],
+        lowered: &[bindings::InputRecord],
+    ) -> Vec<StageResult> {
+        inputs
             .iter()
-            .map(|record| match self.call(std::slice::from_ref(record)) {
-                Ok(mut results) if results.len() == 1 => {
-                    let result = results.pop().expect("one result");
-                    self.judge(result)
-                }
-                Ok(results) => Err(self.wrong_count(results.len())),
-                Err(CallError::Trapped(failure)) => Err(self.dead_letter(failure)),
-                Err(CallError::Unavailable(reason)) => Err(self.fatal(reason)),
-            })
+            .zip(lowered)
+            .map(|(input, record)| self.call_one(input, record))
             .collect()
     }
 
-    /// One guest call on the live instance (made first if a trap discarded it).
+    fn call_one(&mut self, input: &InputRecord, record: &bindings::InputRecord) -> StageResult {
+        match self.call(std::slice::from_ref(record), Some(input)) {
+            Ok(mut results) if results.len() == 1 => {
+                let result = results.pop().expect("one result");
+                self.judge(result)
+            }
+            Ok(results) => Err(self.wrong_count(results.len())),
+            Err(CallError::Trapped(failure)) => Err(self.dead_letter(failure)),
+            Err(CallError::Unavailable(reason)) => Err(self.fatal(reason)),
+        }
+    }
+
+    /// One guest call on the live instance (made first if a trap discarded it). When
+    /// deterministic, clocks and random are pinned to `pin_to` after the instance is made, so
+    /// its `init` does not move the record's random stream.
     fn call(
         &mut self,
         records: &[bindings::InputRecord],
+        pin_to: Option<&InputRecord>,
     ) -> Result<Vec<bindings::RecordResult>, CallError> {
         let mut live = match self.live.take() {
             Some(live) => live,
@@ -211,6 +275,9 @@ impl TransformInstance {
                 }
             },
         };
+        if let (Some(pinned), Some(record)) = (&self.pinned, pin_to) {
+            pinned.pin(record);
+        }
         self.arm(&mut live.store);
         let result = live.bindings.call_transform_batch(&mut live.store, records);
         live.store.data().log.end_call();
@@ -226,8 +293,13 @@ impl TransformInstance {
 
     /// A fresh store and instance, initialised with the config.
     fn instantiate(&self) -> Result<LiveInstance, StartError> {
-        let state = HostState::new(&self.id.to_string(), &self.limits, &self.grants)
-            .map_err(|error| StartError::Grant(error.to_string()))?;
+        let state = HostState::new(
+            &self.id.to_string(),
+            &self.limits,
+            &self.grants,
+            self.pinned.as_ref(),
+        )
+        .map_err(|error| StartError::Grant(error.to_string()))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         self.arm(&mut store);

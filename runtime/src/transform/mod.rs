@@ -20,6 +20,7 @@ mod bindings;
 mod capabilities;
 mod chain;
 mod component;
+mod determinism;
 mod engine;
 mod error;
 mod host;
