@@ -62,11 +62,19 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             ),
             _ => None,
         };
+        // Signals are handled from here on: a SIGTERM while the pipelines load and connect
+        // ends the process cleanly, as one later does.
+        tokio::spawn(stop_on_signal(stop.clone()));
         let mut prepared = Vec::new();
         for (pipeline, context) in config.pipelines.into_iter().zip(&contexts) {
-            prepared.push(Pipeline::prepare_in(pipeline, &engine, context).await?);
+            tokio::select! {
+                pipeline = Pipeline::prepare_in(pipeline, &engine, context) => prepared.push(pipeline?),
+                _ = stop.cancelled() => {
+                    tracing::info!("stopped before the pipelines started");
+                    return Ok(());
+                }
+            }
         }
-        tokio::spawn(stop_on_signal(stop.clone()));
         let mut running = tokio::task::JoinSet::new();
         for (pipeline, context) in prepared.into_iter().zip(contexts) {
             running.spawn(run_supervised(pipeline, engine.clone(), context, stop.clone()));

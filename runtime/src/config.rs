@@ -237,6 +237,20 @@ pub struct PubSubSourceConfig {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub key_attribute: Option<String>,
+    /// How messages are pulled.
+    #[serde(default)]
+    pub pull: PubSubPull,
+}
+
+/// How the Pub/Sub source pulls: repeated unary Pull calls, or one long-lived streaming pull.
+/// Both lease, ack and nack the same way. Unary is the default: as fast on the emulator, and
+/// the emulator redelivers what a killed unary puller held (README, "Pub/Sub pull modes").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PubSubPull {
+    #[default]
+    Unary,
+    Streaming,
 }
 
 /// `[[pipeline.transform]]`.
@@ -451,6 +465,16 @@ impl PipelineConfig {
                 non_empty("source.subscription", &pubsub.subscription)?;
                 if let Some(endpoint) = &pubsub.endpoint {
                     non_empty("source.endpoint", endpoint)?;
+                    // Unary pull connects to an endpoint in plain text only (as the emulator
+                    // expects); on GCP it uses the default endpoint over TLS.
+                    if pubsub.pull == PubSubPull::Unary && endpoint.starts_with("https://") {
+                        return Err((
+                            "source.endpoint".into(),
+                            format!(
+                                "{endpoint:?}: pull = \"unary\" supports plain-text endpoints (http:// or host:port, e.g. the emulator) only"
+                            ),
+                        ));
+                    }
                 }
             }
         }

@@ -129,7 +129,7 @@ async fn crash_loop(
         );
         runtime = SluiceProcess::run_logging_to(config, &log_of(kill));
     }
-    wait_for_outputs(brokers, topics, expected_outputs as i64, &log_of(kills)).await;
+    wait_for_every_output(brokers, topics, expected_outputs, &log_of(kills)).await;
     runtime.terminate_and_wait_success();
     eprintln!(
         "{kills} kills; {expected_outputs} outputs in after {:.1} s",
@@ -157,6 +157,35 @@ async fn wait_for_outputs(brokers: &Brokers, topics: &Topics, target: i64, log: 
         }
     }
     last.0
+}
+
+/// Waits until all `expected` distinct outputs (by seq and output index) are in the output
+/// topic: with duplicates (at-least-once) the topic's size says too early.
+async fn wait_for_every_output(brokers: &Brokers, topics: &Topics, expected: usize, log: &Path) {
+    const STALL: Duration = Duration::from_secs(120);
+    let mut last = (0, Instant::now());
+    loop {
+        wait_for_outputs(brokers, topics, expected as i64, log).await;
+        let distinct = read_all(brokers, &[&topics.output])
+            .await
+            .iter()
+            .map(|r| (header_u64(r, "seq"), header_u64(r, "sluice.output.index")))
+            .collect::<BTreeSet<_>>()
+            .len();
+        if distinct >= expected {
+            return;
+        }
+        if distinct > last.0 {
+            last = (distinct, Instant::now());
+        } else if last.1.elapsed() > STALL {
+            panic!(
+                "{distinct} of {expected} distinct outputs, no progress for {STALL:?}; the run's \
+                 log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 async fn output_size(brokers: &Brokers, topics: &Topics) -> i64 {

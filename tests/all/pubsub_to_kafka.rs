@@ -39,8 +39,34 @@ fn messages(count: u64) -> Vec<PubSubRecord> {
         .collect()
 }
 
+/// The source's `pull` setting.
+#[derive(Debug, Clone, Copy)]
+enum Pull {
+    Streaming,
+    Unary,
+}
+
+impl Pull {
+    fn toml(self) -> &'static str {
+        match self {
+            Pull::Streaming => "streaming",
+            Pull::Unary => "unary",
+        }
+    }
+}
+
 /// A Pub/Sub pipeline config: `topics.subscription` → `transforms` → Kafka.
 fn pubsub_toml(brokers: &Brokers, emulator: &str, topics: &Topics, transforms: &str) -> String {
+    pubsub_toml_pulling(brokers, emulator, topics, transforms, Pull::Streaming)
+}
+
+fn pubsub_toml_pulling(
+    brokers: &Brokers,
+    emulator: &str,
+    topics: &Topics,
+    transforms: &str,
+    pull: Pull,
+) -> String {
     format!(
         r#"
 [[pipeline]]
@@ -52,10 +78,12 @@ kind = "gcp_pubsub"
 project = "{PROJECT}"
 subscription = "{subscription}"
 endpoint = "http://{emulator}"
+pull = "{pull}"
 
 {transforms}
 {sink}"#,
         subscription = topics.subscription,
+        pull = pull.toml(),
         sink = sink_toml(brokers, topics, ""),
     )
 }
@@ -98,15 +126,31 @@ fn sets(count: u64) -> (BTreeSet<u64>, BTreeSet<u64>) {
 /// per key, attributes as headers; the sample guest (redact) runs unchanged on Pub/Sub input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_ordered_messages_arrive_transformed() {
-    let Some((brokers, emulator, topics)) = setup("ps-e2e", BrokerUse::Shared).await else {
+    ten_thousand_ordered_messages("ps-e2e", Pull::Streaming).await;
+}
+
+/// The same with unary Pull: the emulator keeps per-key order there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_ordered_messages_arrive_transformed_with_unary_pull() {
+    ten_thousand_ordered_messages("ps-e2e-unary", Pull::Unary).await;
+}
+
+async fn ten_thousand_ordered_messages(test: &str, pull: Pull) {
+    let Some((brokers, emulator, topics)) = setup(test, BrokerUse::Shared).await else {
         return;
     };
     publish_to_pubsub(&emulator, PROJECT, &topics.source, &messages(10_000))
         .await
         .unwrap();
     let transforms = transform_entry(sluice_tests::REDACT, r#"fields = "email""#);
-    let pipeline =
-        InProcessPipeline::start(&pubsub_toml(&brokers, &emulator, &topics, &transforms)).await;
+    let pipeline = InProcessPipeline::start(&pubsub_toml_pulling(
+        &brokers,
+        &emulator,
+        &topics,
+        &transforms,
+        pull,
+    ))
+    .await;
     let (good, poison) = sets(10_000);
     let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
     let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
@@ -171,6 +215,7 @@ async fn redact_run_config(
     test: &str,
     usage: BrokerUse,
     count: u64,
+    pull: Pull,
 ) -> Option<(Brokers, Topics, tempfile::TempDir, std::path::PathBuf)> {
     let (brokers, emulator, topics) = setup(test, usage).await?;
     publish_to_pubsub(&emulator, PROJECT, &topics.source, &messages(count))
@@ -180,7 +225,7 @@ async fn redact_run_config(
     let transforms = transform_entry(sluice_tests::REDACT, r#"fields = "email""#);
     let config = write_config(
         &dir,
-        &pubsub_toml(&brokers, &emulator, &topics, &transforms),
+        &pubsub_toml_pulling(&brokers, &emulator, &topics, &transforms, pull),
     );
     Some((brokers, topics, dir, config))
 }
@@ -192,7 +237,7 @@ async fn redact_run_config(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     let Some((brokers, topics, dir, config)) =
-        redact_run_config("ps-outage", BrokerUse::Exclusive, 6_000).await
+        redact_run_config("ps-outage", BrokerUse::Exclusive, 6_000, Pull::Streaming).await
     else {
         return;
     };
@@ -306,33 +351,136 @@ async fn five_megabyte_message_is_dead_lettered_with_the_reason() {
     assert!(error.contains("message.max.bytes"), "{error}");
 }
 
-/// Acceptance (against a Pub/Sub that redelivers after a subscriber dies): the runtime as a
-/// child process, SIGKILLed mid-stream and restarted → zero lost, duplicates counted.
+/// Acceptance: the runtime as a child process, SIGKILLed mid-stream three times and restarted
+/// each time → zero lost, duplicates counted, order kept per key. Unary Pull, whose messages
+/// the emulator redelivers after the ack deadline (10 s on the test subscription).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing() {
+    sigkill_mid_stream("ps-kill", Pull::Unary, 3).await;
+}
+
+/// The same with streaming pull, against a Pub/Sub that redelivers after a subscriber dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_streaming_pull_loses_nothing() {
     if !redelivers_after_disconnect() {
         return;
     }
+    sigkill_mid_stream("ps-kill-streaming", Pull::Streaming, 1).await;
+}
+
+/// Publishes 10,000 messages, SIGKILLs the runtime `kills` times (each once another 1,500
+/// records reached Kafka), then lets a last one finish.
+async fn sigkill_mid_stream(test: &str, pull: Pull, kills: usize) {
+    const COUNT: u64 = 10_000;
     let Some((brokers, topics, _dir, config)) =
-        redact_run_config("ps-kill", BrokerUse::Shared, 5_000).await
+        redact_run_config(test, BrokerUse::Shared, COUNT, pull).await
     else {
         return;
     };
-    let (good, _) = sets(5_000);
+    let (good, _) = sets(COUNT);
 
-    let mut first = SluiceProcess::run(&config);
-    let partial = read_at_least(&brokers, &topics.output, 1_500, DELIVERY_TIMEOUT)
-        .await
-        .len();
-    first.kill();
-    eprintln!("SIGKILL after {partial} records were in Kafka");
-    assert!(partial < good.len(), "the kill happened mid-stream");
+    for kill in 1..=kills {
+        let mut runtime = SluiceProcess::run(&config);
+        let written = read_at_least(&brokers, &topics.output, 1_500 * kill, DELIVERY_TIMEOUT).await;
+        runtime.kill();
+        let distinct = distinct_seqs(&written);
+        eprintln!(
+            "SIGKILL {kill} of {kills} ({} pull) with {} records in Kafka, {} distinct",
+            pull.toml(),
+            written.len(),
+            distinct.len()
+        );
+        assert!(
+            distinct.len() < good.len(),
+            "kill {kill} happened mid-stream"
+        );
+    }
 
-    let mut second = SluiceProcess::run(&config);
+    let mut last = SluiceProcess::run(&config);
     let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
-    second.terminate_and_wait_success();
+    last.terminate_and_wait_success();
 
-    let distinct = report_counts("after restart", &output, &good);
+    let distinct = report_counts(&format!("after {kills} restarts"), &output, &good);
     assert_none_missing(&distinct, &good);
     assert_per_key_order(&output);
+}
+
+/// Benchmark (prints figures; `cargo test -p sluice-tests --test all -- --ignored
+/// pull_modes_throughput --nocapture`): 20,000 messages over 20 ordering keys through the
+/// passthrough guest, with streaming and with unary Pull, at two in-flight budgets. The time
+/// runs from the pipeline's start until every message is in Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints streaming vs unary Pull throughput"]
+async fn pull_modes_throughput() {
+    const COUNT: u64 = 20_000;
+    let all: BTreeSet<u64> = (0..COUNT).collect();
+    for max_in_flight in [1_000, 10_000] {
+        for pull in [Pull::Streaming, Pull::Unary] {
+            let test = format!("ps-bench-{}-{max_in_flight}", pull.toml());
+            let Some((brokers, emulator, topics)) = setup(&test, BrokerUse::Shared).await else {
+                return;
+            };
+            publish_to_pubsub(&emulator, PROJECT, &topics.source, &messages(COUNT))
+                .await
+                .unwrap();
+            let transforms = transform_entry(sluice_tests::PASSTHROUGH, "");
+            let toml = pubsub_toml_pulling(&brokers, &emulator, &topics, &transforms, pull)
+                .replace(
+                    "max_in_flight = 1000",
+                    &format!("max_in_flight = {max_in_flight}"),
+                );
+            let started = std::time::Instant::now();
+            let pipeline = InProcessPipeline::start(&toml).await;
+            let output = read_until_seqs(&brokers, &topics.output, &all, DELIVERY_TIMEOUT).await;
+            let seconds = started.elapsed().as_secs_f64();
+            pipeline.stop().await;
+            assert_none_missing(&distinct_seqs(&output), &all);
+            eprintln!(
+                "{} pull, max_in_flight {max_in_flight}: {COUNT} messages Pub/Sub → Kafka in \
+                 {seconds:.1} s = {:.0} msg/s ({} duplicates)",
+                pull.toml(),
+                COUNT as f64 / seconds,
+                output.len() - all.len()
+            );
+        }
+    }
+}
+
+/// Unary Pull of three 5 MB messages (more than the client's 10 MiB per response): it asks
+/// for fewer at a time instead of failing; each big one is dead-lettered as too large for
+/// Kafka, the small ones around them are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_pull_takes_messages_larger_together_than_one_response() {
+    let Some((brokers, emulator, topics)) = setup("ps-big-unary", BrokerUse::Shared).await else {
+        return;
+    };
+    let record = |seq: u64, data: Vec<u8>| PubSubRecord {
+        data,
+        attributes: vec![("seq".into(), seq.to_string())],
+        ..Default::default()
+    };
+    let records: Vec<PubSubRecord> = (0..5)
+        .map(|seq| match seq {
+            0 | 4 => record(seq, format!(r#"{{"seq":{seq}}}"#).into_bytes()),
+            _ => record(seq, vec![b'x'; 5 * 1024 * 1024]),
+        })
+        .collect();
+    publish_to_pubsub(&emulator, PROJECT, &topics.source, &records)
+        .await
+        .unwrap();
+    let transforms = transform_entry(sluice_tests::PASSTHROUGH, "");
+    let toml = pubsub_toml_pulling(&brokers, &emulator, &topics, &transforms, Pull::Unary);
+    let pipeline = InProcessPipeline::start(&toml).await;
+    let small = BTreeSet::from([0, 4]);
+    let big = BTreeSet::from([1, 2, 3]);
+    let output = read_until_seqs(&brokers, &topics.output, &small, DELIVERY_TIMEOUT).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &big, DELIVERY_TIMEOUT).await;
+    pipeline.stop().await;
+
+    assert_eq!(distinct_seqs(&output), small);
+    assert_eq!(distinct_seqs(&dead), big);
+    assert!(
+        dead.iter()
+            .all(|r| r.header("sluice.error.kind") == Some("too-large"))
+    );
 }

@@ -197,4 +197,30 @@ fn parallelism_and_route_topics_are_checked() {
     );
     let config = parse(MINIMAL).unwrap();
     assert_eq!(config.pipelines[0].parallelism, 1);
+
+fn pubsub_pull_mode_defaults_to_unary_and_refuses_https_endpoints_for_it() {
+    let pubsub = |extra: &str| {
+        MINIMAL.replace(
+            "kind = \"pulsar\"\nurl = \"pulsar://127.0.0.1:6650\"\ntopic = \"persistent://public/default/orders\"",
+            &format!("kind = \"gcp_pubsub\"\nproject = \"demo\"\n{extra}"),
+        )
+    };
+    let pull_of = |text: &str| match &parse(text).unwrap().pipelines[0].source {
+        SourceConfig::GcpPubsub(source) => source.pull,
+        SourceConfig::Pulsar(_) => panic!("not pubsub"),
+    };
+    assert_eq!(pull_of(&pubsub("")), PubSubPull::Unary);
+    assert_eq!(
+        pull_of(&pubsub("pull = \"streaming\"")),
+        PubSubPull::Streaming
+    );
+    let (key, message) = invalid_key(&pubsub("endpoint = \"https://pubsub.example\""));
+    assert_eq!(key, "pipeline[0].source.endpoint");
+    assert!(message.contains("plain-text endpoints"), "{message}");
+    assert_eq!(
+        pull_of(&pubsub(
+            "endpoint = \"https://pubsub.example\"\npull = \"streaming\""
+        )),
+        PubSubPull::Streaming
+    );
 }

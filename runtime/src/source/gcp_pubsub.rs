@@ -7,10 +7,10 @@
 //! Credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's user credentials, or the metadata
 //! server on GCP).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use google_cloud_pubsub::client::Subscriber;
-use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior};
 
 use super::driver::{Received, SourceClient};
@@ -24,8 +24,7 @@ const LEASE_EXTENSION: Duration = Duration::from_secs(60);
 
 pub struct PubSubSource {
     stream: MessageStream,
-    subscription: String,
-    key_attribute: Option<String>,
+    mapping: RecordMapping,
 }
 
 impl PubSubSource {
@@ -57,14 +56,44 @@ impl PubSubSource {
         tracing::info!(messaging.system = "gcp_pubsub", %subscription, "subscribed");
         Ok(Self {
             stream,
-            subscription,
-            key_attribute: config.key_attribute.clone(),
+            mapping: RecordMapping::new(config),
         })
+    }
+}
+
+/// The parts of a Pub/Sub message that make a record, whichever client (streaming or unary)
+/// received it.
+pub(super) struct MessageParts<'a> {
+    pub(super) data: Vec<u8>,
+    pub(super) attributes: &'a HashMap<String, String>,
+    pub(super) ordering_key: &'a str,
+    pub(super) message_id: &'a str,
+    /// (seconds, nanos) since the epoch.
+    pub(super) publish_time: Option<(i64, i32)>,
+}
+
+/// How the messages of one subscription become records, the same in both pull modes.
+pub(super) struct RecordMapping {
+    subscription: String,
+    key_attribute: Option<String>,
+}
+
+impl RecordMapping {
+    pub(super) fn new(config: &PubSubSourceConfig) -> Self {
+        Self {
+            subscription: subscription_path(config),
+            key_attribute: config.key_attribute.clone(),
+        }
+    }
+
+    /// `projects/P/subscriptions/S`.
+    pub(super) fn subscription(&self) -> &str {
+        &self.subscription
     }
 
     /// Maps a message per DESIGN §5: ordering key (or the configured attribute) → key,
     /// attributes → headers (sorted by name: Pub/Sub keeps no order), publish time kept.
-    fn to_input_record(&self, message: &Message) -> InputRecord {
+    pub(super) fn to_input_record(&self, message: MessageParts<'_>) -> InputRecord {
         let key = match &self.key_attribute {
             Some(attribute) => message
                 .attributes
@@ -82,25 +111,24 @@ impl PubSubSource {
         headers.sort_by(|a, b| a.name.cmp(&b.name));
         let publish_time_ms = message
             .publish_time
-            .as_ref()
-            .map(|t| t.seconds() * 1000 + i64::from(t.nanos()) / 1_000_000);
+            .map(|(seconds, nanos)| seconds * 1000 + i64::from(nanos) / 1_000_000);
         InputRecord {
             key,
-            value: Some(message.data.to_vec()),
+            value: Some(message.data),
             headers,
             event_time_ms: None,
             publish_time_ms,
             source: SourceInfo {
                 kind: SourceKind::GcpPubsub,
                 topic: self.subscription.clone(),
-                message_id: message.message_id.clone(),
+                message_id: message.message_id.to_owned(),
             },
         }
     }
 }
 
 /// The configured endpoint, else `PUBSUB_EMULATOR_HOST` (`host:port`), as a URL.
-fn endpoint(config: &PubSubSourceConfig) -> Option<String> {
+pub(super) fn endpoint(config: &PubSubSourceConfig) -> Option<String> {
     let endpoint = config.endpoint.clone().or_else(|| {
         std::env::var("PUBSUB_EMULATOR_HOST")
             .ok()
@@ -134,7 +162,16 @@ impl SourceClient for PubSubSource {
     async fn receive(&mut self) -> Result<Option<Received<String>>, SourceError> {
         match self.stream.next().await {
             Some(Ok((message, handler))) => Ok(Some(Received {
-                record: self.to_input_record(&message),
+                record: self.mapping.to_input_record(MessageParts {
+                    data: message.data.to_vec(),
+                    attributes: &message.attributes,
+                    ordering_key: &message.ordering_key,
+                    message_id: &message.message_id,
+                    publish_time: message
+                        .publish_time
+                        .as_ref()
+                        .map(|t| (t.seconds(), t.nanos())),
+                }),
                 key: message.message_id.clone(),
                 token: AckToken::PubSub {
                     message_id: message.message_id,
@@ -142,7 +179,7 @@ impl SourceClient for PubSubSource {
                 },
             })),
             Some(Err(source)) => Err(SourceError::PubSubReceive {
-                subscription: self.subscription.clone(),
+                subscription: self.mapping.subscription().to_owned(),
                 source,
             }),
             None => Ok(None),
@@ -152,7 +189,7 @@ impl SourceClient for PubSubSource {
     fn key_of(token: &AckToken) -> String {
         match token {
             AckToken::PubSub { message_id, .. } => message_id.clone(),
-            AckToken::Pulsar { .. } => unreachable!("a Pub/Sub source only hands out its tokens"),
+            _ => unreachable!("a streaming Pub/Sub source only hands out its tokens"),
         }
     }
 
@@ -183,6 +220,7 @@ mod tests {
             subscription: subscription.into(),
             endpoint: endpoint.map(Into::into),
             key_attribute: None,
+            pull: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod driver;
 mod gcp_pubsub;
+mod gcp_pubsub_unary;
 mod pulsar;
 mod redelivery;
 
@@ -13,10 +14,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SourceConfig;
+use crate::config::{PubSubPull, SourceConfig};
 use crate::record::InputRecord;
 
 pub use gcp_pubsub::PubSubSource;
+pub use gcp_pubsub_unary::UnaryPubSubSource;
 pub use pulsar::PulsarSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,12 @@ pub enum SourceError {
         subscription: String,
         #[source]
         source: google_cloud_pubsub::Error,
+    },
+    #[error("pulling from Pub/Sub subscription {subscription:?} failed")]
+    PubSubPull {
+        subscription: String,
+        #[source]
+        source: gcloud_gax::grpc::Status,
     },
     #[error("the {system} stream stopped delivering messages")]
     StreamEnded { system: &'static str },
@@ -117,6 +125,11 @@ pub(crate) enum AckToken {
         message_id: String,
         handler: google_cloud_pubsub::subscriber::handler::Handler,
     },
+    /// `pull = "unary"`. Dropping the lease nacks the message.
+    PubSubUnary {
+        message_id: String,
+        lease: gcp_pubsub_unary::Lease,
+    },
 }
 
 pub(crate) enum AckCommand {
@@ -186,6 +199,12 @@ pub async fn start(
     Ok(match config {
         SourceConfig::Pulsar(pulsar) => driver::start(
             PulsarSource::connect(pulsar, max_in_flight).await?,
+            max_in_flight,
+            in_flight,
+            stop,
+        ),
+        SourceConfig::GcpPubsub(pubsub) if pubsub.pull == PubSubPull::Unary => driver::start(
+            UnaryPubSubSource::connect(pubsub, max_in_flight, stop.clone()).await?,
             max_in_flight,
             in_flight,
             stop,

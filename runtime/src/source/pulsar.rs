@@ -167,7 +167,7 @@ impl SourceClient for PulsarSource {
     fn key_of(token: &AckToken) -> MessageKey {
         match token {
             AckToken::Pulsar { topic, id, .. } => message_key(topic, id),
-            AckToken::PubSub { .. } => unreachable!("a Pulsar source only hands out Pulsar tokens"),
+            _ => unreachable!("a Pulsar source only hands out Pulsar tokens"),
         }
     }
 
