@@ -312,6 +312,9 @@ start_service() {
         say "$service: already running (pid $pid, 127.0.0.1:$port)"
         return 0
     fi
+    # A broker killed a moment ago may still be letting go of its port.
+    local tries=50
+    while port_open "$port" && ((tries-- > 0)); do sleep 0.1; done
     if port_open "$port"; then
         die "$service: port $port on 127.0.0.1 is taken by a process this script did not start; stop it or pick another port (see the top of $0)"
     fi

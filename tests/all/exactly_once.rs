@@ -21,9 +21,6 @@ use crate::support::{
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// How the Pub/Sub source pulls in the crash loop: the emulator strands what a killed
-/// streaming pull held (README, "Local brokers"); unary pulls come back after the ack deadline.
-const PUBSUB_PULL: &str = "";
 
 /// Longer crash loops with `SLUICE_SOAK=1`.
 fn soak_factor() -> u64 {
@@ -508,7 +505,8 @@ fn pubsub_messages(count: u64) -> Vec<PubSubRecord> {
 
 /// Acceptance: 20,000 Pub/Sub messages, exactly-once, the runtime SIGKILLed at least 10 times
 /// at random moments and Kafka killed and restarted once: every output once, none missing,
-/// per-key order kept.
+/// per-key order kept. Unary pull: the emulator redelivers what a killed unary puller held
+/// once its ack deadline passes, not what a killed streaming pull held (README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubsub_exactly_once_through_kills_of_runtime_and_kafka() {
     let Some((brokers, emulator, topics)) = setup("eo-pubsub", BrokerUse::Exclusive).await else {
@@ -533,7 +531,7 @@ kind = "gcp_pubsub"
 project = "{PROJECT}"
 subscription = "{subscription}"
 endpoint = "http://{emulator}"
-{PUBSUB_PULL}
+pull = "unary"
 
 {transforms}
 {sink}"#,
