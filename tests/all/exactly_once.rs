@@ -21,7 +21,6 @@ use crate::support::{
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
 
-
 /// Longer crash loops with `SLUICE_SOAK=1`.
 fn soak_factor() -> u64 {
     if std::env::var("SLUICE_SOAK").is_ok_and(|v| v == "1") {

@@ -197,7 +197,9 @@ fn parallelism_and_route_topics_are_checked() {
     );
     let config = parse(MINIMAL).unwrap();
     assert_eq!(config.pipelines[0].parallelism, 1);
+}
 
+#[test]
 fn pubsub_pull_mode_defaults_to_unary_and_refuses_https_endpoints_for_it() {
     let pubsub = |extra: &str| {
         MINIMAL.replace(
