@@ -37,6 +37,7 @@ use crate::supervisor::{Backoff, sleep_unless_stopped};
 use crate::transform::{self, TransformChain, TransformEngine};
 
 pub use control::{PipelineControl, PipelineState};
+use lanes::LanesInput;
 use stages::Stages;
 pub use stats::PipelineStats;
 use written::ExactlyOnce;
@@ -289,15 +290,17 @@ impl Pipeline {
         let mut replay = VecDeque::new();
         let result = loop {
             let stages = Stages {
-                pipeline: name.clone(),
-                control: control.clone(),
-                chains,
-                records,
-                replay,
+                lanes: LanesInput {
+                    pipeline: name.clone(),
+                    control: control.clone(),
+                    chains,
+                    records,
+                    replay,
+                    batch_size: config.batch_size,
+                    max_in_flight: config.max_in_flight,
+                },
                 sink: sink.clone(),
                 stats: stats.clone(),
-                batch_size: config.batch_size,
-                max_in_flight: config.max_in_flight,
                 exactly_once,
             };
             let (leftovers, result) = stages.run().await;

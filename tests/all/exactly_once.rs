@@ -13,10 +13,11 @@ use sluice_tests::brokers::{
 };
 use sluice_tests::pubsub::{PubSubRecord, publish_to_pubsub};
 
-use crate::pubsub_to_kafka::{PROJECT, setup};
+use crate::pubsub_to_kafka::{PROJECT, Pull, pubsub_pipeline_toml, setup};
 use crate::support::{
     BrokerUse, Brokers, InProcessPipeline, SluiceProcess, Topics, brokers_and_topics,
-    brokers_and_topics_for, brokers_script, read_at_least, sink_toml, transform_entry,
+    brokers_and_topics_for, brokers_script, pulsar_pipeline_toml, read_at_least, sink_toml,
+    transform_entry,
 };
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -322,27 +323,17 @@ fn pulsar_config(
     guarantee: &str,
     parallelism: usize,
 ) -> String {
-    format!(
-        r#"
-[[pipeline]]
-name = "eo"
-guarantee = "{guarantee}"
-parallelism = {parallelism}
-max_in_flight = 2000
-
-[pipeline.source]
-kind = "pulsar"
-url = "{pulsar}"
-topic = "{source}"
-subscription = "{subscription}"
-
-{transforms}
-{sink}"#,
-        pulsar = brokers.pulsar,
-        source = topics.source,
-        subscription = topics.subscription,
-        transforms = fan_out_transform(),
-        sink = sink_toml(brokers, topics, ""),
+    pulsar_pipeline_toml(
+        "eo",
+        &format!("guarantee = \"{guarantee}\"\nparallelism = {parallelism}\nmax_in_flight = 2000"),
+        "",
+        brokers,
+        topics,
+        &format!(
+            "{}\n{}",
+            fan_out_transform(),
+            sink_toml(brokers, topics, "")
+        ),
     )
 }
 
@@ -359,79 +350,58 @@ fn print_check(context: &str, check: &OutputCheck) {
     );
 }
 
+/// Publishes `count` records (`SLUICE_SOAK` scales it) for `test`, runs the crash loop on a
+/// two-lane `guarantee` pipeline with `chaos`, and returns the outputs and their check.
+async fn pulsar_crash_loop(
+    test: &str,
+    guarantee: &str,
+    chaos: impl Fn(u64) -> Chaos,
+) -> Option<(Brokers, Topics, Vec<KafkaRecord>, OutputCheck)> {
+    let (brokers, topics) = brokers_and_topics_for(test, 3, BrokerUse::Exclusive).await?;
+    let count = 50_000 * soak_factor();
+    let kills = 10 * soak_factor();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &pulsar_config(&brokers, &topics, guarantee, 2));
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &pulsar_records(count))
+        .await
+        .unwrap();
+    let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
+
+    crash_loop(&config, &brokers, &topics, kills, chaos, expected).await;
+
+    let output = read_all(&brokers, &[&topics.output]).await;
+    let check = check_outputs(&output, count, copies_of);
+    print_check(&format!("{guarantee}, Pulsar"), &check);
+    assert_eq!(check.missing, 0, "no output missing");
+    Some((brokers, topics, output, check))
+}
+
 /// Acceptance: 50,000 Pulsar records, two lanes, exactly-once, the runtime SIGKILLed at
 /// least 10 times at random moments, Kafka killed and restarted once and Pulsar once: every
 /// output once, none missing, per-key order kept, clocks and random pinned per record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulsar_exactly_once_through_kills_of_runtime_and_brokers() {
-    let Some((brokers, topics)) =
-        brokers_and_topics_for("eo-pulsar", 3, BrokerUse::Exclusive).await
+    let chaos = |kill| match kill {
+        4 => Chaos::KillBroker("kafka"),
+        7 => Chaos::KillBroker("pulsar"),
+        _ => Chaos::None,
+    };
+    let Some((brokers, topics, output, check)) =
+        pulsar_crash_loop("eo-pulsar", "exactly-once", chaos).await
     else {
         return;
     };
-    let count = 50_000 * soak_factor();
-    let kills = 10 * soak_factor();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &pulsar_config(&brokers, &topics, "exactly-once", 2),
-    );
-    publish_to_pulsar(&brokers.pulsar, &topics.source, &pulsar_records(count))
-        .await
-        .unwrap();
-    let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
-
-    crash_loop(
-        &config,
-        &brokers,
-        &topics,
-        kills,
-        |kill| match kill {
-            4 => Chaos::KillBroker("kafka"),
-            7 => Chaos::KillBroker("pulsar"),
-            _ => Chaos::None,
-        },
-        expected,
-    )
-    .await;
-
-    let output = read_all(&brokers, &[&topics.output]).await;
-    let check = check_outputs(&output, count, copies_of);
-    print_check("exactly-once, Pulsar", &check);
-    assert_eq!(check.missing, 0, "no output missing");
     assert_eq!(check.duplicates, 0, "no output twice");
-    assert_eq!(check.records, expected);
+    assert_eq!(check.records, check.distinct);
     assert_pinned_stamps(&output);
     assert!(read_all(&brokers, &[&topics.dead_letter]).await.is_empty());
 }
 
-/// Acceptance: the same crash loop at-least-once: nothing missing; duplicates counted and
-/// printed.
+/// Acceptance: the same crash loop at-least-once: nothing missing (checked in
+/// `pulsar_crash_loop`); duplicates counted and printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulsar_at_least_once_through_kills_loses_nothing() {
-    let Some((brokers, topics)) =
-        brokers_and_topics_for("alo-pulsar", 3, BrokerUse::Exclusive).await
-    else {
-        return;
-    };
-    let count = 50_000 * soak_factor();
-    let kills = 10 * soak_factor();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &pulsar_config(&brokers, &topics, "at-least-once", 2),
-    );
-    publish_to_pulsar(&brokers.pulsar, &topics.source, &pulsar_records(count))
-        .await
-        .unwrap();
-    let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
-
-    crash_loop(&config, &brokers, &topics, kills, |_| Chaos::None, expected).await;
-
-    let output = read_all(&brokers, &[&topics.output]).await;
-    let check = check_outputs(&output, count, copies_of);
-    print_check("at-least-once, Pulsar", &check);
-    assert_eq!(check.missing, 0, "no output missing");
+    pulsar_crash_loop("alo-pulsar", "at-least-once", |_| Chaos::None).await;
 }
 
 /// A config's `parallelism` with the busy guest: records per second for `count` records;
@@ -439,25 +409,20 @@ async fn pulsar_at_least_once_through_kills_loses_nothing() {
 async fn busy_run(parallelism: usize, count: u64) -> Option<f64> {
     let (brokers, topics) = brokers_and_topics("lanes", 3).await?;
     let transforms = transform_entry(sluice_tests::FAN_OUT_WORK, r#"busy = "value""#);
-    let toml = format!(
-        r#"
-[[pipeline]]
-name = "eo"
-parallelism = {parallelism}
-batch_size = 16
-
-[pipeline.source]
-kind = "pulsar"
-url = "{pulsar}"
-topic = "{source}"
-subscription = "{subscription}"
-
-{transforms}
-{sink}"#,
-        pulsar = brokers.pulsar,
-        source = topics.source,
-        subscription = topics.subscription,
-        sink = sink_toml(&brokers, &topics, ""),
+    let toml = pulsar_pipeline_toml(
+        "eo",
+        &format!(
+            "parallelism = {parallelism}
+batch_size = 16"
+        ),
+        "",
+        &brokers,
+        &topics,
+        &format!(
+            "{transforms}
+{}",
+            sink_toml(&brokers, &topics, "")
+        ),
     );
     publish_to_pulsar(&brokers.pulsar, &topics.source, &pulsar_records(count))
         .await
@@ -517,26 +482,14 @@ async fn pubsub_exactly_once_through_kills_of_runtime_and_kafka() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        r#"
-[[pipeline]]
-name = "eo"
-guarantee = "exactly-once"
-parallelism = 2
-max_in_flight = 1000
-
-[pipeline.source]
-kind = "gcp_pubsub"
-project = "{PROJECT}"
-subscription = "{subscription}"
-endpoint = "http://{emulator}"
-pull = "unary"
-
-{transforms}
-{sink}"#,
-        subscription = topics.subscription,
-        transforms = fan_out_transform(),
-        sink = sink_toml(&brokers, &topics, ""),
+    let toml = pubsub_pipeline_toml(
+        "eo",
+        "guarantee = \"exactly-once\"\nparallelism = 2",
+        &brokers,
+        &emulator,
+        &topics,
+        &fan_out_transform(),
+        Pull::Unary,
     );
     let config = write_config(dir.path(), &toml);
     let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();

@@ -41,7 +41,7 @@ fn messages(count: u64) -> Vec<PubSubRecord> {
 
 /// The source's `pull` setting.
 #[derive(Debug, Clone, Copy)]
-enum Pull {
+pub(crate) enum Pull {
     Streaming,
     Unary,
 }
@@ -67,11 +67,26 @@ fn pubsub_toml_pulling(
     transforms: &str,
     pull: Pull,
 ) -> String {
+    pubsub_pipeline_toml("pubsub", "", brokers, emulator, topics, transforms, pull)
+}
+
+/// A Pub/Sub pipeline called `name`, max 1,000 records in flight, with `settings` lines in
+/// its `[[pipeline]]` table: `topics.subscription` → `transforms` → Kafka.
+pub(crate) fn pubsub_pipeline_toml(
+    name: &str,
+    settings: &str,
+    brokers: &Brokers,
+    emulator: &str,
+    topics: &Topics,
+    transforms: &str,
+    pull: Pull,
+) -> String {
     format!(
         r#"
 [[pipeline]]
-name = "pubsub"
+name = "{name}"
 max_in_flight = 1000
+{settings}
 
 [pipeline.source]
 kind = "gcp_pubsub"

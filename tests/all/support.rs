@@ -269,25 +269,43 @@ pub(crate) fn named_pipeline_toml(
     transforms: &str,
     extra_sink: &str,
 ) -> String {
+    pulsar_pipeline_toml(
+        name,
+        "max_in_flight = 2000",
+        "subscription_type = \"failover\"",
+        brokers,
+        topics,
+        &format!("{transforms}\n{}", sink_toml(brokers, topics, extra_sink)),
+    )
+}
+
+/// A Pulsar pipeline called `name` with `settings` lines in its `[[pipeline]]` table,
+/// `source_settings` lines in its source, then `rest` (transforms and sink).
+pub(crate) fn pulsar_pipeline_toml(
+    name: &str,
+    settings: &str,
+    source_settings: &str,
+    brokers: &Brokers,
+    topics: &Topics,
+    rest: &str,
+) -> String {
     format!(
         r#"
 [[pipeline]]
 name = "{name}"
-max_in_flight = 2000
+{settings}
 
 [pipeline.source]
 kind = "pulsar"
 url = "{pulsar}"
 topic = "{source}"
 subscription = "{subscription}"
-subscription_type = "failover"
+{source_settings}
 
-{transforms}
-{sink}"#,
+{rest}"#,
         pulsar = brokers.pulsar,
         source = topics.source,
         subscription = topics.subscription,
-        sink = sink_toml(brokers, topics, extra_sink),
     )
 }
 

@@ -19,24 +19,16 @@ use tokio_util::sync::CancellationToken;
 use super::lanes::{self, LanesInput, TransformedBatch};
 use super::produce::OutcomeWriter;
 use super::written::ExactlyOnce;
-use super::{PipelineControl, PipelineError, PipelineStats};
+use super::{PipelineError, PipelineStats};
 use crate::sink::{KafkaSink, SinkError};
 use crate::source::SourceMessage;
 use crate::transform::TransformChain;
 
-/// What the stages need.
+/// What the stages need: the lanes' input, and what the sink stage writes with.
 pub(super) struct Stages {
-    pub(super) pipeline: String,
-    pub(super) control: Arc<PipelineControl>,
-    /// One chain per transform lane.
-    pub(super) chains: Vec<TransformChain>,
-    pub(super) records: mpsc::Receiver<SourceMessage>,
-    /// Records to run before any from `records`: those in flight at the last failure.
-    pub(super) replay: VecDeque<SourceMessage>,
+    pub(super) lanes: LanesInput,
     pub(super) sink: Arc<KafkaSink>,
     pub(super) stats: Arc<PipelineStats>,
-    pub(super) batch_size: usize,
-    pub(super) max_in_flight: usize,
     pub(super) exactly_once: Option<ExactlyOnce>,
 }
 
@@ -60,33 +52,17 @@ impl Stages {
     /// leftovers are `None` only when a transform thread died.
     pub(super) async fn run(self) -> (Option<Leftovers>, Result<(), PipelineError>) {
         let Stages {
-            pipeline,
-            control,
-            chains,
-            records,
-            replay,
+            lanes,
             sink,
             stats,
-            batch_size,
-            max_in_flight,
             exactly_once,
         } = self;
+        let pipeline = lanes.pipeline.clone();
+        let max_in_flight = lanes.max_in_flight;
         let abort = CancellationToken::new();
-        let (batches_tx, batches_rx) = mpsc::channel(max_in_flight / batch_size + 1);
+        let (batches_tx, batches_rx) = mpsc::channel(max_in_flight / lanes.batch_size + 1);
         let (settle_tx, settle_rx) = mpsc::channel(max_in_flight);
-        let lanes = lanes::start(
-            LanesInput {
-                pipeline: pipeline.clone(),
-                control,
-                chains,
-                records,
-                replay,
-                batch_size,
-                max_in_flight,
-            },
-            batches_tx,
-            &abort,
-        );
+        let lanes = lanes::start(lanes, batches_tx, &abort);
         let writer = OutcomeWriter {
             pipeline: pipeline.clone(),
             sink,
