@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod examples;
+mod languages;
 mod pubsub_to_kafka;
 mod pulsar_to_kafka;
 mod sandbox;
