@@ -30,6 +30,8 @@ fi
 [[ "${1:-}" == --install ]] && exit 0
 [[ $# -le 2 ]] || { echo "usage: $0 [APP_DIR [OUT.wasm]] | --install" >&2; exit 2; }
 
+# No __pycache__ beside the sources (componentize-py imports them while building).
+export PYTHONDONTWRITEBYTECODE=1
 app_dir="$(cd "${1:-$here}" && pwd)"
 out="${2:-$app_dir/$(basename "$app_dir").wasm}"
 wit="$here/wit"

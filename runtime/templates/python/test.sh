@@ -2,4 +2,4 @@
 # Runs the transform's unit tests natively (plain python3, no component).
 set -euo pipefail
 cd "$(dirname "$0")"
-python3 -m unittest -v
+python3 -B -m unittest -v
