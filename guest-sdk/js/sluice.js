@@ -35,7 +35,10 @@ function toBytes(value) {
   if (value === null || value === undefined) return null;
   if (typeof value === "string") return encoder.encode(value);
   if (value instanceof Uint8Array) return value;
-  throw new TypeError(`expected a string or Uint8Array, got ${typeof value}`);
+  // Bytes lifted from the host may be another view type or a plain array.
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer || Array.isArray(value)) return new Uint8Array(value);
+  throw new TypeError(`expected a string or bytes, got ${Object.prototype.toString.call(value)}`);
 }
 
 function firstHeader(headers, name) {
@@ -282,8 +285,8 @@ export function transformBatch(records) {
       publishTimeMs: record.publishTimeMs ?? null,
       source: record.source,
     });
-    message.key = record.key ?? null;
-    message.value = record.value ?? null;
+    message.key = toBytes(record.key);
+    message.value = toBytes(record.value);
     const out = new Writer();
     try {
       handler(message, out);
@@ -743,7 +746,7 @@ function writeString(text) {
   return `"${text.replace(ESCAPE, (c) => SHORT_ESCAPES[c] ?? `\\u00${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}"`;
 }
 
-/** `value` as serde_json (ryu) prints an f64: shortest digits, `1.0`, `1e16`, `1.5e-7`. */
+/** `value` as serde_json (zmij) prints an f64: shortest digits, `1.0`, `1e+16`, `1.5e-7`. */
 export function formatFloat(value) {
   if (!Number.isFinite(value)) return "null";
   if (value === 0) return Object.is(value, -0) ? "-0.0" : "0.0";
@@ -756,8 +759,10 @@ export function formatFloat(value) {
   if (point - length >= 0 && point <= 16) text = `${digits}${"0".repeat(point - length)}.0`;
   else if (point > 0 && point <= 16) text = `${digits.slice(0, point)}.${digits.slice(point)}`;
   else if (point > -5 && point <= 0) text = `0.${"0".repeat(-point)}${digits}`;
-  else if (length === 1) text = `${digits}e${point - 1}`;
-  else text = `${digits[0]}.${digits.slice(1)}e${point - 1}`;
+  else {
+    const exponentText = point - 1 >= 0 ? `+${point - 1}` : `${point - 1}`;
+    text = length === 1 ? `${digits}e${exponentText}` : `${digits[0]}.${digits.slice(1)}e${exponentText}`;
+  }
   return sign + text;
 }
 

@@ -10,7 +10,7 @@ So a transform gives the same bytes whichever language it is written in:
   serde_json parses it: ``-0`` and integers beyond 64 bits become floats, ``1e400`` is refused),
   NaN/Infinity are refused, as are lone UTF-16 surrogates and nesting deeper than 127.
 - :func:`dumps` prints compact JSON with serde_json's escapes and float format (``1.0``,
-  ``1e16``, ``1.5e-7``) as UTF-8 bytes.
+  ``1e+16``, ``1.5e-7``) as UTF-8 bytes.
 
 Valid input takes the C-accelerated ``json`` module; only input it might treat differently
 (errors, surrogate escapes, deep nesting) goes through the exact port of serde_json's parser.
@@ -142,7 +142,7 @@ def _write(value: Any, parts: list) -> None:
 
 
 def format_float(value: float) -> str:
-    """``value`` as serde_json (ryu) prints it: shortest digits, ``1.0``, ``1e16``,
+    """``value`` as serde_json (zmij) prints it: shortest digits, ``1.0``, ``1e+16``,
     ``0.0001``, ``1.5e-7``; NaN and infinities as ``null``."""
     if not math.isfinite(value):
         return "null"
@@ -155,11 +155,11 @@ def format_float(value: float) -> str:
     stripped = digits.lstrip("0")
     point = len(whole) + (int(exponent) if exponent else 0) - (len(digits) - len(stripped))
     digits = stripped.rstrip("0")
-    return sign + _ryu_layout(digits, point)
+    return sign + _layout(digits, point)
 
 
-def _ryu_layout(digits: str, point: int) -> str:
-    """ryu's layout of ``0.digits × 10^point``."""
+def _layout(digits: str, point: int) -> str:
+    """serde_json's (zmij's) layout of ``0.digits × 10^point``."""
     length = len(digits)
     if 0 <= point - length and point <= 16:
         return digits + "0" * (point - length) + ".0"
@@ -168,8 +168,8 @@ def _ryu_layout(digits: str, point: int) -> str:
     if -5 < point <= 0:
         return "0." + "0" * -point + digits
     if length == 1:
-        return f"{digits}e{point - 1}"
-    return f"{digits[0]}.{digits[1:]}e{point - 1}"
+        return f"{digits}e{point - 1:+d}"
+    return f"{digits[0]}.{digits[1:]}e{point - 1:+d}"
 
 
 # --- an exact port of serde_json's parser (1.0.154, SliceRead, Value) --------------------
