@@ -159,13 +159,13 @@ fn exec_line(rng: &mut Rng, n: u64) -> String {
         }
         _ => {}
     }
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         let mut headers = serde_json::Map::new();
         headers.insert("origin".into(), "web ✓".into());
         headers.insert("sluice-redacted".into(), "already".into());
         fields.insert("headers".into(), headers.into());
     }
-    if n % 11 == 0 {
+    if n.is_multiple_of(11) {
         fields.insert("event_time_ms".into(), (1_700_000_000_000 + n).into());
     }
     match n % 10 {
@@ -188,7 +188,7 @@ fn exec_line(rng: &mut Rng, n: u64) -> String {
         9 if n % 30 == 9 => {} // a tombstone
         _ => {
             let mut text = document(rng, 0);
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 // An object whose masked field repeats, and a masked value that is an object.
                 text = format!(
                     "{{\"email\":1,\"user\":{text},\"email\":{{\"email\":\"x\"}},\"phone\":[1,{{\"ssn\":2}}]}}"
