@@ -14,6 +14,9 @@ if ! scripts/brokers.sh status --quiet; then
     scripts/brokers.sh up
 fi
 
+step "toolchains for Python and JavaScript transforms (pinned; first run: about a minute)"
+scripts/toolchains.sh
+
 step "format"
 cargo fmt --all -- --check
 (cd examples && cargo fmt --all -- --check)
@@ -29,6 +32,10 @@ cargo build --locked -p sluice --bin sluice
 step "guest unit tests (native)"
 (cd examples && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests-native" \
     cargo test --locked --target "$(rustc -vV | sed -n 's/^host: //p')")
+
+step "Python and JavaScript guest unit tests (native)"
+(cd examples/redact-python && PYTHONPATH=../../guest-sdk/python python3 -B -m unittest -q)
+(cd examples/redact-js && node --test)
 
 step "workspace tests (integration tests use the brokers)"
 cargo test --workspace --all-features --locked

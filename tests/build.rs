@@ -65,6 +65,14 @@ const LEAKING_VARS: &[&str] = &[
     "NUM_JOBS",
 ];
 
+/// Transforms in other languages: (artifact, build script under guest-sdk/, source under
+/// examples/, the file the script takes). Their components are cached under the target dir by
+/// a hash of every input, since componentize-py and componentize-js take a while.
+const LANGUAGE_GUESTS: &[(&str, &str, &str, &str)] = &[
+    ("redact_py", "python", "redact-python", ""),
+    ("redact_js", "js", "redact-js", "app.js"),
+];
+
 fn main() -> Result<()> {
     let tests_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = tests_dir
@@ -108,6 +116,90 @@ fn main() -> Result<()> {
                 artifact.to_uppercase(),
                 path.display()
             );
+        }
+    }
+    for (artifact, language, example, entry) in LANGUAGE_GUESTS {
+        let path = build_language_guest(&root, &guest_target, artifact, language, example, entry)?;
+        println!(
+            "cargo:rustc-env={}_COMPONENT={}",
+            artifact.to_uppercase(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Builds `examples/<example>` with `guest-sdk/<language>/build.sh` unless a component of the
+/// same inputs is cached; returns the component's path.
+fn build_language_guest(
+    root: &Path,
+    guest_target: &Path,
+    artifact: &str,
+    language: &str,
+    example: &str,
+    entry: &str,
+) -> Result<PathBuf> {
+    let sdk = root.join("guest-sdk").join(language);
+    let source = root.join("examples").join(example);
+    for dir in [&sdk, &source] {
+        watch_tree(dir)?;
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    for dir in [&sdk, &source, &root.join("wit")] {
+        hash_tree(dir, &mut hasher)?;
+    }
+    let digest = std::hash::Hasher::finish(&hasher);
+    let out = guest_target
+        .join("languages")
+        .join(format!("{artifact}-{digest:016x}.wasm"));
+    if out.is_file() {
+        return Ok(out);
+    }
+    let input = if entry.is_empty() {
+        source.clone()
+    } else {
+        source.join(entry)
+    };
+    let output = Command::new(sdk.join("build.sh"))
+        .arg(&input)
+        .arg(&out)
+        .output()
+        .with_context(|| format!("cannot run {}", sdk.join("build.sh").display()))?;
+    if !output.status.success() || !out.is_file() {
+        bail!(
+            "building {} with guest-sdk/{language}/build.sh failed ({}):\n{}\n{}",
+            source.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// Feeds every file under `dir` (sorted, skipping build output and hidden entries) into `hasher`.
+fn hash_tree(dir: &Path, hasher: &mut impl std::hash::Hasher) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if matches!(&*name, "target" | "__pycache__" | "node_modules")
+            || name.starts_with('.')
+            || name.ends_with(".wasm")
+        {
+            continue;
+        }
+        let path = entry.path();
+        std::hash::Hash::hash(&*name, hasher);
+        if path.is_dir() {
+            hash_tree(&path, hasher)?;
+        } else {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            std::hash::Hash::hash(&bytes, hasher);
         }
     }
     Ok(())

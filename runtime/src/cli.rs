@@ -1,4 +1,4 @@
-//! Command-line interface: `sluice run | check | exec | deploy | rollback | status`.
+//! Command-line interface: `sluice run | check | exec | deploy | rollback | status | new`.
 
 use std::path::PathBuf;
 
@@ -53,6 +53,44 @@ pub(crate) enum Command {
     Rollback(RollbackArgs),
     /// Show every pipeline of a running Sluice: state, live transform versions, counters.
     Status(StatusArgs),
+    /// Start a transform project in a new directory: source with one per-record function,
+    /// a unit test, build.sh, test.sh, a README and sample records for `sluice exec`.
+    ///
+    /// Rust projects build with cargo (target wasm32-wasip2) against the `sluice-sdk` crate;
+    /// Python (componentize-py) and JavaScript (jco + componentize-js) projects carry their SDK
+    /// and the WIT, and their build.sh installs the pinned toolchain on first use.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewArgs {
+    /// The project directory to create; its last component names the transform.
+    pub(crate) name: PathBuf,
+    /// The language of the transform.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub(crate) lang: Lang,
+    /// Rust only: the `sluice-sdk` crate directory the project depends on (default: the
+    /// `guest-sdk/` of the Sluice source tree this binary was built from).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) sdk_path: Option<PathBuf>,
+}
+
+/// A language `sluice new` writes projects in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Lang {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -220,6 +220,7 @@ pub(crate) fn is_user_input_error(error: &anyhow::Error) -> bool {
             || cause
                 .downcast_ref::<crate::remote::RemoteError>()
                 .is_some_and(|e| e.is_user_input_error())
+            || cause.is::<crate::scaffold::ScaffoldError>()
     })
 }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod remote;
+mod scaffold;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => remote::deploy(args),
         Command::Rollback(args) => remote::rollback(args),
         Command::Status(args) => remote::status(args),
+        Command::New(args) => scaffold::new_project(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

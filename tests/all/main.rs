@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod exactly_once;
 mod examples;
+mod languages;
 mod pubsub_to_kafka;
 mod pulsar_to_kafka;
 mod sandbox;

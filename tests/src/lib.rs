@@ -20,6 +20,10 @@ pub const JSON_FILTER: &str = env!("JSON_FILTER_COMPONENT");
 pub const REDACT: &str = env!("REDACT_COMPONENT");
 /// `examples/router`: picks the topic from a JSON field.
 pub const ROUTER: &str = env!("ROUTER_COMPONENT");
+/// `examples/redact-python`: `REDACT` in Python (componentize-py).
+pub const REDACT_PY: &str = env!("REDACT_PY_COMPONENT");
+/// `examples/redact-js`: `REDACT` in JavaScript (componentize-js).
+pub const REDACT_JS: &str = env!("REDACT_JS_COMPONENT");
 /// `tests/guests/fault-on-marker`: misbehaves when the value names a fault.
 pub const FAULT_ON_MARKER: &str = env!("FAULT_ON_MARKER_COMPONENT");
 /// `tests/guests/other-world`: a valid component of an unrelated world.

@@ -1,0 +1,821 @@
+// Write Sluice transforms in JavaScript: one function per record.
+//
+// A transform is a WebAssembly component implementing the world
+// `sluice:transform/transformer@0.1.0` (wit/world.wit), built with componentize-js (through
+// `jco componentize`). This module hides the batch ABI, as the Rust SDK does: you write a
+// function that receives each input record as a `Message` and writes zero or more `Output`s
+// into a `Writer`, and register it with `transform`:
+//
+//     import { Skip, transform } from "./sluice.js";
+//
+//     export function onMessage(msg, out) {
+//       if (msg.value === null) throw new Skip("tombstone");
+//       out.write(msg.intoOutput().withHeader("validated-by", "tagger"));
+//     }
+//     transform(onMessage);
+//
+// Throwing decides what happens to the record (whatever was written is discarded): `Skip`
+// drops it (counted, acknowledged at the source), `DeadLetter` sends the original to the
+// dead-letter topic with the reason, `Fatal` stops the pipeline (the record is redelivered
+// later); anything else thrown dead-letters it with its message.
+//
+// The pipeline's `config = { ... }` table arrives once, before any record: `config()` returns
+// it, and `transform(onMessage, { init: setup })` runs `setup(config)` first, where a throw
+// refuses the configuration. `json` parses and prints JSON exactly as the Rust SDK
+// (serde_json) does, so a transform gives the same bytes in every language.
+//
+// Keys, values and header values are `Uint8Array`s (or null); the `with*` helpers also take
+// strings (UTF-8). The build (guest-sdk/js/bundle.mjs) joins this file and the transform into
+// one module that imports the host's `log`; under plain Node (unit tests) logs go to stderr.
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
+function toBytes(value) {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  // Bytes lifted from the host may be another view type or a plain array.
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer || Array.isArray(value)) return new Uint8Array(value);
+  throw new TypeError(`expected a string or bytes, got ${Object.prototype.toString.call(value)}`);
+}
+
+function firstHeader(headers, name) {
+  const found = headers.find((header) => header.name === name);
+  return found === undefined ? null : found.value;
+}
+
+/** One record header: a name and raw bytes (text is UTF-8). */
+export class Header {
+  constructor(name, value) {
+    this.name = name;
+    this.value = toBytes(value);
+  }
+}
+
+/** An input record: `key`/`value` (Uint8Array or null), `headers`, times in ms, `source`. */
+export class Message {
+  constructor(value = null, { key = null, headers = [], eventTimeMs = null, publishTimeMs = null,
+    source = { kind: "other", topic: "", messageId: "" } } = {}) {
+    this.key = toBytes(key);
+    this.value = toBytes(value);
+    this.headers = headers;
+    this.eventTimeMs = eventTimeMs;
+    this.publishTimeMs = publishTimeMs;
+    this.source = source;
+  }
+
+  /** This message with one more header (for tests). */
+  withHeader(name, value) {
+    this.headers.push(new Header(name, value));
+    return this;
+  }
+
+  /** The value of the first header called `name`, or null. */
+  header(name) {
+    return firstHeader(this.headers, name);
+  }
+
+  /** An output with this message's key, value and headers; no timestamp, no topic. */
+  intoOutput() {
+    return new Output(this.value, { key: this.key, headers: this.headers });
+  }
+}
+
+/** A record to write. The `with*` methods change it and return it, for chaining. */
+export class Output {
+  constructor(value = null, { key = null, headers = [], timestampMs = null, topic = null } = {}) {
+    this.key = toBytes(key);
+    this.value = toBytes(value);
+    this.headers = headers;
+    this.timestampMs = timestampMs;
+    this.topic = topic;
+  }
+
+  withKey(key) {
+    this.key = toBytes(key);
+    return this;
+  }
+
+  withValue(value) {
+    this.value = toBytes(value);
+    return this;
+  }
+
+  /** One more header, after the existing ones. */
+  withHeader(name, value) {
+    this.headers.push(new Header(name, value));
+    return this;
+  }
+
+  /** The Kafka timestamp in ms since the epoch (a number or BigInt), or null for the host's. */
+  withTimestampMs(timestampMs) {
+    this.timestampMs = timestampMs;
+    return this;
+  }
+
+  /** Routes the output to `topic` instead of the pipeline's sink topic. */
+  toTopic(topic) {
+    this.topic = topic;
+    return this;
+  }
+
+  header(name) {
+    return firstHeader(this.headers, name);
+  }
+}
+
+/** Collects the outputs of one input record. */
+export class Writer {
+  constructor() {
+    this.outputs = [];
+  }
+
+  /** Writes one output (a Message is written unchanged). */
+  write(output) {
+    this.outputs.push(output instanceof Message ? output.intoOutput() : output);
+  }
+
+  /** Writes one output routed to `topic`. */
+  writeTo(topic, output) {
+    this.write(output);
+    this.outputs[this.outputs.length - 1].topic = topic;
+  }
+
+  get length() {
+    return this.outputs.length;
+  }
+}
+
+/** Base of Skip, DeadLetter and Fatal; `reason` is the text the host records. */
+export class TransformError extends Error {
+  constructor(reason, kind = "dead-letter") {
+    super(reason);
+    this.reason = reason;
+    this.kind = kind;
+  }
+}
+
+/** Drop the record on purpose; the host counts it and acknowledges the source. */
+export class Skip extends TransformError {
+  constructor(reason) {
+    super(reason, "skip");
+  }
+}
+
+/** Send the original record to the dead-letter topic with this reason. */
+export class DeadLetter extends TransformError {
+  constructor(reason) {
+    super(reason, "dead-letter");
+  }
+}
+
+/** Stop the pipeline; the record is not acknowledged and will be redelivered. */
+export class Fatal extends TransformError {
+  constructor(reason) {
+    super(reason, "fatal");
+  }
+}
+
+// What Rust's `str::trim` removes (Unicode White_Space), so lists split alike in every SDK.
+const RUST_WHITESPACE =
+  /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+
+/** The `config` table of the pipeline's transform entry, in the order received. */
+export class Config {
+  constructor(pairs = []) {
+    this.entries = Array.from(pairs, ([key, value]) => [String(key), String(value)]);
+  }
+
+  /** The value of `key` (the last one if repeated), or null. */
+  get(key) {
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      if (this.entries[i][0] === key) return this.entries[i][1];
+    }
+    return null;
+  }
+
+  /** The value of `key`; throws Fatal `missing config key "<key>"`. */
+  require(key) {
+    const value = this.get(key);
+    if (value === null) throw new Fatal(`missing config key ${quoted(key)}`);
+    return value;
+  }
+
+  /** The value split at commas, items trimmed, empty ones dropped; [] when unset. */
+  getList(key) {
+    const value = this.get(key);
+    if (value === null) return [];
+    return value.split(",").map((item) => item.replace(RUST_WHITESPACE, "")).filter((item) => item);
+  }
+}
+
+/** `text` in double quotes with `"` and `\` escaped, as Rust's `{:?}` prints plain text. */
+export function quoted(text) {
+  return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+let activeConfig = new Config();
+
+/** The configuration given to `init` (empty before it, and in tests unless withConfig set one). */
+export function config() {
+  return activeConfig;
+}
+
+/** Runs `body()` with `pairs` (an array of [key, value] or an object) as the active config. */
+export function withConfig(pairs, body) {
+  const previous = activeConfig;
+  activeConfig = new Config(Array.isArray(pairs) ? pairs : Object.entries(pairs));
+  try {
+    return body();
+  } finally {
+    activeConfig = previous;
+  }
+}
+
+const LEVELS = ["trace", "debug", "info", "warn", "error"];
+
+function writeLog(level, message) {
+  const host = globalThis.__sluiceHostLog;
+  if (host) host(level, String(message));
+  else console.error(`[${level}] ${message}`);
+}
+
+/** `log.info("...")` and friends: lines in the host's log (rate-limited), attributed to this transform. */
+export const log = Object.fromEntries(LEVELS.map((level) => [level, (message) => writeLog(level, message)]));
+
+// --- the component's exports ------------------------------------------------------------------
+
+let handler = null;
+let setupHook = null;
+
+/** Makes `onMessage(msg, out)` the transform of this component, with an optional `init(config)`. */
+export function transform(onMessage, { init: setup = null } = {}) {
+  handler = onMessage;
+  setupHook = setup;
+  return onMessage;
+}
+
+function reasonOf(error) {
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}
+
+/** World export `init`: stores the config, runs the hook; a throw refuses the config. */
+export function init(pairs) {
+  activeConfig = new Config(pairs);
+  if (setupHook) {
+    try {
+      setupHook(activeConfig);
+    } catch (error) {
+      // componentize-js maps a thrown value to the `err` case of the result.
+      throw reasonOf(error);
+    }
+  }
+}
+
+/** World export `transform-batch`: one call of the registered function per record, in order. */
+export function transformBatch(records) {
+  if (!handler) throw new Error("no function registered with transform()");
+  return records.map((record) => {
+    const message = new Message(null, {
+      headers: record.headers.map((h) => new Header(h.name, h.value)),
+      eventTimeMs: record.eventTimeMs ?? null,
+      publishTimeMs: record.publishTimeMs ?? null,
+      source: record.source,
+    });
+    message.key = toBytes(record.key);
+    message.value = toBytes(record.value);
+    const out = new Writer();
+    try {
+      handler(message, out);
+    } catch (error) {
+      const kind = error instanceof TransformError ? error.kind : "dead-letter";
+      return { tag: "err", val: { tag: kind, val: reasonOf(error) } };
+    }
+    return {
+      tag: "ok",
+      val: out.outputs.map((output) => ({
+        key: output.key ?? undefined,
+        value: output.value ?? undefined,
+        headers: output.headers.map((h) => ({ name: h.name, value: h.value })),
+        timestampMs: output.timestampMs === null || output.timestampMs === undefined
+          ? undefined : BigInt(output.timestampMs),
+        topic: output.topic ?? undefined,
+      })),
+    };
+  });
+}
+
+// --- JSON, exactly as serde_json (1.0.154, the Rust SDK's) parses and prints it -----------------
+//
+// Objects are Maps (field order kept; a repeated field keeps its first place and its last
+// value), integers that fit 64 bits are BigInts, every other number is a Number (parsed as
+// serde_json parses it: `-0` and integers beyond 64 bits become floats, `1e400` is refused).
+// `stringify` also takes plain objects; it prints a Number as serde_json prints an f64 (`3`
+// becomes `3.0`: write `3n` for the integer).
+
+const U64_MAX = (1n << 64n) - 1n;
+const I64_MIN_MAGNITUDE = 1n << 63n;
+const I32_MAX = 2147483647;
+const I32_MIN = -2147483648;
+const MAX_DEPTH = 128;
+const POW10 = Array.from({ length: 309 }, (_, k) => Number(`1e${k}`));
+const SIMPLE_ESCAPES = { 0x22: 0x22, 0x5c: 0x5c, 0x2f: 0x2f, 0x62: 0x08, 0x66: 0x0c, 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09 };
+
+/** Text that serde_json would refuse; the message is serde_json's. */
+export class JsonError extends Error {}
+
+const isDigit = (c) => c >= 0x30 && c <= 0x39;
+
+/** `significand * 10 + digit` with serde_json's overflow test; null when it overflows u64. */
+function pushDigit(significand, digit) {
+  if (typeof significand === "number") {
+    if (significand < 1e14) return significand * 10 + digit; // stays below 2^53: exact
+    significand = BigInt(significand);
+  }
+  const next = significand * 10n + BigInt(digit);
+  return next > U64_MAX ? null : next;
+}
+
+class Parser {
+  constructor(bytes) {
+    this.s = bytes;
+    this.i = 0;
+    this.depth = MAX_DEPTH;
+  }
+
+  at(index, code) {
+    const s = this.s;
+    let start = index;
+    while (start > 0 && s[start - 1] !== 0x0a) start--;
+    let line = 1;
+    for (let j = 0; j < start; j++) if (s[j] === 0x0a) line++;
+    return new JsonError(`${code} at line ${line} column ${index - start}`);
+  }
+
+  error(code) {
+    return this.at(this.i, code);
+  }
+
+  peekError(code) {
+    return this.at(Math.min(this.s.length, this.i + 1), code);
+  }
+
+  peekOrNull() {
+    return this.i < this.s.length ? this.s[this.i] : 0;
+  }
+
+  next() {
+    return this.i < this.s.length ? this.s[this.i++] : -1;
+  }
+
+  whitespace() {
+    const s = this.s;
+    while (this.i < s.length) {
+      const c = s[this.i];
+      if (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d) return c;
+      this.i++;
+    }
+    return -1;
+  }
+
+  parse() {
+    const value = this.value();
+    if (this.whitespace() !== -1) throw this.peekError("trailing characters");
+    return value;
+  }
+
+  value() {
+    const c = this.whitespace();
+    switch (c) {
+      case -1: throw this.peekError("EOF while parsing a value");
+      case 0x6e: this.i++; this.ident("ull"); return null;
+      case 0x74: this.i++; this.ident("rue"); return true;
+      case 0x66: this.i++; this.ident("alse"); return false;
+      case 0x2d: this.i++; return this.integer(false);
+      case 0x22: this.i++; return this.string();
+      case 0x5b:
+      case 0x7b: {
+        if (--this.depth === 0) throw this.peekError("recursion limit exceeded");
+        this.i++;
+        const result = c === 0x5b ? this.seq() : this.map();
+        this.depth++;
+        this.i++; // the closing bracket seen by seq() / map()
+        return result;
+      }
+      default:
+        if (isDigit(c)) return this.integer(true);
+        throw this.peekError("expected value");
+    }
+  }
+
+  ident(rest) {
+    for (let k = 0; k < rest.length; k++) {
+      const c = this.next();
+      if (c === -1) throw this.error("EOF while parsing a value");
+      if (c !== rest.charCodeAt(k)) throw this.error("expected ident");
+    }
+  }
+
+  seq() {
+    const items = [];
+    let first = true;
+    for (;;) {
+      let c = this.whitespace();
+      if (c === -1) throw this.peekError("EOF while parsing a list");
+      if (c === 0x5d) return items;
+      if (first) {
+        first = false;
+      } else if (c === 0x2c) {
+        this.i++;
+        c = this.whitespace();
+        if (c === 0x5d) throw this.peekError("trailing comma");
+        if (c === -1) throw this.peekError("EOF while parsing a value");
+      } else {
+        throw this.peekError("expected `,` or `]`");
+      }
+      items.push(this.value());
+    }
+  }
+
+  map() {
+    const fields = new Map();
+    let first = true;
+    for (;;) {
+      let c = this.whitespace();
+      if (c === -1) throw this.peekError("EOF while parsing an object");
+      if (c === 0x7d) return fields;
+      if (first) {
+        first = false;
+        if (c !== 0x22) throw this.peekError("key must be a string");
+      } else if (c === 0x2c) {
+        this.i++;
+        c = this.whitespace();
+        if (c === 0x7d) throw this.peekError("trailing comma");
+        if (c === -1) throw this.peekError("EOF while parsing a value");
+        if (c !== 0x22) throw this.peekError("key must be a string");
+      } else {
+        throw this.peekError("expected `,` or `}`");
+      }
+      this.i++;
+      const key = this.string();
+      c = this.whitespace();
+      if (c === -1) throw this.peekError("EOF while parsing an object");
+      if (c !== 0x3a) throw this.peekError("expected `:`");
+      this.i++;
+      fields.set(key, this.value());
+    }
+  }
+
+  integer(positive) {
+    const c = this.next();
+    if (c === -1) throw this.error("EOF while parsing a value");
+    if (c === 0x30) {
+      if (isDigit(this.peekOrNull())) throw this.peekError("invalid number");
+      return this.number(positive, 0);
+    }
+    if (!isDigit(c)) throw this.error("invalid number");
+    let significand = c - 0x30;
+    for (;;) {
+      const d = this.peekOrNull();
+      if (!isDigit(d)) return this.number(positive, significand);
+      const next = pushDigit(significand, d - 0x30);
+      if (next === null) return this.longInteger(positive, significand);
+      this.i++;
+      significand = next;
+    }
+  }
+
+  number(positive, significand) {
+    const c = this.peekOrNull();
+    if (c === 0x2e) return this.decimal(positive, significand, 0);
+    if (c === 0x65 || c === 0x45) return this.exponent(positive, significand, 0);
+    const big = BigInt(significand);
+    if (positive) return big;
+    if (big === 0n) return -0;
+    return big <= I64_MIN_MAGNITUDE ? -big : -Number(big);
+  }
+
+  decimal(positive, significand, exponentBefore) {
+    this.i++;
+    let exponentAfter = 0;
+    for (;;) {
+      const d = this.peekOrNull();
+      if (!isDigit(d)) break;
+      const next = pushDigit(significand, d - 0x30);
+      if (next === null) return this.decimalOverflow(positive, significand, exponentBefore + exponentAfter);
+      this.i++;
+      significand = next;
+      exponentAfter--;
+    }
+    if (exponentAfter === 0) {
+      throw this.peekError(this.i < this.s.length ? "invalid number" : "EOF while parsing a value");
+    }
+    const exponent = exponentBefore + exponentAfter;
+    const c = this.peekOrNull();
+    if (c === 0x65 || c === 0x45) return this.exponent(positive, significand, exponent);
+    return this.f64FromParts(positive, significand, exponent);
+  }
+
+  exponent(positive, significand, starting) {
+    this.i++;
+    let positiveExp = true;
+    const sign = this.peekOrNull();
+    if (sign === 0x2b) {
+      this.i++;
+    } else if (sign === 0x2d) {
+      this.i++;
+      positiveExp = false;
+    }
+    const c = this.next();
+    if (c === -1) throw this.error("EOF while parsing a value");
+    if (!isDigit(c)) throw this.error("invalid number");
+    let exp = c - 0x30;
+    for (;;) {
+      const d = this.peekOrNull();
+      if (!isDigit(d)) break;
+      this.i++;
+      const digit = d - 0x30;
+      if (exp >= 214748364 && (exp > 214748364 || digit > 7)) {
+        return this.exponentOverflow(positive, Number(significand) === 0, positiveExp);
+      }
+      exp = exp * 10 + digit;
+    }
+    const final = Math.max(I32_MIN, Math.min(I32_MAX, positiveExp ? starting + exp : starting - exp));
+    return this.f64FromParts(positive, significand, final);
+  }
+
+  exponentOverflow(positive, zeroSignificand, positiveExp) {
+    if (!zeroSignificand && positiveExp) throw this.error("number out of range");
+    while (isDigit(this.peekOrNull())) this.i++;
+    return positive ? 0 : -0;
+  }
+
+  longInteger(positive, significand) {
+    let exponent = 0;
+    for (;;) {
+      const c = this.peekOrNull();
+      if (isDigit(c)) {
+        this.i++;
+        exponent++;
+      } else if (c === 0x2e) {
+        return this.decimal(positive, significand, exponent);
+      } else if (c === 0x65 || c === 0x45) {
+        return this.exponent(positive, significand, exponent);
+      } else {
+        return this.f64FromParts(positive, significand, exponent);
+      }
+    }
+  }
+
+  decimalOverflow(positive, significand, exponent) {
+    while (isDigit(this.peekOrNull())) this.i++;
+    const c = this.peekOrNull();
+    if (c === 0x65 || c === 0x45) return this.exponent(positive, significand, exponent);
+    return this.f64FromParts(positive, significand, exponent);
+  }
+
+  f64FromParts(positive, significand, exponent) {
+    let f = Number(significand); // correctly rounded, as Rust's `u64 as f64`
+    for (;;) {
+      const magnitude = Math.abs(exponent);
+      if (magnitude <= 308) {
+        if (exponent >= 0) {
+          f *= POW10[magnitude];
+          if (!Number.isFinite(f)) throw this.error("number out of range");
+        } else {
+          f /= POW10[magnitude];
+        }
+        break;
+      }
+      if (f === 0) break;
+      if (exponent >= 0) throw this.error("number out of range");
+      f /= 1e308;
+      exponent += 308;
+    }
+    return positive ? f : -f;
+  }
+
+  string() {
+    const s = this.s;
+    const n = s.length;
+    let start = this.i;
+    let scratch = null;
+    for (;;) {
+      let i = this.i;
+      while (i < n) {
+        const c = s[i];
+        if (c === 0x22 || c === 0x5c || c < 0x20) break;
+        i++;
+      }
+      this.i = i;
+      if (i === n) throw this.error("EOF while parsing a string");
+      const c = s[i];
+      if (c === 0x22) {
+        let content = s.subarray(start, i);
+        if (scratch !== null) {
+          for (const b of content) scratch.push(b);
+          content = Uint8Array.from(scratch);
+        }
+        this.i++;
+        return this.asStr(content);
+      }
+      if (c === 0x5c) {
+        if (scratch === null) scratch = [];
+        for (let j = start; j < i; j++) scratch.push(s[j]);
+        this.i++;
+        this.escape(scratch);
+        start = this.i;
+      } else {
+        this.i++;
+        throw this.error("control character (\\u0000-\\u001F) found while parsing a string");
+      }
+    }
+  }
+
+  asStr(content) {
+    try {
+      return strictDecoder.decode(content);
+    } catch {
+      const error = this.error("invalid unicode code point");
+      const column = Number(/column (\d+)$/.exec(error.message)[1]);
+      const fixed = Math.max(0, column - (content.length - utf8ValidUpTo(content)));
+      error.message = error.message.replace(/column \d+$/, `column ${fixed}`);
+      throw error;
+    }
+  }
+
+  escape(scratch) {
+    const c = this.next();
+    if (c === -1) throw this.error("EOF while parsing a string");
+    const simple = SIMPLE_ESCAPES[c];
+    if (simple !== undefined) scratch.push(simple);
+    else if (c === 0x75) this.unicodeEscape(scratch);
+    else throw this.error("invalid escape");
+  }
+
+  hex4() {
+    if (this.s.length - this.i < 4) {
+      this.i = this.s.length;
+      throw this.error("EOF while parsing a string");
+    }
+    let n = 0;
+    let valid = true;
+    for (let k = 0; k < 4; k++) {
+      const c = this.s[this.i + k];
+      const digit = c >= 0x30 && c <= 0x39 ? c - 0x30
+        : c >= 0x61 && c <= 0x66 ? c - 0x57
+          : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
+      if (digit < 0) valid = false;
+      n = n * 16 + digit;
+    }
+    this.i += 4;
+    if (!valid) throw this.error("invalid escape");
+    return n;
+  }
+
+  peekOrEof() {
+    if (this.i >= this.s.length) throw this.error("EOF while parsing a string");
+    return this.s[this.i];
+  }
+
+  unicodeEscape(scratch) {
+    const n = this.hex4();
+    if (n >= 0xdc00 && n <= 0xdfff) throw this.error("lone leading surrogate in hex escape");
+    if (n < 0xd800 || n > 0xdbff) {
+      pushUtf8(scratch, n);
+      return;
+    }
+    for (const expected of [0x5c, 0x75]) {
+      if (this.peekOrEof() !== expected) {
+        this.i++;
+        throw this.error("unexpected end of hex escape");
+      }
+      this.i++;
+    }
+    const n2 = this.hex4();
+    if (n2 < 0xdc00 || n2 > 0xdfff) throw this.error("lone leading surrogate in hex escape");
+    pushUtf8(scratch, (((n - 0xd800) << 10) | (n2 - 0xdc00)) + 0x10000);
+  }
+}
+
+function pushUtf8(out, cp) {
+  if (cp < 0x80) out.push(cp);
+  else if (cp < 0x800) out.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
+  else if (cp < 0x10000) out.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+  else out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 0x3f), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+}
+
+/** The length of the longest valid UTF-8 prefix of `bytes` (Rust's `Utf8Error::valid_up_to`). */
+function utf8ValidUpTo(bytes) {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i];
+    let width;
+    let low = 0x80;
+    let high = 0xbf;
+    if (b < 0x80) width = 1;
+    else if (b >= 0xc2 && b <= 0xdf) width = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      width = 3;
+      if (b === 0xe0) low = 0xa0;
+      if (b === 0xed) high = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      width = 4;
+      if (b === 0xf0) low = 0x90;
+      if (b === 0xf4) high = 0x8f;
+    } else return i;
+    if (i + width > bytes.length) return i;
+    for (let k = 1; k < width; k++) {
+      const c = bytes[i + k];
+      const lo = k === 1 ? low : 0x80;
+      const hi = k === 1 ? high : 0xbf;
+      if (c < lo || c > hi) return i;
+    }
+    i += width;
+  }
+  return i;
+}
+
+const ESCAPE = /["\\\u0000-\u001f]/g;
+const SHORT_ESCAPES = { '"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+function writeString(text) {
+  return `"${text.replace(ESCAPE, (c) => SHORT_ESCAPES[c] ?? `\\u00${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}"`;
+}
+
+/** `value` as serde_json (zmij) prints an f64: shortest digits, `1.0`, `1e+16`, `1.5e-7`. */
+export function formatFloat(value) {
+  if (!Number.isFinite(value)) return "null";
+  if (value === 0) return Object.is(value, -0) ? "-0.0" : "0.0";
+  const sign = value < 0 ? "-" : "";
+  const [mantissa, exponent] = Math.abs(value).toExponential().split("e");
+  const digits = mantissa.replace(".", "").replace(/0+$/, "");
+  const point = Number(exponent) + 1;
+  const length = digits.length;
+  let text;
+  if (point - length >= 0 && point <= 16) text = `${digits}${"0".repeat(point - length)}.0`;
+  else if (point > 0 && point <= 16) text = `${digits.slice(0, point)}.${digits.slice(point)}`;
+  else if (point > -5 && point <= 0) text = `0.${"0".repeat(-point)}${digits}`;
+  else {
+    const exponentText = point - 1 >= 0 ? `+${point - 1}` : `${point - 1}`;
+    text = length === 1 ? `${digits}e${exponentText}` : `${digits[0]}.${digits.slice(1)}e${exponentText}`;
+  }
+  return sign + text;
+}
+
+function write(value, parts) {
+  if (value === null || value === undefined) parts.push("null");
+  else if (value === true) parts.push("true");
+  else if (value === false) parts.push("false");
+  else if (typeof value === "string") parts.push(writeString(value));
+  else if (typeof value === "bigint") parts.push(value.toString());
+  else if (typeof value === "number") parts.push(formatFloat(value));
+  else if (Array.isArray(value)) {
+    parts.push("[");
+    value.forEach((item, index) => {
+      if (index) parts.push(",");
+      write(item, parts);
+    });
+    parts.push("]");
+  } else {
+    const entries = value instanceof Map ? value.entries() : Object.entries(value);
+    parts.push("{");
+    let first = true;
+    for (const [key, item] of entries) {
+      if (!first) parts.push(",");
+      first = false;
+      parts.push(writeString(String(key)));
+      parts.push(":");
+      write(item, parts);
+    }
+    parts.push("}");
+  }
+}
+
+export const json = {
+  /** Parses UTF-8 bytes (or a string) as serde_json's `from_slice`; throws JsonError. */
+  parse(data) {
+    return new Parser(typeof data === "string" ? encoder.encode(data) : data).parse();
+  },
+
+  /** Compact JSON text of `value` as serde_json writes it. */
+  stringify(value) {
+    const parts = [];
+    write(value, parts);
+    return parts.join("");
+  },
+
+  /** The record's value as JSON, or DeadLetter `value is not JSON: …`. */
+  valueOf(msg) {
+    if (msg.value === null) throw new DeadLetter("value is not JSON: record has no value");
+    try {
+      return json.parse(msg.value);
+    } catch (error) {
+      if (error instanceof JsonError) throw new DeadLetter(`value is not JSON: ${error.message}`);
+      throw error;
+    }
+  },
+};
