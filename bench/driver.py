@@ -365,7 +365,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1024", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--records", type=parse_counts, required=True, help="source:size=N,...")
     parser.add_argument("--contenders", type=lambda s: s.split(","), help="only these (default: all)")
-    parser.add_argument("--stall-seconds", type=float, default=20,
+    parser.add_argument("--stall-seconds", type=float, default=75,
                         help="a peer moving nothing for this long is recorded as stalled")
     parser.add_argument("--latency-rate", type=int, default=1000, help="probes per second")
     parser.add_argument("--latency-seconds", type=float, default=10)

@@ -145,7 +145,13 @@ fn build_examples(guest_target: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&examples)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(guest_target)
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
@@ -209,9 +215,11 @@ fn engine_benches(c: &mut Criterion) {
             if workload == "identity" {
                 check(&empty.run_batch(&batch), None);
                 check(&identity.run_batch(&batch), None);
-                group.bench_with_input(BenchmarkId::new("empty-chain", size), &batch, |b, batch| {
-                    b.iter(|| empty.run_batch(black_box(batch)))
-                });
+                group.bench_with_input(
+                    BenchmarkId::new("empty-chain", size),
+                    &batch,
+                    |b, batch| b.iter(|| empty.run_batch(black_box(batch))),
+                );
                 group.bench_with_input(
                     BenchmarkId::new("identity-guest", size),
                     &batch,
@@ -221,14 +229,22 @@ fn engine_benches(c: &mut Criterion) {
                     BenchmarkId::new("identity-native", size),
                     &batch,
                     |b, batch| {
-                        b.iter(|| black_box(batch).iter().map(identity_native).collect::<Vec<_>>())
+                        b.iter(|| {
+                            black_box(batch)
+                                .iter()
+                                .map(identity_native)
+                                .collect::<Vec<_>>()
+                        })
                     },
                 );
             } else {
                 let guest = redact.run_batch(&batch);
                 let native: Vec<_> = batch.iter().map(|r| redact_native(&config, r)).collect();
                 check(&guest, Some(REDACTED_HEADER));
-                assert_eq!(guest, native, "the native closure must do what the guest does");
+                assert_eq!(
+                    guest, native,
+                    "the native closure must do what the guest does"
+                );
                 group.bench_with_input(
                     BenchmarkId::new("redact-guest", size),
                     &batch,
