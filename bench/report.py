@@ -73,6 +73,32 @@ def fmt(value, spec: str, missing: str = "–") -> str:
     return missing if value is None else format(value, spec)
 
 
+def summary(results: dict) -> list[str]:
+    """records/s of every contender and the ceiling, one column per source and size."""
+    groups = results["groups"]
+    names = []
+    for group in groups:
+        names += [r["name"] for r in group["rows"] if r["kind"] == "contender" and r["name"] not in names]
+    lines = [
+        "| records/s | " + " | ".join(f"{SOURCE_TITLES[g['source']]}, {g['size']} B" for g in groups) + " |",
+        "|---|" + "---:|" * len(groups),
+    ]
+    for name in names:
+        cells = []
+        for group in groups:
+            row = rows_by_name(group).get(name)
+            cell = "–" if row is None else f"{row['rate']:,.0f}"
+            if row and row.get("stalled_at") is not None:
+                cell += f" (stalls at {row['stalled_at']:,})"
+            elif row and row.get("delivered") and row["delivered"] > row["records"]:
+                cell += f" ({row['delivered'] - row['records']:,} dups)"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    ceilings = [ceiling_of(g) for g in groups]
+    lines.append("| *ceiling* | " + " | ".join(f"{c['rate']:,.0f} ({c['name'].split(' (')[0]})" for c in ceilings) + " |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     lines = [
         f"# Sluice benchmark ({results['label'] or 'run'}, {results['started']})",
@@ -84,6 +110,7 @@ def markdown(results: dict) -> str:
         "compare ratios within this run, not absolute figures across runs.",
         "",
     ]
+    lines += ["## Summary: records/s into Kafka", "", *summary(results), ""]
     engine = results.get("engine")
     if engine:
         batches = sorted({int(b) for group in engine.values() for f in group.values() for b in f})

@@ -49,7 +49,7 @@ else
     cargo build --quiet --release --locked -p sluice --bin sluice
     sluice=$CARGO_TARGET_DIR/release/sluice
     out=bench/results
-    driver_args=(--records "${SLUICE_BENCH_RECORDS:-pulsar:100=100000,pulsar:1024=20000,pubsub:100=20000,pubsub:1024=10000}"
+    driver_args=(--records "${SLUICE_BENCH_RECORDS:-pulsar:100=100000,pulsar:1024=20000,pubsub:100=10000,pubsub:1024=5000}"
         --label "full run")
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")

@@ -48,14 +48,19 @@ def main() -> None:
         except pulsar.Timeout:
             producer.poll(0)
             continue
-        producer.produce(
-            kafka_topic,
-            key=message.partition_key() or None,
-            value=message.data(),
-            headers=list(message.properties().items()),
-            timestamp=message.event_timestamp() or message.publish_timestamp(),
-            on_delivery=acknowledge_when_delivered(message),
-        )
+        while True:
+            try:
+                producer.produce(
+                    kafka_topic,
+                    key=message.partition_key() or None,
+                    value=message.data(),
+                    headers=list(message.properties().items()),
+                    timestamp=message.event_timestamp() or message.publish_timestamp(),
+                    on_delivery=acknowledge_when_delivered(message),
+                )
+                break
+            except BufferError:  # librdkafka's queue is full: serve deliveries, then retry
+                producer.poll(0.1)
         producer.poll(0)
     producer.flush(30)
     consumer.close()
