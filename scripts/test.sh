@@ -40,5 +40,8 @@ step "Python and JavaScript guest unit tests (native)"
 step "workspace tests (integration tests use the brokers)"
 cargo test --workspace --all-features --locked
 
+step "benchmark harness, smoke mode (tiny N: checks that it runs, not the figures)"
+bench/run.sh --smoke
+
 echo
 echo "all tests passed in $((SECONDS - started_at)) s"
