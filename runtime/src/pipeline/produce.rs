@@ -33,9 +33,6 @@ impl OutcomeWriter {
         record: &InputRecord,
         outcome: RecordOutcome,
     ) -> Result<Vec<PendingDelivery>, PipelineError> {
-        let pipeline = self.pipeline.clone();
-        let pipeline = pipeline.as_str();
-        let sink_error = |source| PipelineError::sink(pipeline, source);
         self.stats.received.inc();
         let dead_letter = match outcome {
             RecordOutcome::Outputs(outputs) if outputs.is_empty() => {
@@ -56,7 +53,7 @@ impl OutcomeWriter {
                                 too_large = Some((index, error));
                                 break;
                             }
-                            Err(error) => return Err(sink_error(error)),
+                            Err(error) => return Err(PipelineError::sink(&self.pipeline, error)),
                         }
                     }
                     let Some((index, error)) = too_large else {
@@ -71,11 +68,11 @@ impl OutcomeWriter {
                     return Ok(deliveries);
                 }
                 Ok(Some(dead_letter)) => dead_letter,
-                Err(error) => return Err(sink_error(error)),
+                Err(error) => return Err(PipelineError::sink(&self.pipeline, error)),
             },
             RecordOutcome::Skip { transform, reason } => {
                 self.stats.skipped.inc();
-                tracing::debug!(pipeline, %transform, reason, "record skipped");
+                tracing::debug!(pipeline = %self.pipeline, %transform, reason, "record skipped");
                 return Ok(Vec::new());
             }
             RecordOutcome::DeadLetter {
@@ -90,7 +87,7 @@ impl OutcomeWriter {
             },
             RecordOutcome::Fatal { transform, reason } => {
                 return Err(PipelineError::Fatal {
-                    pipeline: pipeline.to_owned(),
+                    pipeline: self.pipeline.clone(),
                     transform: transform.to_string(),
                     message_id: record.source.message_id.clone(),
                     reason,
@@ -100,9 +97,23 @@ impl OutcomeWriter {
         self.dead_letter(record, 0, dead_letter).await
     }
 
-    /// Sends output `index` of `record`, stamped with its identity; `None` when exactly-once
-    /// finds Kafka has it already.
+    /// Sends output `index` of `record`; `None` when exactly-once finds Kafka has it already.
     async fn send(
+        &mut self,
+        record: &InputRecord,
+        index: u32,
+        output: OutputRecord,
+    ) -> Result<Option<PendingDelivery>, SinkError> {
+        let delivery = self.emit(record, index, output).await?;
+        if delivery.is_some() {
+            self.stats.produced.inc();
+        }
+        Ok(delivery)
+    }
+
+    /// Writes `output` as output `index` of `record`, stamped with its identity, unless
+    /// exactly-once finds Kafka has it already (then `None`, counted as deduplicated).
+    async fn emit(
         &mut self,
         record: &InputRecord,
         index: u32,
@@ -120,7 +131,6 @@ impl OutcomeWriter {
         if let Some(exactly_once) = &mut self.exactly_once {
             exactly_once.written.insert(source_id, index);
         }
-        self.stats.produced.inc();
         Ok(Some(delivery))
     }
 
@@ -131,35 +141,24 @@ impl OutcomeWriter {
         index: u32,
         dead_letter: DeadLetter,
     ) -> Result<Vec<PendingDelivery>, PipelineError> {
-        let pipeline = self.pipeline.as_str();
         let Some(topic) = self.sink.dead_letter_topic() else {
             return Err(PipelineError::NoDeadLetterTopic {
-                pipeline: pipeline.to_owned(),
+                pipeline: self.pipeline.clone(),
                 message_id: record.source.message_id.clone(),
                 kind: dead_letter.kind,
                 reason: dead_letter.reason,
             });
         };
-        tracing::debug!(pipeline, kind = %dead_letter.kind, reason = %dead_letter.reason, "record dead-lettered");
+        tracing::debug!(pipeline = %self.pipeline, kind = %dead_letter.kind, reason = %dead_letter.reason, "record dead-lettered");
         let copy = dead_letter_record(record, &dead_letter, topic);
-        let source_id = &record.source.message_id;
-        if let Some(exactly_once) = &self.exactly_once
-            && exactly_once.written.contains(source_id, index)
-        {
-            self.stats.deduplicated.inc();
-            return Ok(Vec::new());
-        }
-        let copy = self.with_identity(copy, record, index);
         let delivery = self
-            .sink
-            .send(&copy)
+            .emit(record, index, copy)
             .await
-            .map_err(|source| PipelineError::sink(pipeline, source))?;
-        if let Some(exactly_once) = &mut self.exactly_once {
-            exactly_once.written.insert(source_id, index);
+            .map_err(|source| PipelineError::sink(&self.pipeline, source))?;
+        if delivery.is_some() {
+            self.stats.count_dead_letter(&dead_letter.kind);
         }
-        self.stats.count_dead_letter(&dead_letter.kind);
-        Ok(vec![delivery])
+        Ok(delivery.into_iter().collect())
     }
 
     /// Why the outputs cannot be written: a routed topic that does not exist (and was not

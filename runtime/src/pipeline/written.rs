@@ -47,7 +47,7 @@ impl ExactlyOnce {
         let found = read_back(
             &config.sink,
             &config.name,
-            config.sink.declared_topics(),
+            self.declared_topics.iter().cloned().collect(),
             config.dedup_window,
         )
         .await

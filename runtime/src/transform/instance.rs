@@ -99,31 +99,31 @@ impl TransformInstance {
             nondeterministic,
             pinned: None,
         };
-        match instance.instantiate() {
-            Ok(live) => instance.live = Some(live),
-            Err(StartError::Refused(reason)) => {
-                return Err(Error::InitRefused {
-                    transform: spec.name.clone(),
-                    path: instance.path,
-                    reason,
-                });
-            }
-            Err(StartError::Failed(failure)) => {
-                return Err(Error::InitFailed {
-                    transform: spec.name.clone(),
-                    path: instance.path,
-                    kind: failure.kind,
-                    reason: failure.reason,
-                });
-            }
-            Err(StartError::Grant(message)) => {
-                return Err(Error::Capability {
-                    transform: spec.name.clone(),
-                    message: format!("read_dirs: {message}"),
-                });
-            }
-        }
+        instance.go_live()?;
         Ok(instance)
+    }
+
+    /// Makes a fresh live instance (replacing any), failing with the transform named.
+    fn go_live(&mut self) -> Result<(), Error> {
+        let live = self.instantiate().map_err(|error| match error {
+            StartError::Refused(reason) => Error::InitRefused {
+                transform: self.id.name.clone(),
+                path: self.path.clone(),
+                reason,
+            },
+            StartError::Failed(failure) => Error::InitFailed {
+                transform: self.id.name.clone(),
+                path: self.path.clone(),
+                kind: failure.kind,
+                reason: failure.reason,
+            },
+            StartError::Grant(message) => Error::Capability {
+                transform: self.id.name.clone(),
+                message: format!("read_dirs: {message}"),
+            },
+        })?;
+        self.live = Some(live);
+        Ok(())
     }
 
     pub(crate) fn id(&self) -> &TransformId {
@@ -138,27 +138,7 @@ impl TransformInstance {
             return Ok(());
         }
         self.pinned = Some(PinnedInputs::new());
-        match self.instantiate() {
-            Ok(live) => {
-                self.live = Some(live);
-                Ok(())
-            }
-            Err(StartError::Refused(reason)) => Err(Error::InitRefused {
-                transform: self.id.name.clone(),
-                path: self.path.clone(),
-                reason,
-            }),
-            Err(StartError::Failed(failure)) => Err(Error::InitFailed {
-                transform: self.id.name.clone(),
-                path: self.path.clone(),
-                kind: failure.kind,
-                reason: failure.reason,
-            }),
-            Err(StartError::Grant(message)) => Err(Error::Capability {
-                transform: self.id.name.clone(),
-                message: format!("read_dirs: {message}"),
-            }),
-        }
+        self.go_live()
     }
 
     /// Whether clocks and random are pinned per record.
