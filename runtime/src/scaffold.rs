@@ -14,7 +14,7 @@ use crate::cli::{Lang, NewArgs};
 /// The Sluice source tree's `guest-sdk/`, as it was when this binary was built.
 const BUILT_SDK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
 
-const WIT: &str = include_str!("../../wit/world.wit");
+const WIT: &str = include_str!("../../wit/sluice-transform@0.1.0/world.wit");
 const README: &str = include_str!("../templates/README.md");
 const SAMPLE: &str = include_str!("../templates/sample.jsonl");
 

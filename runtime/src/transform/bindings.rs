@@ -3,7 +3,7 @@
 
 wasmtime::component::bindgen!({
     world: "transformer",
-    path: "../wit",
+    path: "../wit/sluice-transform@0.1.0",
 });
 
 // `InputRecord` and `RecordResult` are in scope already: the world `use`s them.
