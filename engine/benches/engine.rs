@@ -26,10 +26,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
-use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 use sluice_engine::{
     Capabilities, Limits, RecordOutcome, TransformChain, TransformEngine, TransformSpec,
 };
+use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 
 const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
 const VALUE_BYTES: usize = 100;

@@ -37,8 +37,8 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
 
-use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 use crate::{RecordOutcome, TransformChain};
+use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 
 /// Counts of one `exec` run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

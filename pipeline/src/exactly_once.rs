@@ -27,7 +27,8 @@ use crate::settings::{Guarantee, PipelineSettings};
 /// Refuses settings under which exactly-once could not keep its promise; keys are relative
 /// to the pipeline.
 pub fn validate(settings: &PipelineSettings) -> Result<(), Invalid> {
-    if settings.guarantee == Guarantee::ExactlyOnce && settings.dedup_window < settings.max_in_flight
+    if settings.guarantee == Guarantee::ExactlyOnce
+        && settings.dedup_window < settings.max_in_flight
     {
         return Err((
             "dedup_window".into(),

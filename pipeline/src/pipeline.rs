@@ -164,9 +164,14 @@ impl<C: ConnectSink> Pipeline<C> {
                             exactly_once = Some(read.map_err(sink_error)?);
                         }
                         Some(written) if catch_up => {
-                            let unacked: Vec<&str> =
-                                replay.iter().map(|m| m.record.source.message_id.as_str()).collect();
-                            written.catch_up(&name, &*connected, &unacked).await.map_err(sink_error)?;
+                            let unacked: Vec<&str> = replay
+                                .iter()
+                                .map(|m| m.record.source.message_id.as_str())
+                                .collect();
+                            written
+                                .catch_up(&name, &*connected, &unacked)
+                                .await
+                                .map_err(sink_error)?;
                         }
                         Some(_) => {}
                     }

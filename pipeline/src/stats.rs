@@ -107,26 +107,66 @@ impl StatsFamilies {
             registry.register(name, help, metric.clone());
         }
         let r = registry;
-        add(r, "records_received", "Records read from the source", &self.received);
-        add(r, "records_produced", "Outputs written to Kafka", &self.produced);
-        add(r, "records_filtered", "Records the transforms dropped", &self.filtered);
-        add(r, "records_skipped", "Records a transform skipped", &self.skipped);
+        add(
+            r,
+            "records_received",
+            "Records read from the source",
+            &self.received,
+        );
+        add(
+            r,
+            "records_produced",
+            "Outputs written to Kafka",
+            &self.produced,
+        );
+        add(
+            r,
+            "records_filtered",
+            "Records the transforms dropped",
+            &self.filtered,
+        );
+        add(
+            r,
+            "records_skipped",
+            "Records a transform skipped",
+            &self.skipped,
+        );
         add(
             r,
             "outputs_deduplicated",
             "Outputs not written again because Kafka already had them (exactly-once)",
             &self.deduplicated,
         );
-        add(r, "records_acked", "Records acked at the source", &self.acked);
+        add(
+            r,
+            "records_acked",
+            "Records acked at the source",
+            &self.acked,
+        );
         add(
             r,
             "records_dead_lettered",
             "Records written to the dead-letter topic, by failure kind",
             &self.dead_lettered,
         );
-        add(r, "pipeline_restarts", "Restarts after a broker failure", &self.restarts);
-        add(r, "records_in_flight", "Records read and not yet acked", &self.in_flight);
-        add(r, "transform_batch_size", "Records per transform call", &self.batch_size);
+        add(
+            r,
+            "pipeline_restarts",
+            "Restarts after a broker failure",
+            &self.restarts,
+        );
+        add(
+            r,
+            "records_in_flight",
+            "Records read and not yet acked",
+            &self.in_flight,
+        );
+        add(
+            r,
+            "transform_batch_size",
+            "Records per transform call",
+            &self.batch_size,
+        );
         add(
             r,
             "transform_batch_seconds",
@@ -139,8 +179,18 @@ impl StatsFamilies {
             "From the source's publish time to the Kafka acknowledgement",
             &self.latency,
         );
-        add(r, "transform_records_in", "Records into a transform", &self.transform_in);
-        add(r, "transform_records_out", "Records out of a transform", &self.transform_out);
+        add(
+            r,
+            "transform_records_in",
+            "Records into a transform",
+            &self.transform_in,
+        );
+        add(
+            r,
+            "transform_records_out",
+            "Records out of a transform",
+            &self.transform_out,
+        );
         add(
             r,
             "transform_failures",

@@ -121,7 +121,12 @@ mod tests {
         let names: Vec<_> = out.headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
             names,
-            ["origin", SOURCE_ID_HEADER, PIPELINE_HEADER, OUTPUT_INDEX_HEADER]
+            [
+                "origin",
+                SOURCE_ID_HEADER,
+                PIPELINE_HEADER,
+                OUTPUT_INDEX_HEADER
+            ]
         );
         let expected = WrittenOutput {
             source_id: "1:2:-1:-1".into(),
@@ -129,14 +134,23 @@ mod tests {
         };
         assert_eq!(parsed(&out, "orders"), Some(expected));
         assert_eq!(parsed(&out, "other"), None);
-        assert_eq!(parsed(&output(&[(PIPELINE_HEADER, "orders")]), "orders"), None);
+        assert_eq!(
+            parsed(&output(&[(PIPELINE_HEADER, "orders")]), "orders"),
+            None
+        );
     }
 
     #[test]
     fn a_transform_source_id_stands_only_when_the_policy_allows() {
         let transform_set = output(&[(SOURCE_ID_HEADER, "order-7")]);
         let mut kept = transform_set.clone();
-        stamp(&mut kept, "p", "m1", 0, SourceIdPolicy::TransformMayOverride);
+        stamp(
+            &mut kept,
+            "p",
+            "m1",
+            0,
+            SourceIdPolicy::TransformMayOverride,
+        );
         assert_eq!(parsed(&kept, "p").unwrap().source_id, "order-7");
         let mut replaced = transform_set;
         stamp(&mut replaced, "p", "m1", 0, SourceIdPolicy::HostOnly);

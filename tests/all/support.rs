@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use sluice::config::Config;
-use sluice::pipeline::{Pipeline, PipelineError, PipelineStats};
+use sluice_pipeline::{PipelineError, PipelineStats};
+use sluice_runtime::config::Config;
 use sluice_tests::brokers::{KafkaRecord, create_kafka_topics, read_kafka_topic};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::RwLock;
@@ -105,9 +105,12 @@ pub(crate) struct InProcessPipeline {
 impl InProcessPipeline {
     pub(crate) async fn start(toml: &str) -> Self {
         let config = Config::parse(toml, Path::new("test.toml"), Path::new(".")).unwrap();
-        let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
-            .await
-            .unwrap();
+        let pipeline = sluice_runtime::standalone_pipeline(
+            config.pipelines[0].clone(),
+            sluice_tests::engine(),
+        )
+        .await
+        .unwrap();
         let stats = pipeline.stats();
         let stop = CancellationToken::new();
         let task = tokio::spawn(pipeline.run(stop.clone()));

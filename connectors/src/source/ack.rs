@@ -18,13 +18,16 @@ pub(crate) enum Verdict {
 /// slot of the pipeline's in-flight budget; dropping it without acking frees the slot and
 /// leaves the message to be redelivered.
 pub struct AckHandle {
-    settle: Option<Box<dyn FnOnce(Verdict) + Send>>,
+    settle: Option<Box<dyn FnOnce(Verdict) + Send + Sync>>,
     _slot: OwnedSemaphorePermit,
 }
 
 impl AckHandle {
     /// `settle` hands the verdict (with the token it holds) back to the source's task.
-    pub(crate) fn new(settle: impl FnOnce(Verdict) + Send + 'static, slot: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn new(
+        settle: impl FnOnce(Verdict) + Send + Sync + 'static,
+        slot: OwnedSemaphorePermit,
+    ) -> Self {
         Self {
             settle: Some(Box::new(settle)),
             _slot: slot,

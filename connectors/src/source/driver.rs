@@ -38,7 +38,7 @@ pub struct Received<T, K> {
 /// What a broker client must offer the shared loop. Its ack token and errors are its own.
 pub trait SourceClient: Send + 'static {
     /// What acks or nacks one message (a message id, a lease, a handler).
-    type Token: Send + 'static;
+    type Token: Send + Sync + 'static;
     /// The identity of a message, to recognise a redelivery.
     type Key: Hash + Eq + Clone + Send;
     type Error: std::error::Error + Send + Sync + 'static;

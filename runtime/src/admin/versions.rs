@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{AdminPipeline, AdminState, ApiError};
-use crate::deploy::{History, Version};
-use crate::transform::{LoadedTransform, TransformSpec};
+use crate::component_store::{History, Version};
+use sluice_engine::{LoadedTransform, TransformSpec};
 
 /// How long a deploy waits for the swap before answering that it is pending (the pipeline is
 /// reconnecting to a broker, say): the version is saved and goes live when the pipeline runs.
@@ -85,7 +85,7 @@ impl AdminState {
         Ok(History {
             versions: vec![Version {
                 digest: digest.clone(),
-                deployed_at_ms: crate::unix_time_ms(),
+                deployed_at_ms: sluice_record::now_ms(),
             }],
             current: digest,
         })
@@ -119,7 +119,10 @@ impl AdminState {
         .map_err(|error| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("component refused: {}", crate::error_chain(&error)),
+                format!(
+                    "component refused: {}",
+                    sluice_pipeline::error_chain(&error)
+                ),
             )
         })
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::transform::TransformSpec;
+use sluice_engine::TransformSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,7 +54,7 @@ impl History {
         if !self.versions.iter().any(|v| v.digest == digest) {
             self.versions.push(Version {
                 digest: digest.to_owned(),
-                deployed_at_ms: crate::unix_time_ms(),
+                deployed_at_ms: sluice_record::now_ms(),
             });
         }
         self.current = digest.to_owned();

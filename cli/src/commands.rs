@@ -5,99 +5,24 @@ use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use sluice_connectors::sink::SinkError;
+use sluice_engine::{Limits, TransformChain, TransformEngine, TransformSpec};
+use sluice_pipeline::PipelineError;
+use sluice_runtime::RuntimeError;
+use sluice_runtime::config::{Config, ConfigError};
 use tokio_util::sync::CancellationToken;
 
-use std::sync::Arc;
-use std::time::Duration;
+use crate::args::{CacheArgs, CheckArgs, ExecArgs, RunArgs};
 
-use sluice::admin::{self, AdminPipeline, AdminState};
-use sluice::config::{AdminConfig, Config, ConfigError};
-use sluice::deploy::ComponentStore;
-use sluice::metrics::Metrics;
-use sluice::pipeline::{Pipeline, PipelineContext, PipelineControl, PipelineError};
-use sluice::sink::SinkError;
-use sluice::supervisor::run_supervised;
-use sluice::transform::{self, Limits, TransformChain, TransformEngine, TransformSpec};
-
-use crate::cli::{CacheArgs, CheckArgs, ExecArgs, RunArgs};
-
+/// `sluice run`: the runtime application until SIGINT/SIGTERM, then a drain.
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
     let engine = engine(&args.cache)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let stop = CancellationToken::new();
-        let metrics = Metrics::new();
-        let store = match config.admin.as_ref().and_then(AdminConfig::state_dir) {
-            Some(state_dir) => Some(Arc::new(ComponentStore::open(&state_dir)?)),
-            None => None,
-        };
-        let contexts: Vec<PipelineContext> = config
-            .pipelines
-            .iter()
-            .map(|pipeline| PipelineContext {
-                control: PipelineControl::new(
-                    &pipeline.name,
-                    Arc::new(metrics.pipeline(&pipeline.name)),
-                ),
-                store: store.clone(),
-                metrics: metrics.clone(),
-            })
-            .collect();
-        // The admin API comes up first: /healthz answers and /readyz says what is pending
-        // while the pipelines connect.
-        let admin = match (&config.admin, &store) {
-            (Some(admin), Some(store)) => {
-                let pipelines = config
-                    .pipelines
-                    .iter()
-                    .zip(&contexts)
-                    .map(|(pipeline, context)| AdminPipeline::new(pipeline, context.control.clone()))
-                    .collect();
-                let state = AdminState::new(admin, pipelines, metrics.clone(), store.clone(), engine.clone());
-                Some(admin::serve(admin, state, stop.clone()).await?)
-            }
-            (Some(_), None) => anyhow::bail!(
-                "[admin] needs a state dir: set `admin.state_dir` (neither XDG_STATE_HOME nor HOME is set)"
-            ),
-            _ => None,
-        };
-        // Signals are handled from here on: a SIGTERM while the pipelines load and connect
-        // ends the process cleanly, as one later does.
         tokio::spawn(stop_on_signal(stop.clone()));
-        let mut prepared = Vec::new();
-        for (pipeline, context) in config.pipelines.into_iter().zip(&contexts) {
-            tokio::select! {
-                pipeline = Pipeline::prepare_in(pipeline, &engine, context) => prepared.push(pipeline?),
-                _ = stop.cancelled() => {
-                    tracing::info!("stopped before the pipelines started");
-                    return Ok(());
-                }
-            }
-        }
-        let mut running = tokio::task::JoinSet::new();
-        for (pipeline, context) in prepared.into_iter().zip(contexts) {
-            running.spawn(run_supervised(pipeline, engine.clone(), context, stop.clone()));
-        }
-        let mut first_error: Option<PipelineError> = None;
-        while let Some(result) = running.join_next().await {
-            if let Err(error) = result.context("a pipeline task panicked")? {
-                tracing::error!(error = %sluice::error_chain(&error), "pipeline failed; stopping the others");
-                stop.cancel();
-                first_error.get_or_insert(error);
-            }
-        }
-        stop.cancel();
-        if let Some(mut admin) = admin {
-            // Graceful shutdown waits for open (keep-alive) connections; give them a moment.
-            if tokio::time::timeout(Duration::from_secs(2), &mut admin).await.is_err() {
-                admin.abort();
-            }
-        }
-        match first_error {
-            Some(error) => Err(error.into()),
-            None => Ok(()),
-        }
+        Ok(sluice_runtime::run(config, engine, stop).await?)
     })
 }
 
@@ -126,7 +51,7 @@ async fn stop_on_signal(stop: CancellationToken) {
 
 pub(crate) fn check(args: CheckArgs) -> Result<()> {
     let engine = engine(&args.cache)?;
-    let info = transform::inspect(&engine, &args.component)?;
+    let info = sluice_engine::inspect(&engine, &args.component)?;
     println!("component: {}", info.path.display());
     println!("world:     {}", info.world);
     println!("digest:    {}", info.digest);
@@ -179,7 +104,7 @@ pub(crate) fn exec(args: ExecArgs) -> Result<()> {
         _ => Box::new(std::io::stdin()),
     };
     let stdout = std::io::stdout();
-    let summary = sluice::exec::exec(
+    let summary = sluice_engine::exec::exec(
         &mut chain,
         BufReader::new(input),
         stdout.lock(),
@@ -206,7 +131,7 @@ pub(crate) fn is_user_input_error(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.is::<ConfigError>()
             || cause
-                .downcast_ref::<transform::Error>()
+                .downcast_ref::<sluice_engine::Error>()
                 .is_some_and(|e| e.is_user_input_error())
             || cause
                 .downcast_ref::<PipelineError>()
@@ -215,10 +140,13 @@ pub(crate) fn is_user_input_error(error: &anyhow::Error) -> bool {
                 .downcast_ref::<SinkError>()
                 .is_some_and(|e| e.is_user_input_error())
             || cause
-                .downcast_ref::<sluice::exec::ExecError>()
+                .downcast_ref::<RuntimeError>()
                 .is_some_and(|e| e.is_user_input_error())
             || cause
-                .downcast_ref::<crate::remote::RemoteError>()
+                .downcast_ref::<sluice_engine::exec::ExecError>()
+                .is_some_and(|e| e.is_user_input_error())
+            || cause
+                .downcast_ref::<crate::admin_client::RemoteError>()
                 .is_some_and(|e| e.is_user_input_error())
             || cause.is::<crate::scaffold::ScaffoldError>()
     })
@@ -237,7 +165,7 @@ pub(crate) fn hint(error: &anyhow::Error) -> Option<String> {
                 "create topic {topic:?} first, or set `create_topics = true` in [pipeline.sink]"
             ));
         }
-        if let Some(error) = cause.downcast_ref::<transform::Error>()
+        if let Some(error) = cause.downcast_ref::<sluice_engine::Error>()
             && error.is_user_input_error()
         {
             return Some("build transforms with `cargo build --release --target wasm32-wasip2` against wit/ (see README.md)".into());

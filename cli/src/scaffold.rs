@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Lang, NewArgs};
+use crate::args::{Lang, NewArgs};
 
 /// The Sluice source tree's `guest-sdk/`, as it was when this binary was built.
 const BUILT_SDK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");

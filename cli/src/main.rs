@@ -1,9 +1,9 @@
 //! The `sluice` binary: parse the CLI, set up logging, run the command, map errors to exit
 //! codes (0 ok, 1 runtime failure, 2 bad usage, config or component).
 
-mod cli;
+mod admin_client;
+mod args;
 mod commands;
-mod remote;
 mod scaffold;
 
 use std::io::IsTerminal;
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, LogFormat};
+use args::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,9 +25,9 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run(args),
         Command::Check(args) => commands::check(args),
         Command::Exec(args) => commands::exec(args),
-        Command::Deploy(args) => remote::deploy(args),
-        Command::Rollback(args) => remote::rollback(args),
-        Command::Status(args) => remote::status(args),
+        Command::Deploy(args) => admin_client::deploy(args),
+        Command::Rollback(args) => admin_client::rollback(args),
+        Command::Status(args) => admin_client::status(args),
         Command::New(args) => scaffold::new_project(args),
     };
     match result {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::cli::{AdminArgs, DeployArgs, RollbackArgs, StatusArgs};
+use crate::args::{AdminArgs, DeployArgs, RollbackArgs, StatusArgs};
 
 /// The admin API refused or failed a request; 4xx answers are the caller's input (exit 2).
 #[derive(Debug, thiserror::Error)]
