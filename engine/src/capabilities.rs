@@ -1,5 +1,5 @@
 //! What a transform may reach beyond its inputs: nothing, unless its pipeline config grants
-//! it explicitly (DESIGN §4).
+//! it explicitly (docs/sandbox.md).
 //!
 //! ```toml
 //! [[pipeline.transform]]

@@ -1,6 +1,6 @@
 //! A deterministic sandbox for exactly-once: a guest that reads clocks or random gets values
 //! that depend only on the record it is transforming, so a record replayed after a crash
-//! yields the same outputs as the first time (DESIGN §6).
+//! yields the same outputs as the first time (docs/delivery-guarantees.md, "Exactly-once").
 //!
 //! Per record: the wall clock reads the record's event time (else publish time), the
 //! monotonic clock starts at 0 and moves 1 µs per reading, and `wasi:random/random` and

@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-/// Limits for one transform (DESIGN §4). Every field has a safe default, so a config may set
-/// only the ones it cares about. A record that breaks a limit is dead-lettered with the
+/// Limits for one transform (docs/sandbox.md). Every field has a safe default, so a config may
+/// set only the ones it cares about. A record that breaks a limit is dead-lettered with the
 /// matching [`FailureKind`](super::FailureKind) and the instance is replaced; the host and the
 /// other records carry on.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

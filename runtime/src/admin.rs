@@ -1,5 +1,5 @@
-//! The admin HTTP API (DESIGN §7): health, readiness, status, Prometheus metrics, and deploy /
-//! versions / rollback of transform components.
+//! The admin HTTP API (docs/architecture.md, "Admin API"): health, readiness, status,
+//! Prometheus metrics, and deploy / versions / rollback of transform components.
 //!
 //! Reads are open; when a token is configured every mutating call needs
 //! `Authorization: Bearer <token>`, compared in constant time. Errors are JSON

@@ -7,7 +7,7 @@
 //!
 //! Sluice's tests run against [pulsar-lite] 0.2.0, a small Pulsar-protocol broker, because no
 //! Docker (and so no Apache Pulsar) is available on the development machines. Measured there
-//! (see `BROKERS.md`, "Interop gap"): a pulsar-rs 6.9.1 producer works against pulsar-lite, but a
+//! (see docs/local-brokers.md): a pulsar-rs 6.9.1 producer works against pulsar-lite, but a
 //! pulsar-rs consumer fails at the first message with
 //! `Decoding("Error decoding payload frame: Incomplete(Size(1886547792))")`, drops the connection
 //! and ends its stream.
