@@ -148,12 +148,11 @@ pub trait Sink: Send + Sync + 'static {
         record: &OutputRecord,
     ) -> impl Future<Output = Result<Self::Delivery, SinkError>> + Send;
 
-    /// Reads the last `window` records of every partition of `topics` (those that exist) and
-    /// returns the outputs `pipeline` wrote there (their identity headers).
+    /// Reads the last `window` records of every partition of the declared topics (those that
+    /// exist) and returns the outputs `pipeline` wrote there (their identity headers).
     fn read_back(
         &self,
         pipeline: &str,
-        topics: Vec<String>,
         window: usize,
     ) -> impl Future<Output = Result<ReadBack, SinkError>> + Send;
 }

@@ -101,13 +101,7 @@ impl ExactlyOnce {
             self.written.forget(source_id);
         }
         let started = Instant::now();
-        let found = sink
-            .read_back(
-                pipeline,
-                self.declared_topics.iter().cloned().collect(),
-                self.window,
-            )
-            .await?;
+        let found = sink.read_back(pipeline, self.window).await?;
         tracing::info!(
             pipeline = %pipeline,
             partitions = found.partitions,

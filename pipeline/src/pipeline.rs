@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_connectors::sink::ConnectSink;
-use sluice_connectors::source::{ConnectSource, RunningSource, SourceError, SourceMessage};
+use sluice_connectors::source::{
+    ConnectSource, RunningSource, SourceError, SourceMessage, SourceStart,
+};
 use sluice_engine::{TransformChain, TransformEngine, TransformObserver, TransformSpec};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -268,8 +270,13 @@ impl SourceSession {
     ) -> Result<Self, PipelineError> {
         // Cancelled on stop, and when the session ends for good: the source then drains.
         let stop = stop.child_token();
+        let start = SourceStart {
+            max_in_flight: settings.max_in_flight,
+            observer: stats.clone(),
+            stop: stop.clone(),
+        };
         let RunningSource { messages, task } = source
-            .start(settings.max_in_flight, stats.clone(), stop.clone())
+            .start(start)
             .await
             .map_err(|error| PipelineError::source(&settings.name, error))?;
         Ok(Self {

@@ -8,12 +8,9 @@ mod mapping;
 mod streaming;
 mod unary;
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
 
-use crate::source::{ConnectSource, RunningSource, SourceError, SourceObserver};
+use crate::source::{ConnectSource, RunningSource, SourceError, SourceStart};
 
 pub use config::{PubSubPull, PubSubSourceConfig};
 pub use error::PubSubError;
@@ -25,30 +22,19 @@ impl ConnectSource for PubSubSourceConfig {
         "gcp_pubsub"
     }
 
-    fn start(
-        &self,
-        max_in_flight: usize,
-        observer: Arc<dyn SourceObserver>,
-        stop: CancellationToken,
-    ) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
+    fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
         Box::pin(async move {
+            let max_in_flight = start.max_in_flight;
             Ok(match self.pull {
-                PubSubPull::Unary => crate::source::start(
-                    UnaryPubSubSource::connect(self, max_in_flight, stop.clone())
-                        .await
-                        .map_err(SourceError::client)?,
-                    max_in_flight,
-                    observer,
-                    stop,
-                ),
-                PubSubPull::Streaming => crate::source::start(
-                    PubSubSource::connect(self, max_in_flight)
-                        .await
-                        .map_err(SourceError::client)?,
-                    max_in_flight,
-                    observer,
-                    stop,
-                ),
+                PubSubPull::Unary => {
+                    let stop = start.stop.clone();
+                    let client = UnaryPubSubSource::connect(self, max_in_flight, stop).await;
+                    start.run(client.map_err(SourceError::client)?)
+                }
+                PubSubPull::Streaming => {
+                    let client = PubSubSource::connect(self, max_in_flight).await;
+                    start.run(client.map_err(SourceError::client)?)
+                }
             })
         })
     }

@@ -250,12 +250,8 @@ impl Sink for KafkaSink {
         self.produce(record).await
     }
 
-    async fn read_back(
-        &self,
-        pipeline: &str,
-        topics: Vec<String>,
-        window: usize,
-    ) -> Result<ReadBack, SinkError> {
+    async fn read_back(&self, pipeline: &str, window: usize) -> Result<ReadBack, SinkError> {
+        let topics = self.config.declared_topics();
         read_back::read_back(&self.config, pipeline, topics, window).await
     }
 }

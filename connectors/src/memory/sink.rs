@@ -103,13 +103,9 @@ impl Sink for MemorySink {
         Ok(std::future::ready(Ok(())))
     }
 
-    async fn read_back(
-        &self,
-        pipeline: &str,
-        topics: Vec<String>,
-        window: usize,
-    ) -> Result<ReadBack, SinkError> {
+    async fn read_back(&self, pipeline: &str, window: usize) -> Result<ReadBack, SinkError> {
         self.refuse_if_down()?;
+        let topics = self.declared_topics();
         let written = self.written_map();
         let mut read = ReadBack::default();
         for records in topics.iter().filter_map(|topic| written.get(topic)) {

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use sluice_record::{InputRecord, SourceInfo, SourceKind};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::source::{
-    ConnectSource, Received, RunningSource, SourceClient, SourceError, SourceObserver,
+    ConnectSource, Received, RunningSource, SourceClient, SourceError, SourceStart,
 };
 
 /// An in-memory source; clones share the same records.
@@ -86,14 +85,9 @@ impl ConnectSource for MemorySource {
         "memory"
     }
 
-    fn start(
-        &self,
-        max_in_flight: usize,
-        observer: Arc<dyn SourceObserver>,
-        stop: CancellationToken,
-    ) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
+    fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
         let client = self.clone();
-        Box::pin(async move { Ok(crate::source::start(client, max_in_flight, observer, stop)) })
+        Box::pin(async move { Ok(start.run(client)) })
     }
 }
 

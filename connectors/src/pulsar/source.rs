@@ -1,7 +1,6 @@
 //! Pulsar source on the `pulsar` crate: individual acks, sent only after delivery to Kafka.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -9,12 +8,11 @@ use pulsar::consumer::InitialPosition as PulsarInitialPosition;
 use pulsar::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
 use sluice_record::{Header, InputRecord, SourceInfo, SourceKind};
-use tokio_util::sync::CancellationToken;
 
 use super::config::{InitialPosition, PulsarSourceConfig, SubscriptionType};
 use super::error::PulsarError;
 use crate::source::{
-    ConnectSource, Received, RunningSource, SourceClient, SourceError, SourceObserver,
+    ConnectSource, Received, RunningSource, SourceClient, SourceError, SourceStart,
 };
 
 /// Pulsar's own default receiver queue; we go lower when the in-flight budget is smaller, so
@@ -237,17 +235,12 @@ impl ConnectSource for PulsarSourceConfig {
         "pulsar"
     }
 
-    fn start(
-        &self,
-        max_in_flight: usize,
-        observer: Arc<dyn SourceObserver>,
-        stop: CancellationToken,
-    ) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
+    fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
         Box::pin(async move {
-            let client = PulsarSource::connect(self, max_in_flight)
+            let client = PulsarSource::connect(self, start.max_in_flight)
                 .await
                 .map_err(SourceError::client)?;
-            Ok(crate::source::start(client, max_in_flight, observer, stop))
+            Ok(start.run(client))
         })
     }
 }

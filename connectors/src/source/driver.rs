@@ -64,7 +64,7 @@ pub trait SourceClient: Send + 'static {
 
 /// Starts the loop of `client` on its own task: at most `max_in_flight` records handed out
 /// and not yet settled; each one handed out is reported to `observer`.
-pub fn start<C: SourceClient>(
+pub(super) fn start<C: SourceClient>(
     client: C,
     max_in_flight: usize,
     observer: Arc<dyn SourceObserver>,

@@ -11,6 +11,8 @@ mod driver;
 mod in_flight;
 mod redelivery;
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use sluice_record::InputRecord;
 
 pub use ack::AckHandle;
-pub use driver::{Received, SourceClient, start};
+pub use driver::{Received, SourceClient};
 
 /// Why a source stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +67,23 @@ pub trait ConnectSource: Send + Sync + 'static {
     /// `kind` as the config writes it (`pulsar`, `gcp_pubsub`, …).
     fn kind(&self) -> &'static str;
 
-    /// Connects and starts reading, with at most `max_in_flight` records handed out and not
-    /// yet settled. Reading stops when `stop` is cancelled; the task then waits for the acks
-    /// of what is in flight and closes the connection.
-    fn start(
-        &self,
-        max_in_flight: usize,
-        observer: std::sync::Arc<dyn SourceObserver>,
-        stop: CancellationToken,
-    ) -> BoxFuture<'_, Result<RunningSource, SourceError>>;
+    /// Connects and starts reading as `start` says (usually: connect a client, then
+    /// [`SourceStart::run`] it).
+    fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>>;
+}
+
+/// How a pipeline starts its source: at most `max_in_flight` records handed out and not yet
+/// settled, each reported to `observer`. Reading stops when `stop` is cancelled; the source
+/// then waits for the acks of what is in flight and closes the connection.
+pub struct SourceStart {
+    pub max_in_flight: usize,
+    pub observer: Arc<dyn SourceObserver>,
+    pub stop: CancellationToken,
+}
+
+impl SourceStart {
+    /// Runs the shared read loop over `client` on a task of its own.
+    pub fn run<C: SourceClient>(self, client: C) -> RunningSource {
+        driver::start(client, self.max_in_flight, self.observer, self.stop)
+    }
 }
