@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::config::{Invalid, Secret, non_empty, secret_map};
-use crate::sink::OversizedPolicy;
+use crate::sink::{OversizedPolicy, SinkError};
 
 /// `[pipeline.sink]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -105,4 +105,9 @@ pub fn check_topic_name(key: &str, topic: &str) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// librdkafka refused a configuration built from this section.
+pub(super) fn config_error(error: rdkafka::error::KafkaError) -> SinkError {
+    SinkError::Config(error.into())
 }

@@ -14,8 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use sluice_record::identity;
 
-use super::config::KafkaSinkConfig;
-use super::sink::config_error;
+use super::config::{KafkaSinkConfig, config_error};
 use crate::sink::{ReadBack, SinkError};
 
 /// How long the read-back may go without receiving anything before it gives up.
@@ -30,11 +29,11 @@ pub(super) async fn read_back(
     topics: Vec<String>,
     window: usize,
 ) -> Result<ReadBack, SinkError> {
-    let client_config = consumer_config(config);
+    let settings = consumer_config(config);
     let brokers = config.brokers.clone();
     let pipeline = pipeline.to_owned();
     tokio::task::spawn_blocking(move || {
-        read_back_blocking(&client_config, &brokers, &pipeline, &topics, window)
+        read_back_blocking(&settings, &brokers, &pipeline, &topics, window)
     })
     .await
     .expect("read-back panicked")
@@ -66,7 +65,7 @@ fn consumer_config(config: &KafkaSinkConfig) -> ClientConfig {
 }
 
 fn read_back_blocking(
-    client_config: &ClientConfig,
+    settings: &ClientConfig,
     brokers: &str,
     pipeline: &str,
     topics: &[String],
@@ -76,7 +75,7 @@ fn read_back_blocking(
         brokers: brokers.to_owned(),
         source: source.into(),
     };
-    let consumer: BaseConsumer = client_config.create().map_err(config_error)?;
+    let consumer: BaseConsumer = settings.create().map_err(config_error)?;
     let mut assignment = TopicPartitionList::new();
     // Per partition, the offset just past the last record that existed when we looked.
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();

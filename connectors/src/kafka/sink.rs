@@ -15,7 +15,7 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sluice_record::OutputRecord;
 
-use super::config::KafkaSinkConfig;
+use super::config::{KafkaSinkConfig, config_error};
 use super::read_back;
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
 
@@ -69,10 +69,9 @@ impl KafkaSink {
     /// Builds the producer and checks that the sink and dead-letter topics exist (creating
     /// them when `create_topics` is set).
     pub async fn connect(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
-        let client_config = client_config(config);
-        let producer: FutureProducer = client_config.create().map_err(config_error)?;
-        let admin: AdminClient<DefaultClientContext> =
-            client_config.create().map_err(config_error)?;
+        let settings = producer_config(config);
+        let producer: FutureProducer = settings.create().map_err(config_error)?;
+        let admin: AdminClient<DefaultClientContext> = settings.create().map_err(config_error)?;
         let sink = Self {
             config: config.clone(),
             producer,
@@ -83,7 +82,7 @@ impl KafkaSink {
             create_topics: config.create_topics,
             topic_partitions: config.topic_partitions,
             topics: Mutex::default(),
-            message_max_bytes: client_config
+            message_max_bytes: settings
                 .get("message.max.bytes")
                 .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
                 .to_owned(),
@@ -264,14 +263,9 @@ impl ConnectSink for KafkaSinkConfig {
     }
 }
 
-/// librdkafka refused its configuration.
-pub(super) fn config_error(error: KafkaError) -> SinkError {
-    SinkError::Config(error.into())
-}
-
 /// The librdkafka configuration: the user's properties, then the settings the delivery
 /// guarantee rests on (validated not to conflict at config load).
-fn client_config(config: &KafkaSinkConfig) -> ClientConfig {
+fn producer_config(config: &KafkaSinkConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.brokers);
     // Java-client compatible partitioning: murmur2 on the key (librdkafka defaults to CRC32).
