@@ -219,7 +219,7 @@ mod tests {
             .err()
             .expect("must fail");
         assert!(matches!(error, Error::WorldMismatch { .. }), "{error:?}");
-        let chain = error_chain(&error);
+        let chain = format!("{:#}", anyhow::Error::new(error));
         assert!(chain.contains(WORLD), "{chain}");
         assert!(
             chain.contains("missing exports \"init\", \"transform-batch\""),
@@ -248,16 +248,5 @@ mod tests {
         let exact = write(&dir, "exact.wasm", &vec![0u8; 1024 * 1024]);
         let error = load(&engine(), &exact, &limits).err().expect("must fail");
         assert!(matches!(error, Error::NotWasm { .. }), "{error:?}");
-    }
-
-    fn error_chain(error: &dyn std::error::Error) -> String {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
     }
 }
