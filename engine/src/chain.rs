@@ -1,30 +1,17 @@
 //! A pipeline's transforms applied in order: the outputs of one are the inputs of the next.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::error::Error;
-use super::instance::{StageResult, TransformInstance};
-use super::{Capabilities, Limits, RecordOutcome, TransformEngine, TransformId, component};
 use sluice_record::{InputRecord, OutputRecord};
 
+use super::capabilities::Capabilities;
+use super::component;
+use super::engine::TransformEngine;
+use super::error::Error;
+use super::instance::{StageResult, TransformInstance};
 use super::observer::{TransformObserver, unobserved};
-
-/// One transform of a pipeline, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransformSpec {
-    /// Name for logs, metrics and the `sluice.transform` header.
-    pub name: String,
-    /// The component file.
-    pub component: PathBuf,
-    /// Passed to the component's `init`.
-    pub config: BTreeMap<String, String>,
-    /// Resource limits of this transform.
-    pub limits: Limits,
-    /// What the transform may reach beyond its records (default: nothing).
-    pub capabilities: Capabilities,
-}
+use super::outcome::{RecordOutcome, TransformId};
+use super::spec::TransformSpec;
 
 /// Loaded, initialised transforms with one live instance each, reused across batches.
 ///

@@ -9,12 +9,11 @@ use wasmtime::component::Component;
 
 use super::bindings::TransformerPre;
 use super::capabilities::{self, SensitiveImport};
+use super::engine::TransformEngine;
 use super::error::{Error, boxed};
 use super::host::HostState;
-use super::{Limits, TransformEngine, world};
-
-/// The world every transform must implement.
-pub const WORLD: &str = "sluice:transform/transformer@0.1.0";
+use super::limits::Limits;
+use super::world::{self, WORLD};
 
 /// What `sluice check` prints about a valid component.
 #[derive(Debug, Clone, PartialEq, Eq)]

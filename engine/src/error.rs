@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use super::FailureKind;
-use super::world::WorldProblem;
+use super::outcome::FailureKind;
+use super::world::{WORLD, WorldProblem};
 
 /// A wasmtime error with its cause chain (`wasmtime::Error` is not a `std::error::Error`).
 pub type WasmError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -63,7 +63,7 @@ pub enum Error {
 
     /// The component does not fit the world: an export is missing or has another type, or
     /// it imports something the host does not provide (or another version of the world).
-    #[error("{} does not implement the world {}: {problem}", path.display(), super::WORLD)]
+    #[error("{} does not implement the world {}: {problem}", path.display(), WORLD)]
     WorldMismatch {
         path: PathBuf,
         problem: WorldProblem,
@@ -71,7 +71,7 @@ pub enum Error {
 
     /// The component passed the checks of its type but the host could not link it (the
     /// linker's own, less specific, refusal).
-    #[error("{} does not implement the world {}", path.display(), super::WORLD)]
+    #[error("{} does not implement the world {}", path.display(), WORLD)]
     Unlinkable {
         path: PathBuf,
         #[source]

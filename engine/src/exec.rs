@@ -37,7 +37,8 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
 
-use crate::{RecordOutcome, TransformChain};
+use crate::chain::TransformChain;
+use crate::outcome::RecordOutcome;
 use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 
 /// Counts of one `exec` run.

@@ -13,7 +13,9 @@ use super::determinism::{PinnedInputs, is_nondeterministic};
 use super::engine::EPOCH_TICK;
 use super::error::Error;
 use super::host::HostState;
-use super::{FailureKind, Limits, RecordOutcome, TransformId, TransformSpec};
+use super::limits::Limits;
+use super::outcome::{FailureKind, RecordOutcome, TransformId};
+use super::spec::TransformSpec;
 use sluice_record::{InputRecord, OutputRecord};
 
 /// What one call into a guest made of one record: outputs, or the record's final outcome.

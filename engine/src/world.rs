@@ -6,6 +6,9 @@ use std::fmt;
 use wasmtime::component::Component;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 
+/// The world every transform must implement.
+pub const WORLD: &str = "sluice:transform/transformer@0.1.0";
+
 /// The package this host serves, and its version.
 const PACKAGE: &str = "sluice:transform";
 const SERVED_VERSION: &str = "0.1.0";

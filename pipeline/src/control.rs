@@ -9,8 +9,8 @@ use tokio::sync::{Notify, oneshot};
 
 use sluice_engine::{LoadedTransform, TransformChain, TransformId};
 
-use crate::PipelineStats;
 use crate::settings::MAX_PARALLELISM;
+use crate::stats::PipelineStats;
 
 /// Where a pipeline is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

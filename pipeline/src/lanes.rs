@@ -22,7 +22,7 @@ use sluice_connectors::source::{AckHandle, SourceMessage};
 use sluice_engine::{RecordOutcome, TransformChain};
 use sluice_record::InputRecord;
 
-use crate::PipelineControl;
+use crate::control::PipelineControl;
 
 /// Records of one transform call, with their outcomes.
 pub(crate) struct TransformedBatch {

@@ -10,8 +10,9 @@ use sluice_record::dead_letter::{DeadLetter, dead_letter_record};
 use sluice_record::identity;
 use sluice_record::{InputRecord, OutputRecord};
 
+use crate::error::PipelineError;
 use crate::exactly_once::{self, ExactlyOnce};
-use crate::{PipelineError, PipelineStats};
+use crate::stats::PipelineStats;
 
 /// Writes the outcomes of transformed records to the sink.
 pub(crate) struct OutcomeWriter<S: Sink> {

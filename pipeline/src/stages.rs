@@ -19,10 +19,11 @@ use sluice_engine::TransformChain;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::PipelineError;
 use crate::exactly_once::ExactlyOnce;
 use crate::lanes::{self, LanesInput, TransformedBatch};
 use crate::outcome_writer::OutcomeWriter;
-use crate::{PipelineError, PipelineStats};
+use crate::stats::PipelineStats;
 
 /// What the stages need: the lanes' input, and what the sink stage writes with.
 pub(crate) struct Stages<S: Sink> {

@@ -47,7 +47,6 @@ impl RuntimeError {
     pub fn is_user_input_error(&self) -> bool {
         match self {
             RuntimeError::Pipeline(error) => error.is_user_input_error(),
-            RuntimeError::NoStateDir => true,
             _ => false,
         }
     }
