@@ -206,15 +206,23 @@ async fn dispatch(
             return (records, None);
         };
         let lane = &lanes[lane_of(&message.record, lanes.len())];
-        let room = tokio::select! {
-            biased;
-            _ = abort.cancelled() => None,
-            room = lane.reserve() => room.ok(),
-        };
-        match room {
+        match room_unless_aborted(lane, &abort).await {
             Some(room) => room.send(message),
             None => return (records, Some(message)),
         }
+    }
+}
+
+/// Room for one item on `channel`; `None` when the lanes are aborted first (or the channel
+/// closed): the caller then keeps the item and gives it back.
+async fn room_unless_aborted<'a, T>(
+    channel: &'a mpsc::Sender<T>,
+    abort: &CancellationToken,
+) -> Option<mpsc::Permit<'a, T>> {
+    tokio::select! {
+        biased;
+        _ = abort.cancelled() => None,
+        room = channel.reserve() => room.ok(),
     }
 }
 
@@ -303,14 +311,7 @@ fn spawn_lane(
                     acks,
                     outcomes,
                 };
-                let room = runtime.block_on(async {
-                    tokio::select! {
-                        biased;
-                        _ = abort.cancelled() => None,
-                        room = batches.reserve() => room.ok(),
-                    }
-                });
-                match room {
+                match runtime.block_on(room_unless_aborted(&batches, &abort)) {
                     Some(room) => room.send(batch),
                     None => return (input, Some(batch)),
                 }
