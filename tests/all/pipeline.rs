@@ -239,3 +239,50 @@ async fn records_received_counts_each_record_once_across_a_kafka_outage() {
     );
     pipeline.stop().await;
 }
+
+/// Acceptance (issue 15): the runtime application runs in-process (what `sluice run` runs,
+/// without the binary): with an admin API on an ephemeral port and a pipeline whose component
+/// is missing, it fails at load with a user-input error naming the file, before any broker is
+/// contacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_runs_in_process_and_refuses_a_missing_component() {
+    let state = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+state_dir = {state:?}
+
+[[pipeline]]
+name = "in-process"
+
+[pipeline.source]
+kind = "pulsar"
+url = "pulsar://127.0.0.1:1"
+topic = "persistent://public/default/in-process"
+subscription = "in-process"
+
+[[pipeline.transform]]
+component = "/nonexistent/missing-guest.wasm"
+
+[pipeline.sink]
+kind = "kafka"
+brokers = "127.0.0.1:1"
+topic = "in-process-out"
+"#,
+        state = state.path()
+    );
+    let config = sluice_runtime::config::Config::parse(
+        &toml,
+        std::path::Path::new("in-process.toml"),
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let error = sluice_runtime::run(config, sluice_tests::engine().clone(), stop)
+        .await
+        .expect_err("a missing component stops the start");
+    assert!(error.is_user_input_error(), "{error:?}");
+    let chain = format!("{:#}", anyhow::Error::new(error));
+    assert!(chain.contains("missing-guest.wasm"), "{chain}");
+}
