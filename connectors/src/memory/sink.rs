@@ -1,6 +1,8 @@
 //! A sink that keeps every record it is sent, per topic, and delivers at once. Taken down
 //! ([`MemorySink::set_down`]), it refuses sends and connections as an unreachable Kafka does,
-//! so a test can play an outage and watch the pipeline reconnect and replay.
+//! so a test can play an outage and watch the pipeline reconnect and replay. Losing delivery
+//! reports ([`MemorySink::lose_delivery_reports`]), it keeps what it is sent but reports a
+//! failure, as a Kafka that failed after writing does: what exactly-once must not write twice.
 
 use std::collections::BTreeMap;
 use std::future::Ready;
@@ -23,6 +25,7 @@ struct Shared {
     dead_letter_topic: Option<String>,
     written: Mutex<BTreeMap<String, Vec<OutputRecord>>>,
     down: AtomicBool,
+    lose_reports: AtomicBool,
 }
 
 impl MemorySink {
@@ -35,6 +38,7 @@ impl MemorySink {
                 dead_letter_topic: dead_letter_topic.map(str::to_owned),
                 written: Mutex::default(),
                 down: AtomicBool::new(false),
+                lose_reports: AtomicBool::new(false),
             }),
         }
     }
@@ -48,6 +52,11 @@ impl MemorySink {
     /// brings it back.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Keeps what is sent but reports every delivery as failed (or stops doing so).
+    pub fn lose_delivery_reports(&self, lose: bool) {
+        self.shared.lose_reports.store(lose, Ordering::SeqCst);
     }
 
     fn written_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<OutputRecord>>> {
@@ -97,9 +106,15 @@ impl Sink for MemorySink {
             .clone()
             .unwrap_or_else(|| self.shared.default_topic.clone());
         self.written_map()
-            .entry(topic)
+            .entry(topic.clone())
             .or_default()
             .push(record.clone());
+        if self.shared.lose_reports.load(Ordering::SeqCst) {
+            return Ok(std::future::ready(Err(SinkError::Delivery {
+                topic,
+                source: "the memory sink lost the delivery report".into(),
+            })));
+        }
         Ok(std::future::ready(Ok(())))
     }
 

@@ -1,9 +1,10 @@
 //! A source whose records a test pushes in; it hands them out through the shared read loop
-//! like any broker client and records what was acked. A nacked or released record is queued
-//! again, as a broker redelivers it.
+//! like any broker client and records what was acked. As a broker does, it delivers again a
+//! record that was nacked or released, and, to a new session, every record a failed session
+//! left unacked. A test may cut the stream off ([`MemorySource::cut_off`]) to play a source
+//! failure.
 
-use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -30,13 +31,21 @@ struct Shared {
 #[derive(Default)]
 struct State {
     pushed: u64,
-    queue: VecDeque<InputRecord>,
-    /// Handed out and not settled, by message id.
-    out: HashMap<String, InputRecord>,
+    /// Records to hand out, with their number (the order they were pushed in).
+    queue: VecDeque<(u64, InputRecord)>,
+    /// Handed out and not settled, by number.
+    out: BTreeMap<u64, InputRecord>,
     acked: Vec<String>,
     /// Times a record was handed to the read loop, redeliveries included.
     deliveries: u64,
+    /// The next receive fails.
+    cut_off: bool,
 }
+
+/// The stream was cut off by the test.
+#[derive(Debug, thiserror::Error)]
+#[error("the memory source was cut off")]
+pub struct CutOff;
 
 impl MemorySource {
     pub fn new() -> Self {
@@ -47,8 +56,9 @@ impl MemorySource {
     pub fn push(&self, key: Option<&[u8]>, value: &[u8]) -> String {
         let mut state = self.state();
         state.pushed += 1;
-        let message_id = format!("memory-{}", state.pushed);
-        state.queue.push_back(InputRecord {
+        let number = state.pushed;
+        let message_id = format!("memory-{number}");
+        let record = InputRecord {
             key: key.map(<[u8]>::to_vec),
             value: Some(value.to_vec()),
             headers: Vec::new(),
@@ -59,7 +69,8 @@ impl MemorySource {
                 topic: "memory".into(),
                 message_id: message_id.clone(),
             },
-        });
+        };
+        state.queue.push_back((number, record));
         drop(state);
         self.shared.queued.notify_one();
         message_id
@@ -75,6 +86,12 @@ impl MemorySource {
         self.state().deliveries
     }
 
+    /// Makes the next receive fail, as a broker connection that drops does.
+    pub fn cut_off(&self) {
+        self.state().cut_off = true;
+        self.shared.queued.notify_one();
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.state.lock().expect("memory source lock")
     }
@@ -85,34 +102,43 @@ impl ConnectSource for MemorySource {
         "memory"
     }
 
+    /// A new session: what an earlier one left unacked is delivered again first.
     fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
+        let mut state = self.state();
+        let unacked = std::mem::take(&mut state.out);
+        for (number, record) in unacked.into_iter().rev() {
+            state.queue.push_front((number, record));
+        }
+        drop(state);
         let client = self.clone();
         Box::pin(async move { Ok(start.run(client)) })
     }
 }
 
 impl SourceClient for MemorySource {
-    /// The message id.
-    type Token = String;
-    type Key = String;
-    type Error = Infallible;
+    /// The record's number.
+    type Token = u64;
+    type Key = u64;
+    type Error = CutOff;
     const SYSTEM: &'static str = "memory";
     const WHILE_STALLED: &'static str = "the records stay queued in memory";
 
-    async fn receive(&mut self) -> Result<Option<Received<String, String>>, Infallible> {
+    async fn receive(&mut self) -> Result<Option<Received<u64, u64>>, CutOff> {
         loop {
             // Registered before looking, so a push in between is not missed.
             let queued = self.shared.queued.notified();
             {
                 let mut state = self.state();
-                if let Some(record) = state.queue.pop_front() {
-                    let id = record.source.message_id.clone();
-                    state.out.insert(id.clone(), record.clone());
+                if std::mem::take(&mut state.cut_off) {
+                    return Err(CutOff);
+                }
+                if let Some((number, record)) = state.queue.pop_front() {
+                    state.out.insert(number, record.clone());
                     state.deliveries += 1;
                     return Ok(Some(Received {
                         record,
-                        token: id.clone(),
-                        key: id,
+                        token: number,
+                        key: number,
                     }));
                 }
             }
@@ -120,20 +146,21 @@ impl SourceClient for MemorySource {
         }
     }
 
-    fn key_of(token: &String) -> String {
-        token.clone()
+    fn key_of(number: &u64) -> u64 {
+        *number
     }
 
-    async fn ack(&mut self, token: String) {
+    async fn ack(&mut self, number: u64) {
         let mut state = self.state();
-        state.out.remove(&token);
-        state.acked.push(token);
+        if let Some(record) = state.out.remove(&number) {
+            state.acked.push(record.source.message_id);
+        }
     }
 
-    async fn nack(&mut self, token: String) {
+    async fn nack(&mut self, number: u64) {
         let mut state = self.state();
-        if let Some(record) = state.out.remove(&token) {
-            state.queue.push_front(record);
+        if let Some(record) = state.out.remove(&number) {
+            state.queue.push_front((number, record));
             drop(state);
             self.shared.queued.notify_one();
         }
