@@ -1,7 +1,8 @@
 //! A pipeline: records from a source, through a chain of transforms, into a sink, with every
 //! source record acked only once the sink has all its outputs (docs/architecture.md).
 //!
-//! - `pipeline.rs`: [`Pipeline`] — prepare (load transforms, connect the sink) and run;
+//! - `pipeline.rs`, `running.rs`: [`Pipeline`] — prepare (load transforms, connect the sink),
+//!   then run: bring up the source session and the sink, let records flow, renew on failure;
 //! - `lanes.rs`, `stages.rs`, `outcome_writer.rs`: the transform lanes, the sink and ack
 //!   stages, and what each outcome becomes in the sink;
 //! - `exactly_once.rs`: everything of the read-back exactly-once mode;
@@ -18,6 +19,7 @@ mod lanes;
 mod outcome_writer;
 mod pipeline;
 mod restart;
+mod running;
 mod settings;
 mod stages;
 mod stats;
