@@ -47,7 +47,7 @@ const EXPORTS: &[(&str, &str)] = &[
 /// How a component departs from the world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorldProblem {
-    /// It imports [`PACKAGE`] at a version this host does not serve.
+    /// It imports `sluice:transform` at a version this host does not serve.
     UnsupportedVersion { found: String },
     /// It imports an interface the host does not provide.
     UnknownImport { import: String },

@@ -3,7 +3,7 @@
 //!
 //! A connector implements [`SourceClient`] (receive, ack, nack, close, with its own ack
 //! token and error types) and [`ConnectSource`] (connect from its config); the shared read
-//! loop ([`driver`]) does the rest: the in-flight budget, dropping redeliveries, applying
+//! loop (`driver.rs`) does the rest: the in-flight budget, dropping redeliveries, applying
 //! acks in the client's task, draining on stop.
 
 mod ack;
