@@ -26,6 +26,9 @@ use crate::support::{
 /// How long a test waits for the pipeline to ack everything before it fails.
 const ACK_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A Kafka delivery fails after 10 s instead of librdkafka's 300 s.
+const DELIVERIES_FAIL_AFTER_10_S: &str = r#"properties = { "message.timeout.ms" = "10000" }"#;
+
 /// A pipeline from a [`MemorySource`] through the `examples/passthrough` component into a
 /// [`MemorySink`], running on its own task.
 struct MemoryPipeline {
@@ -252,9 +255,10 @@ async fn exactly_once_does_not_write_again_what_the_sink_already_has() {
     pipeline.stop().await;
 }
 
-/// Acceptance (issue 15): Pulsar → Kafka with Kafka stopped for 15 s mid-stream. The records
-/// in flight are replayed to the new producer; `records_received` still equals what Pulsar
-/// delivered, once per record.
+/// Acceptance (issue 15): Pulsar → Kafka with Kafka stopped for 20 s mid-stream, deliveries
+/// failing after 10 s (librdkafka would otherwise ride the outage out in its own retries), so
+/// the pipeline keeps what it holds and replays it to a new producer. `records_received` still
+/// equals what Pulsar delivered, once per record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_received_counts_each_record_once_across_a_kafka_outage() {
     let Some((brokers, topics)) =
@@ -263,8 +267,13 @@ async fn records_received_counts_each_record_once_across_a_kafka_outage() {
         return;
     };
     let transforms = transform_entry(sluice_tests::PASSTHROUGH, "");
-    let pipeline =
-        InProcessPipeline::start(&pipeline_toml(&brokers, &topics, &transforms, "")).await;
+    let pipeline = InProcessPipeline::start(&pipeline_toml(
+        &brokers,
+        &topics,
+        &transforms,
+        DELIVERIES_FAIL_AFTER_10_S,
+    ))
+    .await;
     const TOTAL: u64 = 5_000;
     let records: Vec<PulsarRecord> = (0..TOTAL)
         .map(|seq| PulsarRecord {
@@ -280,7 +289,7 @@ async fn records_received_counts_each_record_once_across_a_kafka_outage() {
     read_at_least(&brokers, &topics.output, 500, ACK_TIMEOUT).await;
 
     let outage = BrokerOutage::begin("kafka");
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
     outage.end();
     let all: BTreeSet<u64> = (0..TOTAL).collect();
     read_until_seqs(&brokers, &topics.output, &all, ACK_TIMEOUT).await;
