@@ -84,6 +84,38 @@ pub fn secret_map<'de, D: Deserializer<'de>>(
 /// A value the config refuses: its key path (relative to the section that checked it) and why.
 pub type Invalid = (String, String);
 
+/// What a pipeline's delivery guarantee asks of its source and sink, which check their
+/// sections against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guaranteeing {
+    AtLeastOnce,
+    /// Exactly-once in `mode`.
+    ExactlyOnce(ExactlyOnceMode),
+}
+
+/// How exactly-once is kept (docs/delivery-guarantees.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExactlyOnceMode {
+    /// Kafka transactions: outputs and the source checkpoint commit together, and each
+    /// writer's `transactional.id` fences the instances it replaced.
+    #[default]
+    Transactions,
+    /// For brokers without transactions: outputs carry their identity, and the pipeline reads
+    /// back what it wrote after every restart and skips it.
+    ReadBack,
+}
+
+impl ExactlyOnceMode {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExactlyOnceMode::Transactions => "transactions",
+            ExactlyOnceMode::ReadBack => "read-back",
+        }
+    }
+}
+
 /// Refuses an empty (or blank) `value` at `key`.
 pub fn non_empty(key: &str, value: &str) -> Result<(), Invalid> {
     if value.trim().is_empty() {

@@ -1,6 +1,7 @@
 //! Connectors: one folder per system Sluice reads from or writes to. Each folder owns its
 //! config section, its errors and, for a source, its ack token (an associated type of
-//! [`source::SourceClient`]); the contracts they implement are [`source`] and [`sink`].
+//! [`source::SourceClient`]); the contracts they implement are [`source`], [`sink`] and, for
+//! exactly-once on sink transactions, [`transactions`].
 //!
 //! - `pulsar/`, `gcp_pubsub/`: sources (Cargo features `pulsar`, `gcp-pubsub`);
 //! - `kafka/`: the sink (feature `kafka`);
@@ -14,6 +15,7 @@ pub mod config;
 pub mod memory;
 pub mod sink;
 pub mod source;
+pub mod transactions;
 
 #[cfg(feature = "gcp-pubsub")]
 pub mod gcp_pubsub;

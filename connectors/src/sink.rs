@@ -4,13 +4,16 @@
 //!
 //! A pipeline writes each output with [`Sink::send`] and acks the source record once every
 //! [`Sink::Delivery`] of it resolved. The read-back exactly-once mode asks the sink what this
-//! pipeline already wrote ([`Sink::read_back`]).
+//! pipeline already wrote ([`Sink::read_back`]); exactly-once on transactions writes through
+//! the sink's transactional writers instead ([`Sink::open_writer`], `transactions.rs`).
 
 use std::future::Future;
 
 use serde::Deserialize;
 use sluice_record::OutputRecord;
 use sluice_record::identity::WrittenOutput;
+
+use crate::transactions::{Resume, TransactionalWriter, WriterScope};
 
 /// The error of a sink's client library, whatever it is.
 pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
@@ -65,6 +68,24 @@ pub enum SinkError {
          (e.g. of topic {topic:?}) for 30 s"
     )]
     ReadBackStalled { topic: String, partitions: usize },
+    #[error(
+        "fenced by a newer writer with transactional.id {transactional_id:?}: another \
+         instance took over"
+    )]
+    Fenced { transactional_id: String },
+    #[error("Kafka transaction of transactional.id {transactional_id:?} failed")]
+    Transaction {
+        transactional_id: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("reading the checkpoints of topic {topic:?}, partition {partition}, failed")]
+    Checkpoints {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: ClientError,
+    },
 }
 
 impl SinkError {
@@ -85,6 +106,8 @@ impl SinkError {
                 | SinkError::Canceled { .. }
                 | SinkError::CreateTopic { .. }
                 | SinkError::ReadBackStalled { .. }
+                | SinkError::Transaction { .. }
+                | SinkError::Checkpoints { .. }
         )
     }
 }
@@ -124,6 +147,9 @@ pub trait Sink: Send + Sync + 'static {
     /// or failed after the client's own retries.
     type Delivery: Future<Output = Result<(), SinkError>> + Send + 'static;
 
+    /// Writes the outputs of one scope in transactions (exactly-once on transactions).
+    type Writer: TransactionalWriter;
+
     /// Where an output without a topic of its own goes.
     fn default_topic(&self) -> &str;
 
@@ -155,6 +181,14 @@ pub trait Sink: Send + Sync + 'static {
         pipeline: &str,
         window: usize,
     ) -> impl Future<Output = Result<ReadBack, SinkError>> + Send;
+
+    /// Opens the transactional writer of `scope`: fences every earlier writer with its id
+    /// (their open transaction is aborted or completed first) and reads what the scope
+    /// committed last.
+    fn open_writer(
+        &self,
+        scope: &WriterScope,
+    ) -> impl Future<Output = Result<(Self::Writer, Resume), SinkError>> + Send;
 }
 
 /// A sink that can be connected: a connector's config, or a test's in-memory sink. A

@@ -43,6 +43,14 @@ pub enum PipelineError {
     },
     #[error("pipeline {pipeline:?}: the transform thread died")]
     TransformThread { pipeline: String },
+    #[error(
+        "pipeline {pipeline:?} was fenced by a newer instance (transactional.id \
+         {transactional_id:?}): another instance with the same config took over"
+    )]
+    Fenced {
+        pipeline: String,
+        transactional_id: String,
+    },
 }
 
 impl PipelineError {

@@ -5,7 +5,8 @@
 //!   then run: bring up the source session and the sink, let records flow, renew on failure;
 //! - `lanes.rs`, `stages.rs`, `outcome_writer.rs`: the transform lanes, the sink and ack
 //!   stages, and what each outcome becomes in the sink;
-//! - `exactly_once.rs`: everything of the read-back exactly-once mode;
+//! - `exactly_once/`: exactly-once, on Kafka transactions (`transactions.rs`) or read back
+//!   (`read_back.rs`);
 //! - `restart.rs`: the one restart policy (what a broker failure renews, and when);
 //! - `stats.rs`, `control.rs`: the counters and the live handle the admin API reads.
 //!
@@ -27,5 +28,8 @@ mod stats;
 pub use control::{PipelineControl, PipelineState};
 pub use error::{PipelineError, error_chain};
 pub use pipeline::{Pipeline, PipelineParts};
-pub use settings::{Guarantee, MAX_PARALLELISM, PipelineSettings};
+pub use settings::{
+    ExactlyOnceMode, ExactlyOnceSettings, Guarantee, Guaranteeing, MAX_PARALLELISM,
+    PipelineSettings,
+};
 pub use stats::{PipelineStats, StatsFamilies, TransformStats};

@@ -1,15 +1,15 @@
 //! A pipeline while it runs, step by step: bring up what is missing (a source session, a
-//! sink connection, the exactly-once read-back), let records flow through the stages, and
-//! renew what the restart policy says failed. [`Pipeline::run`](crate::Pipeline::run) drives
+//! sink connection, the exactly-once read-back or transactions), let records flow through the
+//! stages, and renew what the restart policy says failed. [`Pipeline::run`](crate::Pipeline::run) drives
 //! these steps.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_connectors::sink::ConnectSink;
 use sluice_connectors::source::{
-    ConnectSource, RunningSource, SourceError, SourceMessage, SourceStart,
+    ConnectSource, RunningSource, SourceError, SourceMessage, SourceObserver, SourceStart,
 };
 use sluice_engine::TransformChain;
 use tokio::sync::mpsc;
@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use crate::control::PipelineControl;
 use crate::control::PipelineState;
 use crate::error::{PipelineError, error_chain};
-use crate::exactly_once::ExactlyOnce;
+use crate::exactly_once::{ExactlyOnce, ReadBack, Tracker, TrackingObserver, Transactions};
 use crate::lanes::LanesInput;
 use crate::pipeline::{Pipeline, connect_sink};
 use crate::restart::{Renew, RestartPolicy};
-use crate::settings::{Guarantee, PipelineSettings};
+use crate::settings::{ExactlyOnceMode, PipelineSettings};
 use crate::stages::Stages;
 use crate::stats::PipelineStats;
 
@@ -83,8 +83,11 @@ pub(crate) struct Running<'a, C: ConnectSink> {
     session: Option<SourceSession>,
     /// Records read and not acked when the sink failed: they go out first, in order.
     pub(crate) replay: VecDeque<SourceMessage>,
-    exactly_once: Option<ExactlyOnce>,
-    /// Exactly-once: the sink was renewed, so read back what the replayed records reached.
+    exactly_once: Option<ExactlyOnce<C::Sink>>,
+    /// Exactly-once on transactions: what the source delivered, for the checkpoints.
+    tracker: Arc<Mutex<Tracker>>,
+    /// Exactly-once: the sink was renewed, so read back what the replayed records reached, or
+    /// open new transactional writers.
     catch_up: bool,
 }
 
@@ -101,21 +104,36 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             session: None,
             replay: VecDeque::new(),
             exactly_once: None,
+            tracker: Arc::default(),
             catch_up: false,
         }
     }
 
     /// Brings up what is missing: a source session, a sink connection, the exactly-once
-    /// read-back.
+    /// read-back or transactions.
     pub(crate) async fn bring_up(&mut self) -> Result<Arc<C::Sink>, PipelineError> {
         let name = &self.settings.name;
+        let mode = self.settings.exactly_once_mode();
         if self.session.is_none() {
             let stats = self.control.stats.clone();
-            let session = SourceSession::start(&*self.source, &self.settings, stats, self.stop);
+            let observer: Arc<dyn SourceObserver> = match mode {
+                Some(ExactlyOnceMode::Transactions) => {
+                    // A new session delivers everything not acked again, under new claims.
+                    self.tracker.lock().expect("tracker lock poisoned").reset();
+                    Arc::new(TrackingObserver {
+                        stats,
+                        tracker: self.tracker.clone(),
+                    })
+                }
+                _ => stats,
+            };
+            let session = SourceSession::start(&*self.source, &self.settings, observer, self.stop);
             self.session = Some(session.await?);
-            // Read back once subscribed: a writer that held the subscription before is gone
-            // by now.
-            self.exactly_once = None;
+            if mode == Some(ExactlyOnceMode::ReadBack) {
+                // Read back once subscribed: a writer that held the subscription before is
+                // gone by now.
+                self.exactly_once = None;
+            }
         }
         let sink = match &self.sink {
             Some(sink) => sink.clone(),
@@ -124,22 +142,38 @@ impl<'a, C: ConnectSink> Running<'a, C> {
                 .insert(connect_sink(&self.connector, name).await?)
                 .clone(),
         };
-        if self.settings.guarantee == Guarantee::ExactlyOnce {
-            let sink_error = |source| PipelineError::sink(name, source);
-            match &mut self.exactly_once {
-                None => {
-                    let read = ExactlyOnce::read_back(&self.settings, &*sink).await;
-                    self.exactly_once = Some(read.map_err(sink_error)?);
-                }
-                Some(written) if self.catch_up => {
-                    let unacked: Vec<&str> = (self.replay.iter())
-                        .map(|m| m.record.source.message_id.as_str())
-                        .collect();
-                    let caught_up = written.catch_up(name, &*sink, &unacked).await;
-                    caught_up.map_err(sink_error)?;
-                }
-                Some(_) => {}
+        let sink_error = |source| PipelineError::sink(name, source);
+        match (mode, &mut self.exactly_once) {
+            (None, _) => {}
+            (Some(ExactlyOnceMode::ReadBack), None) => {
+                let read = ReadBack::read_back(&self.settings, &*sink).await;
+                self.exactly_once = Some(ExactlyOnce::ReadBack(read.map_err(sink_error)?));
             }
+            (Some(ExactlyOnceMode::ReadBack), Some(ExactlyOnce::ReadBack(written)))
+                if self.catch_up =>
+            {
+                let unacked: Vec<&str> = (self.replay.iter())
+                    .map(|m| m.record.source.message_id.as_str())
+                    .collect();
+                let caught_up = written.catch_up(name, &*sink, &unacked).await;
+                caught_up.map_err(sink_error)?;
+            }
+            (Some(ExactlyOnceMode::Transactions), None) => {
+                self.exactly_once = Some(ExactlyOnce::Transactions(Transactions::new(
+                    &self.settings,
+                    self.source.hands_over_partitions(),
+                    self.tracker.clone(),
+                    self.control.stats.clone(),
+                )));
+            }
+            (Some(ExactlyOnceMode::Transactions), Some(ExactlyOnce::Transactions(writers)))
+                if self.catch_up =>
+            {
+                // The old producers went with the sink; new ones open (fencing them) as the
+                // replayed records come, and skip what the old ones committed.
+                writers.sink_renewed();
+            }
+            (Some(_), Some(_)) => {}
         }
         self.catch_up = false;
         Ok(sink)
@@ -232,14 +266,14 @@ impl SourceSession {
     async fn start(
         source: &dyn ConnectSource,
         settings: &PipelineSettings,
-        stats: Arc<PipelineStats>,
+        observer: Arc<dyn SourceObserver>,
         stop: &CancellationToken,
     ) -> Result<Self, PipelineError> {
         // Cancelled on stop, and when the session ends for good: the source then drains.
         let stop = stop.child_token();
         let start = SourceStart {
             max_in_flight: settings.max_in_flight,
-            observer: stats,
+            observer,
             stop: stop.clone(),
         };
         let RunningSource { messages, task } = source

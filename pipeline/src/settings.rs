@@ -2,8 +2,10 @@
 //! delivery guarantee and the sizes that bound its memory and parallelism.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Deserialize;
+pub use sluice_connectors::config::{ExactlyOnceMode, Guaranteeing};
 
 /// Delivery guarantee of a pipeline (docs/delivery-guarantees.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -37,11 +39,62 @@ pub struct PipelineSettings {
     pub batch_size: usize,
     /// Transform lanes (records spread by key).
     pub parallelism: usize,
-    /// Exactly-once: records of each output partition read back, and source ids remembered.
+    /// Exactly-once: how many recent source messages the pipeline recognises when they come
+    /// again. Read back: records of each output partition read back, and source ids
+    /// remembered. Transactions: committed message ids kept for sources without an order.
     pub dedup_window: usize,
+    /// How exactly-once is kept (with `guarantee = "exactly-once"`).
+    pub exactly_once: ExactlyOnceSettings,
+}
+
+/// `exactly_once = { … }` of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExactlyOnceSettings {
+    pub mode: ExactlyOnceMode,
+    /// The compacted topic of checkpoints; `None`: `sluice-offsets.<pipeline>`.
+    pub offsets_topic: Option<String>,
+    /// What each writer's `transactional.id` starts with.
+    pub transactional_id_prefix: String,
+    /// A transaction commits once it is this old…
+    pub commit_interval: Duration,
+    /// …or holds this many source records, whichever comes first.
+    pub max_records_per_transaction: usize,
+}
+
+impl Default for ExactlyOnceSettings {
+    fn default() -> Self {
+        Self {
+            mode: ExactlyOnceMode::Transactions,
+            offsets_topic: None,
+            transactional_id_prefix: "sluice.".to_owned(),
+            commit_interval: Duration::from_millis(100),
+            max_records_per_transaction: 10_000,
+        }
+    }
 }
 
 impl PipelineSettings {
+    /// The exactly-once mode in force, if the guarantee is exactly-once.
+    pub fn exactly_once_mode(&self) -> Option<ExactlyOnceMode> {
+        (self.guarantee == Guarantee::ExactlyOnce).then_some(self.exactly_once.mode)
+    }
+
+    /// What the guarantee asks of the source and the sink.
+    pub fn guaranteeing(&self) -> Guaranteeing {
+        match self.exactly_once_mode() {
+            Some(mode) => Guaranteeing::ExactlyOnce(mode),
+            None => Guaranteeing::AtLeastOnce,
+        }
+    }
+
+    /// The offsets topic of exactly-once on transactions.
+    pub fn offsets_topic(&self) -> String {
+        self.exactly_once
+            .offsets_topic
+            .clone()
+            .unwrap_or_else(|| format!("sluice-offsets.{}", self.name))
+    }
+
     /// The defaults of the config file, for pipeline `name`.
     pub fn new(name: &str) -> Self {
         Self {
@@ -51,6 +104,7 @@ impl PipelineSettings {
             batch_size: 256,
             parallelism: 1,
             dedup_window: 100_000,
+            exactly_once: ExactlyOnceSettings::default(),
         }
     }
 }

@@ -7,12 +7,13 @@
 //! with its ack handle, in source order, together with the chain and the source's record
 //! channel. The pipeline runs the stages again on a new producer with those records first, so
 //! a Kafka failure neither loses nor reorders what was in flight, and nothing depends on the
-//! source redelivering it.
+//! source redelivering it. With exactly-once on transactions, the sink stage also commits the
+//! transactions that are due (after each batch, on a timer, and all of them when the input
+//! ends), and a record's ack waits for the commit of its transaction.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use sluice_connectors::sink::{Sink, SinkError};
 use sluice_connectors::source::SourceMessage;
 use sluice_engine::TransformChain;
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::PipelineError;
 use crate::exactly_once::ExactlyOnce;
 use crate::lanes::{self, LanesInput, TransformedBatch};
-use crate::outcome_writer::OutcomeWriter;
+use crate::outcome_writer::{OutcomeWriter, Settle, Settled};
 use crate::stats::PipelineStats;
 
 /// What the stages need: the lanes' input, and what the sink stage writes with.
@@ -30,28 +31,28 @@ pub(crate) struct Stages<S: Sink> {
     pub(crate) lanes: LanesInput,
     pub(crate) sink: Arc<S>,
     pub(crate) stats: Arc<PipelineStats>,
-    pub(crate) exactly_once: Option<ExactlyOnce>,
+    pub(crate) exactly_once: Option<ExactlyOnce<S>>,
 }
 
 /// What the stages give back when they end.
-pub(crate) struct Leftovers {
+pub(crate) struct Leftovers<S: Sink> {
     pub(crate) chains: Vec<TransformChain>,
     pub(crate) records: mpsc::Receiver<SourceMessage>,
     /// Every record read but not acked, in source order per key.
     pub(crate) unacked: VecDeque<SourceMessage>,
-    pub(crate) exactly_once: Option<ExactlyOnce>,
+    pub(crate) exactly_once: Option<ExactlyOnce<S>>,
 }
 
 /// A record whose outputs are produced, waiting for Kafka to acknowledge all of them.
 struct Settlement {
     message: SourceMessage,
-    delivered: BoxFuture<'static, Result<(), SinkError>>,
+    delivered: Settle,
 }
 
 impl<S: Sink> Stages<S> {
     /// Runs until the record channel closes and everything is acked, or a stage fails. The
     /// leftovers are `None` only when a transform thread died.
-    pub(crate) async fn run(self) -> (Option<Leftovers>, Result<(), PipelineError>) {
+    pub(crate) async fn run(self) -> (Option<Leftovers<S>>, Result<(), PipelineError>) {
         let Stages {
             lanes,
             sink,
@@ -69,6 +70,7 @@ impl<S: Sink> Stages<S> {
             sink,
             stats: stats.clone(),
             exactly_once,
+            deliveries: Vec::new(),
         };
         let sink_stage = tokio::spawn(sink_stage(writer, batches_rx, settle_tx, abort.clone()));
         let ack_stage = tokio::spawn(ack_stage(pipeline.clone(), settle_rx, stats, abort.clone()));
@@ -114,7 +116,7 @@ type SinkStageEnd<S> = (
 );
 
 /// Produces the outputs (or dead-letter copies) of each record and passes them on with the
-/// record to the ack stage.
+/// record to the ack stage; commits the transactions that are due.
 async fn sink_stage<S: Sink>(
     mut writer: OutcomeWriter<S>,
     mut batches: mpsc::Receiver<TransformedBatch>,
@@ -122,10 +124,28 @@ async fn sink_stage<S: Sink>(
     abort: CancellationToken,
 ) -> SinkStageEnd<S> {
     loop {
+        let commit_at = writer.next_commit();
         let batch = tokio::select! {
             biased;
             _ = abort.cancelled() => None,
-            batch = batches.recv() => batch,
+            _ = sleep_until(commit_at) => {
+                if let Err(error) = writer.commit_due(false).await {
+                    abort.cancel();
+                    return (Err(error), Vec::new(), batches, writer);
+                }
+                continue;
+            }
+            batch = batches.recv() => match batch {
+                Some(batch) => Some(batch),
+                // The input ended: what is open commits, and the ack stage acks it.
+                None => {
+                    let committed = writer.commit_due(true).await;
+                    if committed.is_err() {
+                        abort.cancel();
+                    }
+                    return (committed, Vec::new(), batches, writer);
+                }
+            },
         };
         let Some(mut batch) = batch else {
             return (Ok(()), Vec::new(), batches, writer);
@@ -137,14 +157,9 @@ async fn sink_stage<S: Sink>(
             if abort.is_cancelled() {
                 return (Ok(()), rest(message, messages), batches, writer);
             }
-            match writer.write(&message.record, outcome).await {
-                Ok(deliveries) => {
-                    let delivered = Box::pin(async move {
-                        for delivery in deliveries {
-                            delivery.await?;
-                        }
-                        Ok(())
-                    });
+            let placement = *message.ack.placement();
+            match writer.write(&message.record, &placement, outcome).await {
+                Ok(delivered) => {
                     let settlement = Settlement { message, delivered };
                     if let Err(unsent) = settlements.send(settlement).await {
                         return (Ok(()), rest(unsent.0.message, messages), batches, writer);
@@ -156,6 +171,18 @@ async fn sink_stage<S: Sink>(
                 }
             }
         }
+        if let Err(error) = writer.commit_due(false).await {
+            abort.cancel();
+            return (Err(error), Vec::new(), batches, writer);
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -181,7 +208,7 @@ async fn ack_stage(
             biased;
             _ = abort.cancelled() => break Ok(()),
             delivered = next_delivered(&mut pending), if !pending.is_empty() => match delivered {
-                Ok(message) => {
+                Ok((message, Settled::Done)) => {
                     if let Some(published_ms) = message.record.publish_time_ms {
                         let latency_ms = sluice_record::now_ms().saturating_sub(published_ms).max(0);
                         stats.latency.observe(latency_ms as f64 / 1000.0);
@@ -189,6 +216,7 @@ async fn ack_stage(
                     message.ack.ack();
                     stats.acked.inc();
                 }
+                Ok((message, Settled::Relinquish)) => message.ack.relinquish(),
                 Err(source) => {
                     abort.cancel();
                     break Err(PipelineError::sink(&pipeline, source));
@@ -208,12 +236,15 @@ async fn ack_stage(
     (result, unacked)
 }
 
-/// The oldest pending record once all its outputs are delivered. Cancel-safe: the boxed
-/// future keeps its progress, and the record leaves the queue only once delivered.
-async fn next_delivered(pending: &mut VecDeque<Settlement>) -> Result<SourceMessage, SinkError> {
+/// The oldest pending record once all its outputs are delivered, and how it ends.
+/// Cancel-safe: the boxed future keeps its progress, and the record leaves the queue only once
+/// delivered.
+async fn next_delivered(
+    pending: &mut VecDeque<Settlement>,
+) -> Result<(SourceMessage, Settled), SinkError> {
     let oldest = pending
         .front_mut()
         .expect("only polled with pending records");
-    oldest.delivered.as_mut().await?;
-    Ok(pending.pop_front().expect("still there").message)
+    let settled = oldest.delivered.as_mut().await?;
+    Ok((pending.pop_front().expect("still there").message, settled))
 }

@@ -4,7 +4,7 @@
 //! Each counter is counted in one place: `received` by the source's read loop (once per
 //! record the source handed out, so records replayed after a sink outage are not counted
 //! again), `produced`, `filtered`, `skipped`, `deduplicated` and the dead-lettered ones by the
-//! outcome writer, `acked` and `latency` by the ack stage, the batch histograms by the lanes,
+//! outcome writer, `transactions` by the commits of exactly-once on transactions, `acked` and `latency` by the ack stage, the batch histograms by the lanes,
 //! `restarts` by the restart policy, the transform counters by the engine through
 //! [`TransformStats`]. Labels stay low-cardinality: pipeline, transform name, failure kind.
 
@@ -17,7 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
-use sluice_connectors::source::SourceObserver;
+use sluice_connectors::source::{Placement, SourceObserver};
 use sluice_engine::TransformObserver;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +64,7 @@ pub struct StatsFamilies {
     filtered: Family<PipelineLabel, Counter>,
     skipped: Family<PipelineLabel, Counter>,
     deduplicated: Family<PipelineLabel, Counter>,
+    transactions: Family<PipelineLabel, Counter>,
     acked: Family<PipelineLabel, Counter>,
     dead_lettered: Family<KindLabels, Counter>,
     restarts: Family<PipelineLabel, Counter>,
@@ -85,6 +86,7 @@ impl Default for StatsFamilies {
             filtered: Family::default(),
             skipped: Family::default(),
             deduplicated: Family::default(),
+            transactions: Family::default(),
             acked: Family::default(),
             dead_lettered: Family::default(),
             restarts: Family::default(),
@@ -136,6 +138,12 @@ impl StatsFamilies {
             "outputs_deduplicated",
             "Outputs not written again because Kafka already had them (exactly-once)",
             &self.deduplicated,
+        );
+        add(
+            r,
+            "transactions_committed",
+            "Kafka transactions committed (exactly-once on transactions)",
+            &self.transactions,
         );
         add(
             r,
@@ -216,6 +224,7 @@ impl StatsFamilies {
             filtered: self.filtered.get_or_create(&label).clone(),
             skipped: self.skipped.get_or_create(&label).clone(),
             deduplicated: self.deduplicated.get_or_create(&label).clone(),
+            transactions: self.transactions.get_or_create(&label).clone(),
             acked: self.acked.get_or_create(&label).clone(),
             restarts: self.restarts.get_or_create(&label).clone(),
             in_flight: self.in_flight.get_or_create(&label).clone(),
@@ -239,6 +248,8 @@ pub struct PipelineStats {
     pub skipped: Counter,
     /// Outputs not written again because Kafka had them already (exactly-once).
     pub deduplicated: Counter,
+    /// Kafka transactions committed (exactly-once on transactions).
+    pub transactions: Counter,
     pub acked: Counter,
     pub restarts: Counter,
     pub in_flight: Gauge,
@@ -327,14 +338,17 @@ impl PipelineStats {
             },
             self.deduplicated.get(),
             self.acked.get()
-        )
+        ) + &match self.transactions.get() {
+            0 => String::new(),
+            committed => format!(" transactions={committed}"),
+        }
     }
 }
 
 /// The source counts what it hands out: `received` once per record, whatever happens to it
 /// afterwards.
 impl SourceObserver for PipelineStats {
-    fn received(&self) {
+    fn received(&self, _placement: &Placement) {
         self.received.inc();
     }
 

@@ -8,15 +8,18 @@ mod interpolate;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use sluice_connectors::config::{Invalid, string_map, within};
 use sluice_connectors::gcp_pubsub::PubSubSourceConfig;
-use sluice_connectors::kafka::KafkaSinkConfig;
+use sluice_connectors::kafka::{KafkaSinkConfig, check_topic_name};
 use sluice_connectors::pulsar::PulsarSourceConfig;
 use sluice_connectors::source::ConnectSource;
 use sluice_engine::{Capabilities, Limits, TransformSpec};
-use sluice_pipeline::{Guarantee, MAX_PARALLELISM, PipelineSettings};
+use sluice_pipeline::{
+    ExactlyOnceMode, ExactlyOnceSettings, Guarantee, MAX_PARALLELISM, PipelineSettings,
+};
 
 pub use sluice_connectors::config::Secret;
 
@@ -125,15 +128,75 @@ pub struct PipelineConfig {
     /// instances, so records of one key stay in order while different keys run in parallel.
     #[serde(default = "default_parallelism")]
     pub parallelism: usize,
-    /// Exactly-once: how many records of each output partition are read back at start (and
-    /// after a Kafka failure), and how many source ids the pipeline remembers while it runs.
-    /// A source record redelivered after its outputs left this window is written again.
+    /// Exactly-once: how many recent source messages are recognised when they come again.
+    /// Read back: records of each output partition read back at start (and after a Kafka
+    /// failure), and source ids remembered while it runs. Transactions: committed message ids
+    /// kept for a source without an order (Pub/Sub). A source record that comes again after
+    /// it left this window is written again.
     #[serde(default = "default_dedup_window")]
     pub dedup_window: usize,
+    /// How exactly-once is kept: `{ mode = "transactions" }` (the default) or
+    /// `{ mode = "read-back" }`, with the settings of transactions.
+    #[serde(default)]
+    pub exactly_once: Option<ExactlyOnceConfig>,
     pub source: SourceConfig,
     #[serde(rename = "transform", default)]
     pub transforms: Vec<TransformConfig>,
     pub sink: KafkaSinkConfig,
+}
+
+/// `exactly_once = { … }`: how exactly-once is kept (docs/delivery-guarantees.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExactlyOnceConfig {
+    /// `transactions` (Kafka transactions; the default) or `read-back` (for brokers without
+    /// transactions).
+    #[serde(default)]
+    pub mode: ExactlyOnceMode,
+    /// Transactions: the compacted topic of checkpoints; default `sluice-offsets.<pipeline>`.
+    #[serde(default)]
+    pub offsets_topic: Option<String>,
+    /// Transactions: what each writer's `transactional.id` starts with; default `sluice.`.
+    #[serde(default)]
+    pub transactional_id_prefix: Option<String>,
+    /// Transactions: a transaction commits once it is this old (default 100)…
+    #[serde(default)]
+    pub commit_interval_ms: Option<u64>,
+    /// …or holds this many source records (default 10,000), whichever comes first.
+    #[serde(default)]
+    pub max_records_per_transaction: Option<usize>,
+}
+
+impl ExactlyOnceConfig {
+    /// Keys that only transactions read, and whether each is set.
+    fn transaction_keys(&self) -> [(&'static str, bool); 4] {
+        [
+            ("offsets_topic", self.offsets_topic.is_some()),
+            (
+                "transactional_id_prefix",
+                self.transactional_id_prefix.is_some(),
+            ),
+            ("commit_interval_ms", self.commit_interval_ms.is_some()),
+            (
+                "max_records_per_transaction",
+                self.max_records_per_transaction.is_some(),
+            ),
+        ]
+    }
+
+    fn settings(&self) -> ExactlyOnceSettings {
+        let defaults = ExactlyOnceSettings::default();
+        ExactlyOnceSettings {
+            mode: self.mode,
+            offsets_topic: self.offsets_topic.clone(),
+            transactional_id_prefix: (self.transactional_id_prefix.clone())
+                .unwrap_or(defaults.transactional_id_prefix),
+            commit_interval: (self.commit_interval_ms)
+                .map_or(defaults.commit_interval, Duration::from_millis),
+            max_records_per_transaction: (self.max_records_per_transaction)
+                .unwrap_or(defaults.max_records_per_transaction),
+        }
+    }
 }
 
 fn default_max_in_flight() -> usize {
@@ -264,6 +327,7 @@ impl Config {
             ));
         }
         let mut names = HashSet::new();
+        let mut offsets_topics = HashSet::new();
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             let at = |key: &str| format!("pipeline[{i}].{key}");
             if pipeline.name.trim().is_empty() {
@@ -278,6 +342,18 @@ impl Config {
             pipeline
                 .validate()
                 .map_err(|(key, message)| (at(&key), message))?;
+            let settings = pipeline.settings();
+            if settings.exactly_once_mode() == Some(ExactlyOnceMode::Transactions)
+                && !offsets_topics.insert(settings.offsets_topic())
+            {
+                return Err((
+                    at("exactly_once.offsets_topic"),
+                    format!(
+                        "{:?} is the offsets topic of another pipeline too: each pipeline needs its own",
+                        settings.offsets_topic()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -297,9 +373,10 @@ impl PipelineConfig {
                 ),
             ));
         }
-        let exactly_once = self.guarantee == Guarantee::ExactlyOnce;
+        let guaranteeing = self.settings().guaranteeing();
+        self.validate_exactly_once()?;
         match &self.source {
-            SourceConfig::Pulsar(pulsar) => pulsar.validate(exactly_once),
+            SourceConfig::Pulsar(pulsar) => pulsar.validate(guaranteeing),
             SourceConfig::GcpPubsub(pubsub) => pubsub.validate(),
         }
         .map_err(within("source"))?;
@@ -322,7 +399,53 @@ impl PipelineConfig {
             validate_limits(&transform.limits)
                 .map_err(|(k, m)| (format!("transform[{t}].limits.{k}"), m))?;
         }
-        self.sink.validate().map_err(within("sink"))
+        self.sink.validate(guaranteeing).map_err(within("sink"))
+    }
+
+    /// Checks `exactly_once`: only with the exactly-once guarantee, only the keys of its mode,
+    /// and a valid offsets topic of the pipeline's own.
+    fn validate_exactly_once(&self) -> Result<(), Invalid> {
+        if let Some(exactly_once) = &self.exactly_once {
+            if self.guarantee != Guarantee::ExactlyOnce {
+                return Err((
+                    "exactly_once".into(),
+                    "applies only with guarantee = \"exactly-once\"".into(),
+                ));
+            }
+            if exactly_once.mode == ExactlyOnceMode::ReadBack
+                && let Some((key, _)) = exactly_once.transaction_keys().iter().find(|(_, set)| *set)
+            {
+                return Err((
+                    format!("exactly_once.{key}"),
+                    "applies only with mode = \"transactions\"".into(),
+                ));
+            }
+        }
+        let settings = self.settings();
+        if settings.exactly_once_mode() == Some(ExactlyOnceMode::Transactions) {
+            let topic = settings.offsets_topic();
+            if let Err((_, message)) = check_topic_name("exactly_once.offsets_topic", &topic) {
+                let hint = match settings.exactly_once.offsets_topic {
+                    Some(_) => "",
+                    None => {
+                        " (the default, from the pipeline name); set exactly_once.offsets_topic"
+                    }
+                };
+                return Err((
+                    "exactly_once.offsets_topic".into(),
+                    format!("{message}{hint}"),
+                ));
+            }
+            if self.sink.declared_topics().contains(&topic) {
+                return Err((
+                    "exactly_once.offsets_topic".into(),
+                    format!(
+                        "{topic:?} is also an output topic of the sink: it must be Sluice's own"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The pipeline's settings, apart from its source, transforms and sink.
@@ -334,6 +457,7 @@ impl PipelineConfig {
             batch_size: self.batch_size,
             parallelism: self.parallelism,
             dedup_window: self.dedup_window,
+            exactly_once: self.exactly_once.clone().unwrap_or_default().settings(),
         }
     }
 

@@ -16,7 +16,7 @@ use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior};
 use super::config::PubSubSourceConfig;
 use super::error::PubSubError;
 use super::mapping::{MessageParts, RecordMapping, endpoint, subscription_path};
-use crate::source::{Received, SourceClient};
+use crate::source::{Placement, Received, SourceClient};
 
 /// How far each lease extension reaches. Short enough that a crashed runtime's messages come
 /// back within a minute, long enough that a stalled Kafka does not cause churn.
@@ -89,6 +89,8 @@ impl SourceClient for PubSubSource {
                         .map(|t| (t.seconds(), t.nanos())),
                 }),
                 key: message.message_id.clone(),
+                // Pub/Sub keeps no order: the message id identifies the message.
+                placement: Placement::default(),
                 token: StreamingToken {
                     message_id: message.message_id,
                     handler,

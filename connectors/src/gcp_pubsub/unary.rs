@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::PubSubSourceConfig;
 use super::error::PubSubError;
 use super::mapping::{MessageParts, RecordMapping, endpoint};
-use crate::source::{Received, SourceClient};
+use crate::source::{Placement, Received, SourceClient};
 
 /// Pub/Sub returns at most 1,000 messages per Pull.
 const MAX_PULL: usize = 1000;
@@ -266,6 +266,8 @@ impl UnaryPubSubSource {
                 record,
                 key: message.message_id,
                 token: lease,
+                // Pub/Sub keeps no order: the message id identifies the message.
+                placement: Placement::default(),
             });
         }
     }

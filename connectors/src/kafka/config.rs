@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{Invalid, Secret, non_empty, secret_map};
+use crate::config::{ExactlyOnceMode, Guaranteeing, Invalid, Secret, non_empty, secret_map};
 use crate::sink::{OversizedPolicy, SinkError};
 
 /// `[pipeline.sink]`.
@@ -60,7 +60,17 @@ impl KafkaSinkConfig {
     }
 
     /// Checks the section; keys are relative to it.
-    pub fn validate(&self) -> Result<(), Invalid> {
+    pub fn validate(&self, guaranteeing: Guaranteeing) -> Result<(), Invalid> {
+        let transactions = guaranteeing == Guaranteeing::ExactlyOnce(ExactlyOnceMode::Transactions);
+        if transactions && self.properties.contains_key("transactional.id") {
+            return Err((
+                "properties.\"transactional.id\"".into(),
+                "must not be set: exactly-once gives each writer (a pipeline and a source \
+                 partition) its own, derived from exactly_once.transactional_id_prefix and the \
+                 pipeline name"
+                    .into(),
+            ));
+        }
         non_empty("brokers", &self.brokers)?;
         check_topic_name("topic", &self.topic)?;
         if let Some(dlq) = &self.dead_letter_topic {

@@ -41,7 +41,7 @@ pub(super) async fn read_back(
 
 /// The consumer shares the producer's connection settings (security, client id) but none of
 /// its producer-only properties.
-fn consumer_config(config: &KafkaSinkConfig) -> ClientConfig {
+pub(super) fn consumer_config(config: &KafkaSinkConfig) -> ClientConfig {
     const SHARED_PREFIXES: [&str; 6] = [
         "security.",
         "sasl.",

@@ -1,4 +1,6 @@
 //! Kafka sink: librdkafka's idempotent producer with `acks=all`; delivery reports drive acks.
+//! Exactly-once on transactions opens a transactional producer per writer scope
+//! (`transactional.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,15 +11,17 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sluice_record::OutputRecord;
 
 use super::config::{KafkaSinkConfig, config_error};
-use super::read_back;
+use super::transactional::{KafkaWriter, Opening};
+use super::{offsets, read_back};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
+use crate::transactions::{Resume, WriterScope};
 
 /// librdkafka's default `message.max.bytes`.
 const LIBRDKAFKA_MESSAGE_MAX_BYTES: &str = "1000000";
@@ -63,6 +67,8 @@ pub struct KafkaSink {
     /// The producer's `message.max.bytes`, for the too-large error.
     message_max_bytes: String,
     oversized: OversizedPolicy,
+    /// The consumer that reads the checkpoints of exactly-once on transactions.
+    checkpoints: ClientConfig,
 }
 
 impl KafkaSink {
@@ -87,6 +93,7 @@ impl KafkaSink {
                 .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
                 .to_owned(),
             oversized: config.oversized,
+            checkpoints: offsets::consumer_config(read_back::consumer_config(config)),
         };
         let mut required = vec![sink.default_topic.clone()];
         required.extend(sink.dead_letter_topic.clone());
@@ -172,51 +179,67 @@ impl KafkaSink {
     }
 
     /// Hands a record to the producer, waiting while its queue is full (backpressure).
-    /// `record.topic` must already be resolved.
     async fn produce(&self, record: &OutputRecord) -> Result<PendingDelivery, SinkError> {
-        let topic = record.topic.as_deref().unwrap_or(&self.default_topic);
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for header in &record.headers {
-            headers = headers.insert(KafkaHeader {
-                key: &header.name,
-                value: Some(&header.value),
-            });
-        }
-        let mut kafka_record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
-        if let Some(key) = &record.key {
-            kafka_record = kafka_record.key(key.as_slice());
-        }
-        if let Some(value) = &record.value {
-            kafka_record = kafka_record.payload(value.as_slice());
-        }
-        if let Some(timestamp) = record.timestamp_ms {
-            kafka_record = kafka_record.timestamp(timestamp);
-        }
-        loop {
-            match self.producer.send_result(kafka_record) {
-                Ok(future) => {
-                    return Ok(PendingDelivery {
-                        topic: topic.to_owned(),
-                        future,
-                    });
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    kafka_record = returned;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
-                    return Err(SinkError::TooLarge {
-                        topic: topic.to_owned(),
-                        bytes: record.size_bytes(),
-                        limit: self.message_max_bytes.clone(),
-                    });
-                }
-                Err((source, _)) => {
-                    return Err(SinkError::Produce {
-                        topic: topic.to_owned(),
-                        source: source.into(),
-                    });
-                }
+        produce(
+            &self.producer,
+            &self.default_topic,
+            &self.message_max_bytes,
+            record,
+        )
+        .await
+    }
+}
+
+/// Hands a record to `producer` (to `default_topic` unless it names its own), waiting while
+/// the producer's queue is full (backpressure). The transactional writers share it.
+pub(super) async fn produce<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    default_topic: &str,
+    message_max_bytes: &str,
+    record: &OutputRecord,
+) -> Result<PendingDelivery, SinkError> {
+    let topic = record.topic.as_deref().unwrap_or(default_topic);
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for header in &record.headers {
+        headers = headers.insert(KafkaHeader {
+            key: &header.name,
+            value: Some(&header.value),
+        });
+    }
+    let mut kafka_record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(key) = &record.key {
+        kafka_record = kafka_record.key(key.as_slice());
+    }
+    if let Some(value) = &record.value {
+        kafka_record = kafka_record.payload(value.as_slice());
+    }
+    if let Some(timestamp) = record.timestamp_ms {
+        kafka_record = kafka_record.timestamp(timestamp);
+    }
+    loop {
+        match producer.send_result(kafka_record) {
+            Ok(future) => {
+                return Ok(PendingDelivery {
+                    topic: topic.to_owned(),
+                    future,
+                });
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                kafka_record = returned;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                return Err(SinkError::TooLarge {
+                    topic: topic.to_owned(),
+                    bytes: record.size_bytes(),
+                    limit: message_max_bytes.to_owned(),
+                });
+            }
+            Err((source, _)) => {
+                return Err(SinkError::Produce {
+                    topic: topic.to_owned(),
+                    source: source.into(),
+                });
             }
         }
     }
@@ -224,6 +247,7 @@ impl KafkaSink {
 
 impl Sink for KafkaSink {
     type Delivery = PendingDelivery;
+    type Writer = KafkaWriter;
 
     fn default_topic(&self) -> &str {
         &self.default_topic
@@ -252,6 +276,20 @@ impl Sink for KafkaSink {
     async fn read_back(&self, pipeline: &str, window: usize) -> Result<ReadBack, SinkError> {
         let topics = self.config.declared_topics();
         read_back::read_back(&self.config, pipeline, topics, window).await
+    }
+
+    async fn open_writer(&self, scope: &WriterScope) -> Result<(KafkaWriter, Resume), SinkError> {
+        let (topic, partition) = (&scope.offsets_topic, scope.offsets_partition);
+        let checkpoints = &self.checkpoints;
+        offsets::ensure_partition(&self.admin, checkpoints, &self.brokers, topic, partition)
+            .await?;
+        let opening = Opening {
+            producer: producer_config(&self.config),
+            consumer: checkpoints,
+            default_topic: &self.default_topic,
+            message_max_bytes: &self.message_max_bytes,
+        };
+        KafkaWriter::open(opening, scope).await
     }
 }
 

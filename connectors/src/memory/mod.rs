@@ -8,6 +8,8 @@
 
 mod sink;
 mod source;
+mod transactions;
 
 pub use sink::MemorySink;
 pub use source::MemorySource;
+pub use transactions::MemoryWriter;

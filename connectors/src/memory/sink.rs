@@ -3,6 +3,8 @@
 //! so a test can play an outage and watch the pipeline reconnect and replay. Losing delivery
 //! reports ([`MemorySink::lose_delivery_reports`]), it keeps what it is sent but reports a
 //! failure, as a Kafka that failed after writing does: what exactly-once must not write twice.
+//! Its transactional writers (`transactions.rs`) follow Kafka's rules: records become visible
+//! at commit, and a newer writer of a scope fences the older ones.
 
 use std::collections::BTreeMap;
 use std::future::Ready;
@@ -12,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use sluice_record::OutputRecord;
 use sluice_record::identity;
 
+use super::transactions::{MemoryWriter, Transactions};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
+use crate::transactions::{Resume, WriterScope};
 
 /// An in-memory sink; clones (and every connection) share the same records.
 #[derive(Clone)]
@@ -26,6 +30,7 @@ struct Shared {
     written: Mutex<BTreeMap<String, Vec<OutputRecord>>>,
     down: AtomicBool,
     lose_reports: AtomicBool,
+    transactions: Mutex<Transactions>,
 }
 
 impl MemorySink {
@@ -39,6 +44,7 @@ impl MemorySink {
                 written: Mutex::default(),
                 down: AtomicBool::new(false),
                 lose_reports: AtomicBool::new(false),
+                transactions: Mutex::default(),
             }),
         }
     }
@@ -54,16 +60,37 @@ impl MemorySink {
         self.shared.down.store(down, Ordering::SeqCst);
     }
 
-    /// Keeps what is sent but reports every delivery as failed (or stops doing so).
+    /// Keeps what is sent but reports every delivery (and every commit) as failed, or stops
+    /// doing so.
     pub fn lose_delivery_reports(&self, lose: bool) {
         self.shared.lose_reports.store(lose, Ordering::SeqCst);
+    }
+
+    pub(super) fn loses_reports(&self) -> bool {
+        self.shared.lose_reports.load(Ordering::SeqCst)
     }
 
     fn written_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<OutputRecord>>> {
         self.shared.written.lock().expect("memory sink lock")
     }
 
-    fn refuse_if_down(&self) -> Result<(), SinkError> {
+    pub(super) fn transactions(&self) -> std::sync::MutexGuard<'_, Transactions> {
+        self.shared.transactions.lock().expect("memory sink lock")
+    }
+
+    /// Makes `record` visible in its topic.
+    pub(super) fn append(&self, record: &OutputRecord) {
+        let topic = record
+            .topic
+            .clone()
+            .unwrap_or_else(|| self.shared.default_topic.clone());
+        self.written_map()
+            .entry(topic)
+            .or_default()
+            .push(record.clone());
+    }
+
+    pub(super) fn refuse_if_down(&self) -> Result<(), SinkError> {
         if self.shared.down.load(Ordering::SeqCst) {
             return Err(SinkError::Unreachable {
                 brokers: "memory".into(),
@@ -76,6 +103,7 @@ impl MemorySink {
 
 impl Sink for MemorySink {
     type Delivery = Ready<Result<(), SinkError>>;
+    type Writer = MemoryWriter;
 
     fn default_topic(&self) -> &str {
         &self.shared.default_topic
@@ -101,17 +129,14 @@ impl Sink for MemorySink {
 
     async fn send(&self, record: &OutputRecord) -> Result<Self::Delivery, SinkError> {
         self.refuse_if_down()?;
-        let topic = record
-            .topic
-            .clone()
-            .unwrap_or_else(|| self.shared.default_topic.clone());
-        self.written_map()
-            .entry(topic.clone())
-            .or_default()
-            .push(record.clone());
-        if self.shared.lose_reports.load(Ordering::SeqCst) {
+        self.append(record);
+        if self.loses_reports() {
+            let topic = record
+                .topic
+                .as_deref()
+                .unwrap_or(&self.shared.default_topic);
             return Ok(std::future::ready(Err(SinkError::Delivery {
-                topic,
+                topic: topic.to_owned(),
                 source: "the memory sink lost the delivery report".into(),
             })));
         }
@@ -135,6 +160,13 @@ impl Sink for MemorySink {
             }
         }
         Ok(read)
+    }
+
+    async fn open_writer(&self, scope: &WriterScope) -> Result<(MemoryWriter, Resume), SinkError> {
+        self.refuse_if_down()?;
+        let (epoch, resume) = self.transactions().open(scope);
+        let writer = MemoryWriter::new(self.clone(), scope.transactional_id.clone(), epoch);
+        Ok((writer, resume))
     }
 }
 

@@ -2,7 +2,9 @@
 //! like any broker client and records what was acked. As a broker does, it delivers again a
 //! record that was nacked or released, and, to a new session, every record a failed session
 //! left unacked. A test may cut the stream off ([`MemorySource::cut_off`]) to play a source
-//! failure.
+//! failure. Records are one ordered partition (their position is the order they were pushed
+//! in), like a non-partitioned Pulsar topic, or, made with [`MemorySource::unordered`],
+//! unordered like a Pub/Sub subscription.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,8 @@ use sluice_record::{InputRecord, SourceInfo, SourceKind};
 use tokio::sync::Notify;
 
 use crate::source::{
-    ConnectSource, Received, RunningSource, SourceClient, SourceError, SourceStart,
+    ConnectSource, Placement, Position, Received, RunningSource, SourceClient, SourceError,
+    SourceStart,
 };
 
 /// An in-memory source; clones share the same records.
@@ -23,6 +26,8 @@ pub struct MemorySource {
 
 #[derive(Default)]
 struct Shared {
+    /// Records carry no position (as Pub/Sub's).
+    unordered: bool,
     state: Mutex<State>,
     /// Signalled when a record is queued.
     queued: Notify,
@@ -50,6 +55,16 @@ pub struct CutOff;
 impl MemorySource {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A source without an order: its records carry no position, only their message id.
+    pub fn unordered() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                unordered: true,
+                ..Shared::default()
+            }),
+        }
     }
 
     /// Queues a record with `key` and `value`; returns its message id (`memory-<n>`).
@@ -135,10 +150,19 @@ impl SourceClient for MemorySource {
                 if let Some((number, record)) = state.queue.pop_front() {
                     state.out.insert(number, record.clone());
                     state.deliveries += 1;
+                    let position = (!self.shared.unordered).then_some(Position {
+                        ledger: 0,
+                        entry: number,
+                        batch: -1,
+                    });
                     return Ok(Some(Received {
                         record,
                         token: number,
                         key: number,
+                        placement: Placement {
+                            position,
+                            ..Placement::default()
+                        },
                     }));
                 }
             }

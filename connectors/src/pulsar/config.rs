@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{Invalid, non_empty};
+use crate::config::{ExactlyOnceMode, Guaranteeing, Invalid, non_empty};
 
 /// `kind = "pulsar"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,9 +63,11 @@ impl PulsarSourceConfig {
         });
     }
 
-    /// Checks the section; keys are relative to it. Exactly-once (the read-back mode) needs
-    /// one writer per source partition: an exclusive subscription.
-    pub fn validate(&self, exactly_once: bool) -> Result<(), Invalid> {
+    /// Checks the section; keys are relative to it. Exactly-once needs each partition read by
+    /// one consumer at a time: with transactions an exclusive or a failover subscription (a
+    /// standby that takes a partition over fences the writer of the instance that had it);
+    /// read back, an exclusive one (a standby would take over without reading back).
+    pub fn validate(&self, guaranteeing: Guaranteeing) -> Result<(), Invalid> {
         if !self.url.starts_with("pulsar://") && !self.url.starts_with("pulsar+ssl://") {
             return Err((
                 "url".into(),
@@ -75,14 +77,28 @@ impl PulsarSourceConfig {
         non_empty("topic", &self.topic)?;
         non_empty("subscription", &self.subscription)?;
         let subscription_type = self.subscription_type.unwrap_or_default();
-        if exactly_once && subscription_type != SubscriptionType::Exclusive {
+        let Guaranteeing::ExactlyOnce(mode) = guaranteeing else {
+            return Ok(());
+        };
+        let refused = match (mode, subscription_type) {
+            (_, SubscriptionType::Exclusive)
+            | (ExactlyOnceMode::Transactions, SubscriptionType::Failover) => None,
+            (ExactlyOnceMode::ReadBack, SubscriptionType::Failover) => Some(
+                "use \"exclusive\": with exactly_once.mode = \"read-back\" a failover standby \
+                 would take over without reading back what the active consumer wrote (with \
+                 transactions, the default mode, failover is safe)",
+            ),
+            (_, SubscriptionType::Shared | SubscriptionType::KeyShared) => Some(
+                "use \"exclusive\" or, with transactions, \"failover\": shared and key_shared \
+                 split a partition over consumers, so no single writer owns its progress",
+            ),
+        };
+        if let Some(why) = refused {
             return Err((
                 "subscription_type".into(),
                 format!(
-                    "{:?} does not go with guarantee = \"exactly-once\", which needs one \
-                     writer per source partition: use \"exclusive\" (a failover standby \
-                     takes over without reading back what the active consumer wrote; \
-                     shared and key_shared split a partition over consumers)",
+                    "{:?} does not go with guarantee = \"exactly-once\", which needs each source \
+                     partition read by one consumer at a time: {why}",
                     subscription_type.as_str()
                 ),
             ));

@@ -1,7 +1,10 @@
 //! Acknowledging one source message, whatever the source: the handle carries the connector's
-//! own ack token inside a closure, so the pipeline never sees the token's type.
+//! own ack token inside a closure, so the pipeline never sees the token's type, and where the
+//! message sits in its source ([`Placement`]).
 
 use tokio::sync::OwnedSemaphorePermit;
+
+use super::placement::Placement;
 
 /// What becomes of a message handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +15,9 @@ pub(crate) enum Verdict {
     Nack,
     /// Dropped without a verdict (the pipeline stopped): redelivery will bring it back.
     Release,
+    /// Another instance took the message's partition over: let it go, and stop receiving
+    /// what this subscription of the partition still holds.
+    Relinquish,
 }
 
 /// Acknowledges (or negatively acknowledges) one source message. Holding it also holds one
@@ -19,6 +25,7 @@ pub(crate) enum Verdict {
 /// leaves the message to be redelivered.
 pub struct AckHandle {
     settle: Option<Box<dyn FnOnce(Verdict) + Send + Sync>>,
+    placement: Placement,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -26,12 +33,19 @@ impl AckHandle {
     /// `settle` hands the verdict (with the token it holds) back to the source's task.
     pub(crate) fn new(
         settle: impl FnOnce(Verdict) + Send + Sync + 'static,
+        placement: Placement,
         slot: OwnedSemaphorePermit,
     ) -> Self {
         Self {
             settle: Some(Box::new(settle)),
+            placement,
             _slot: slot,
         }
+    }
+
+    /// Where the message sits in its source.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     /// The record is done: every output is in the sink.
@@ -42,6 +56,15 @@ impl AckHandle {
     /// The record could not be handled now; ask the source to deliver it again.
     pub fn nack(mut self) {
         self.send(Verdict::Nack);
+    }
+
+    /// Another instance took the record's partition over (it fenced this one's writer): the
+    /// record is let go unacked, and a source that hands partitions over subscribes to the
+    /// partition again, dropping what its old subscription still holds, so that it receives
+    /// the partition's messages again only once it owns the partition again. Other sources
+    /// nack the record.
+    pub fn relinquish(mut self) {
+        self.send(Verdict::Relinquish);
     }
 
     fn send(&mut self, verdict: Verdict) {

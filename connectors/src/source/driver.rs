@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ack::{AckHandle, Verdict};
 use super::in_flight::InFlight;
+use super::placement::Placement;
 use super::redelivery::{Delivery, RedeliveryFilter};
 use super::{RunningSource, SourceError, SourceMessage, SourceObserver};
 
@@ -33,6 +34,8 @@ pub struct Received<T, K> {
     pub token: T,
     /// Identity of the message, to recognise a redelivery.
     pub key: K,
+    /// Where the message sits in its source.
+    pub placement: Placement,
 }
 
 /// What a broker client must offer the shared loop. Its ack token and errors are its own.
@@ -59,6 +62,12 @@ pub trait SourceClient: Send + 'static {
     fn key_of(token: &Self::Token) -> Self::Key;
     fn ack(&mut self, token: Self::Token) -> impl Future<Output = ()> + Send;
     fn nack(&mut self, token: Self::Token) -> impl Future<Output = ()> + Send;
+    /// Another instance took the message's partition over ([`AckHandle::relinquish`]). A
+    /// client that hands partitions over subscribes to the partition again (once per claim);
+    /// the others nack.
+    fn relinquish(&mut self, token: Self::Token) -> impl Future<Output = ()> + Send {
+        self.nack(token)
+    }
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
@@ -124,7 +133,7 @@ async fn run<C: SourceClient>(
                     }
                     continue;
                 }
-                let Received { record, token, key } = match received {
+                let Received { record, token, key, placement } = match received {
                     Ok(Some(received)) => received,
                     Ok(None) => break Err(SourceError::StreamEnded { system: C::SYSTEM }),
                     Err(error) => break Err(SourceError::client(error)),
@@ -146,8 +155,9 @@ async fn run<C: SourceClient>(
                 let slot = slot.take().expect("a slot is reserved before reading");
                 let verdicts = ack_tx.clone();
                 // A closed channel means the source already stopped: the message is redelivered.
-                let ack = AckHandle::new(move |verdict| drop(verdicts.send((verdict, token))), slot);
-                observer.received();
+                let settle = move |verdict| drop(verdicts.send((verdict, token)));
+                let ack = AckHandle::new(settle, placement, slot);
+                observer.received(&placement);
                 if let Some(sender) = &records
                     && sender.send(SourceMessage { record, ack }).await.is_err()
                 {
@@ -217,6 +227,10 @@ async fn apply<C: SourceClient>(
         Verdict::Nack | Verdict::Release => {
             redeliveries.released(&C::key_of(&token));
             client.nack(token).await;
+        }
+        Verdict::Relinquish => {
+            redeliveries.released(&C::key_of(&token));
+            client.relinquish(token).await;
         }
     }
 }

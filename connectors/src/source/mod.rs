@@ -4,11 +4,13 @@
 //! A connector implements [`SourceClient`] (receive, ack, nack, close, with its own ack
 //! token and error types) and [`ConnectSource`] (connect from its config); the shared read
 //! loop (`driver.rs`) does the rest: the in-flight budget, dropping redeliveries, applying
-//! acks in the client's task, draining on stop.
+//! acks in the client's task, draining on stop. Each record also says where it sits in its
+//! source ([`Placement`]), which exactly-once with Kafka transactions commits.
 
 mod ack;
 mod driver;
 mod in_flight;
+mod placement;
 mod redelivery;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use sluice_record::InputRecord;
 
 pub use ack::AckHandle;
 pub use driver::{Received, SourceClient};
+pub use placement::{Placement, Position};
 
 /// Why a source stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +58,8 @@ pub struct RunningSource {
 /// What a source reports while it runs, for the pipeline's stats.
 pub trait SourceObserver: Send + Sync + 'static {
     /// A record was handed to the pipeline: once per record the source delivered (a
-    /// redelivery the source drops is not one).
-    fn received(&self);
+    /// redelivery the source drops is not one), in the order the source delivered them.
+    fn received(&self, placement: &Placement);
     /// Records handed out and not yet settled; sampled, not exact at every instant.
     fn in_flight(&self, count: usize);
 }
@@ -70,6 +73,13 @@ pub trait ConnectSource: Send + Sync + 'static {
     /// Connects and starts reading as `start` says (usually: connect a client, then
     /// [`SourceStart::run`] it).
     fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>>;
+
+    /// Whether the source moves partitions between the instances reading it while they run
+    /// (a Pulsar failover subscription): then a writer fenced by another instance means one
+    /// partition moved ([`AckHandle::relinquish`]), not that this instance was replaced.
+    fn hands_over_partitions(&self) -> bool {
+        false
+    }
 }
 
 /// How a pipeline starts its source: at most `max_in_flight` records handed out and not yet

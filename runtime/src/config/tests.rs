@@ -186,6 +186,106 @@ fn exactly_once_needs_a_dedup_window_covering_what_is_in_flight() {
     parse(&small_window.replace("exactly-once", "at-least-once")).unwrap();
 }
 
+/// `MINIMAL` with exactly-once and `extra` lines in the pipeline table.
+fn exactly_once_with(extra: &str) -> String {
+    MINIMAL.replace(
+        "name = \"orders\"",
+        &format!("name = \"orders\"\nguarantee = \"exactly-once\"\n{extra}"),
+    )
+}
+
+#[test]
+fn exactly_once_runs_on_transactions_by_default_with_its_defaults() {
+    let config = parse(&exactly_once_with("")).unwrap();
+    let settings = config.pipelines[0].settings();
+    assert_eq!(
+        settings.exactly_once_mode(),
+        Some(ExactlyOnceMode::Transactions)
+    );
+    assert_eq!(settings.offsets_topic(), "sluice-offsets.orders");
+    assert_eq!(settings.exactly_once.transactional_id_prefix, "sluice.");
+    assert_eq!(
+        settings.exactly_once.commit_interval,
+        Duration::from_millis(100)
+    );
+    assert_eq!(settings.exactly_once.max_records_per_transaction, 10_000);
+
+    let tuned = exactly_once_with(
+        "exactly_once = { offsets_topic = \"eo-offsets\", transactional_id_prefix = \"prod.\", commit_interval_ms = 250, max_records_per_transaction = 500 }",
+    );
+    let settings = parse(&tuned).unwrap().pipelines[0].settings();
+    assert_eq!(settings.offsets_topic(), "eo-offsets");
+    assert_eq!(settings.exactly_once.transactional_id_prefix, "prod.");
+    assert_eq!(
+        settings.exactly_once.commit_interval,
+        Duration::from_millis(250)
+    );
+    assert_eq!(settings.exactly_once.max_records_per_transaction, 500);
+}
+
+/// Issue 16: config that cannot hold the guarantee is refused at load (exit 2).
+#[test]
+fn exactly_once_refuses_what_cannot_hold_the_guarantee() {
+    let refused = |extra: &str, properties: &str| {
+        let text = exactly_once_with(extra).replace(
+            "properties = { \"linger.ms\" = 5, \"sasl.password\" = \"hunter2\" }",
+            &format!("properties = {{ {properties} }}"),
+        );
+        invalid_key(&text)
+    };
+    let (key, message) = refused("", "\"transactional.id\" = \"mine\"");
+    assert_eq!(key, "pipeline[0].sink.properties.\"transactional.id\"");
+    assert!(message.contains("must not be set"), "{message}");
+    let (key, _) = refused("", "\"enable.idempotence\" = false");
+    assert_eq!(key, "pipeline[0].sink.properties.\"enable.idempotence\"");
+    let (key, message) = refused("exactly_once = { offsets_topic = \"orders-clean\" }", "");
+    assert_eq!(key, "pipeline[0].exactly_once.offsets_topic");
+    assert!(message.contains("also an output topic"), "{message}");
+    let (key, _) = refused("exactly_once = { commit_interval_ms = 0 }", "");
+    assert_eq!(key, "pipeline[0].exactly_once.commit_interval_ms");
+    let (key, _) = refused("exactly_once = { max_records_per_transaction = 0 }", "");
+    assert_eq!(key, "pipeline[0].exactly_once.max_records_per_transaction");
+    let (key, message) = refused(
+        "exactly_once = { mode = \"read-back\", commit_interval_ms = 50 }",
+        "",
+    );
+    assert_eq!(key, "pipeline[0].exactly_once.commit_interval_ms");
+    assert!(
+        message.contains("only with mode = \"transactions\""),
+        "{message}"
+    );
+    let (key, _) = refused("exactly_once = { mode = \"eventually\" }", "");
+    assert_eq!(key, "pipeline[0].exactly_once.mode");
+    let at_least_once = MINIMAL.replace(
+        "name = \"orders\"",
+        "name = \"orders\"\nexactly_once = { mode = \"read-back\" }",
+    );
+    assert_eq!(invalid_key(&at_least_once).0, "pipeline[0].exactly_once");
+    let bad_name = exactly_once_with("").replace("name = \"orders\"", "name = \"my orders\"");
+    let (key, message) = invalid_key(&bad_name);
+    assert_eq!(key, "pipeline[0].exactly_once.offsets_topic");
+    assert!(
+        message.contains("set exactly_once.offsets_topic"),
+        "{message}"
+    );
+}
+
+/// With transactions a failover subscription is safe (a standby that takes a partition over
+/// fences its old writer); read back it is not.
+#[test]
+fn failover_goes_with_transactions_and_not_with_the_read_back() {
+    let failover = |extra: &str| {
+        exactly_once_with(extra).replace(
+            "subscription = \"sluice-orders\"",
+            "subscription = \"sluice-orders\"\nsubscription_type = \"failover\"",
+        )
+    };
+    parse(&failover("")).unwrap();
+    let (key, message) = invalid_key(&failover("exactly_once = { mode = \"read-back\" }"));
+    assert_eq!(key, "pipeline[0].source.subscription_type");
+    assert!(message.contains("read-back"), "{message}");
+}
+
 #[test]
 fn parallelism_and_route_topics_are_checked() {
     let zero = MINIMAL.replace("name = \"orders\"", "name = \"orders\"\nparallelism = 0");

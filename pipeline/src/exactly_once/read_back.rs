@@ -1,4 +1,5 @@
-//! Everything of the read-back exactly-once mode (docs/delivery-guarantees.md), in one place.
+//! The read-back mode of exactly-once (`exactly_once = { mode = "read-back" }`), for brokers
+//! without transactions (docs/delivery-guarantees.md).
 //!
 //! Every output carries its identity (`sluice_record::identity`). When the pipeline starts,
 //! after a source restart and after each sink failure, it reads back the tails of the
@@ -6,73 +7,27 @@
 //! records the sink already has; the outcome writer then skips those when the source
 //! delivers their records again. One writer per source partition (enforced at config load
 //! by the source's own check, e.g. an exclusive Pulsar subscription) makes that enough:
-//! nobody else writes this pipeline's outputs while it runs.
-//!
-//! What else the mode needs is here too: outputs may only go to declared topics (only those
-//! are read back), the host's source id is the only one stamped, the dedup window must cover
-//! what is in flight, and transforms get clocks and random pinned per record so a replay
-//! gives the same outputs.
+//! nobody else writes this pipeline's outputs while it runs. Outputs may only go to declared
+//! topics (only those are read back), and the dedup window must cover what is in flight.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use sluice_connectors::config::Invalid;
 use sluice_connectors::sink::{Sink, SinkError};
-use sluice_engine::TransformChain;
 use sluice_record::dead_letter::DeadLetter;
-use sluice_record::identity::{SourceIdPolicy, WrittenOutput};
+use sluice_record::identity::WrittenOutput;
 
-use crate::settings::{Guarantee, PipelineSettings};
+use crate::settings::PipelineSettings;
 
-/// Refuses settings under which exactly-once could not keep its promise; keys are relative
-/// to the pipeline.
-pub fn validate(settings: &PipelineSettings) -> Result<(), Invalid> {
-    if settings.guarantee == Guarantee::ExactlyOnce
-        && settings.dedup_window < settings.max_in_flight
-    {
-        return Err((
-            "dedup_window".into(),
-            format!(
-                "must be at least max_in_flight ({}): every record in flight at a crash \
-                 must be found again when the pipeline restarts",
-                settings.max_in_flight
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Makes every chain give the same outputs when a record is transformed again: transforms
-/// that import clocks or random get them pinned per record (and are called one record at a
-/// time). Logs which transforms that concerns.
-pub(crate) fn make_deterministic(
-    pipeline: &str,
-    chains: &mut [TransformChain],
-) -> Result<(), sluice_engine::Error> {
-    let mut pinned = Vec::new();
-    for chain in chains {
-        pinned = chain.make_deterministic()?;
-    }
-    if !pinned.is_empty() {
-        tracing::info!(
-            pipeline = %pipeline,
-            transforms = %pinned.join(", "),
-            "exactly-once: these transforms import clocks or random; they get them pinned \
-             to each record and are called one record at a time"
-        );
-    }
-    Ok(())
-}
-
-/// What the outcome writer needs for exactly-once.
-pub(crate) struct ExactlyOnce {
+/// What the outcome writer needs for the read-back mode.
+pub(crate) struct ReadBack {
     written: WrittenOutputs,
     /// Topics outputs may go to; only these are read back.
     declared_topics: HashSet<String>,
     window: usize,
 }
 
-impl ExactlyOnce {
+impl ReadBack {
     /// Reads back what the pipeline wrote (the last `dedup_window` records of each declared
     /// topic's partitions). Called once the source is subscribed: a writer that held the
     /// subscription before is gone by then.
@@ -80,13 +35,13 @@ impl ExactlyOnce {
         settings: &PipelineSettings,
         sink: &impl Sink,
     ) -> Result<Self, SinkError> {
-        let mut exactly_once = Self {
+        let mut read_back = Self {
             written: WrittenOutputs::new(settings.dedup_window),
             declared_topics: sink.declared_topics().into_iter().collect(),
             window: settings.dedup_window,
         };
-        exactly_once.catch_up(&settings.name, sink, &[]).await?;
-        Ok(exactly_once)
+        read_back.catch_up(&settings.name, sink, &[]).await?;
+        Ok(read_back)
     }
 
     /// After a sink failure: the outputs of `unacked` records may or may not have reached
@@ -137,15 +92,6 @@ impl ExactlyOnce {
             ),
             drop_value: false,
         })
-    }
-}
-
-/// The source id an output carries: the host's only with exactly-once (the read-back
-/// deduplicates on it), else a transform may set its own.
-pub(crate) fn source_id_policy(exactly_once: Option<&ExactlyOnce>) -> SourceIdPolicy {
-    match exactly_once {
-        Some(_) => SourceIdPolicy::HostOnly,
-        None => SourceIdPolicy::TransformMayOverride,
     }
 }
 
