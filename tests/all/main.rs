@@ -10,5 +10,6 @@ mod pubsub_to_kafka;
 mod pulsar_to_kafka;
 mod sandbox;
 mod support;
+mod transactions;
 mod transform;
 mod zoo;

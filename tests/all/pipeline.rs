@@ -10,8 +10,8 @@ use std::time::Duration;
 use sluice_connectors::memory::{MemorySink, MemorySource};
 use sluice_engine::{Limits, TransformSpec};
 use sluice_pipeline::{
-    Guarantee, Pipeline, PipelineControl, PipelineError, PipelineParts, PipelineSettings,
-    PipelineStats,
+    ExactlyOnceMode, Guarantee, Pipeline, PipelineControl, PipelineError, PipelineParts,
+    PipelineSettings, PipelineStats,
 };
 use sluice_record::identity;
 use sluice_tests::brokers::{PulsarRecord, publish_to_pulsar};
@@ -31,12 +31,23 @@ const DELIVERIES_FAIL_AFTER_10_S: &str = r#"properties = { "message.timeout.ms" 
 
 /// A pipeline from a [`MemorySource`] through the `examples/passthrough` component into a
 /// [`MemorySink`], running on its own task.
-struct MemoryPipeline {
-    source: MemorySource,
-    sink: MemorySink,
-    stats: Arc<PipelineStats>,
+pub(crate) struct MemoryPipeline {
+    pub(crate) source: MemorySource,
+    pub(crate) sink: MemorySink,
+    pub(crate) stats: Arc<PipelineStats>,
     stop: CancellationToken,
-    task: JoinHandle<Result<(), PipelineError>>,
+    pub(crate) task: JoinHandle<Result<(), PipelineError>>,
+}
+
+/// The settings of a memory pipeline: small budgets, `parallelism` lanes.
+pub(crate) fn memory_settings(parallelism: usize, guarantee: Guarantee) -> PipelineSettings {
+    PipelineSettings {
+        parallelism,
+        guarantee,
+        max_in_flight: 64,
+        batch_size: 16,
+        ..PipelineSettings::new("memory")
+    }
 }
 
 impl MemoryPipeline {
@@ -45,15 +56,17 @@ impl MemoryPipeline {
     }
 
     async fn start_with(parallelism: usize, guarantee: Guarantee) -> Self {
-        let settings = PipelineSettings {
-            parallelism,
-            guarantee,
-            max_in_flight: 64,
-            batch_size: 16,
-            ..PipelineSettings::new("memory")
-        };
-        let source = MemorySource::new();
+        let settings = memory_settings(parallelism, guarantee);
         let sink = MemorySink::new("out", Some("dlq"));
+        Self::start_on(MemorySource::new(), sink, settings).await
+    }
+
+    /// A pipeline with `settings` from `source` into `sink` (which other pipelines may share).
+    pub(crate) async fn start_on(
+        source: MemorySource,
+        sink: MemorySink,
+        settings: PipelineSettings,
+    ) -> Self {
         let stats = Arc::new(PipelineStats::standalone("memory"));
         let parts = PipelineParts {
             settings,
@@ -83,7 +96,7 @@ impl MemoryPipeline {
     }
 
     /// Pushes records `from..to` over 5 keys, the sequence number as the value.
-    fn push(&self, seqs: std::ops::Range<u64>) {
+    pub(crate) fn push(&self, seqs: std::ops::Range<u64>) {
         for seq in seqs {
             let key = format!("key-{}", seq % 5);
             self.source
@@ -91,7 +104,7 @@ impl MemoryPipeline {
         }
     }
 
-    async fn wait_for_acks(&self, count: usize) {
+    pub(crate) async fn wait_for_acks(&self, count: usize) {
         let waited = tokio::time::timeout(ACK_TIMEOUT, async {
             while self.source.acked().len() < count {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -106,7 +119,7 @@ impl MemoryPipeline {
         );
     }
 
-    async fn wait_for_restart(&self) {
+    pub(crate) async fn wait_for_restart(&self) {
         tokio::time::timeout(ACK_TIMEOUT, async {
             while self.stats.restarts.get() == 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -117,13 +130,13 @@ impl MemoryPipeline {
     }
 
     /// The distinct values written to the output topic, and how many records it holds.
-    fn written(&self) -> (BTreeSet<Vec<u8>>, usize) {
+    pub(crate) fn written(&self) -> (BTreeSet<Vec<u8>>, usize) {
         let written = self.sink.written("out");
         let distinct = written.iter().filter_map(|o| o.value.clone()).collect();
         (distinct, written.len())
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         self.task
             .await
@@ -230,11 +243,15 @@ async fn a_source_failure_starts_a_new_session_and_loses_nothing() {
     pipeline.stop().await;
 }
 
-/// Exactly-once in memory: the sink keeps records but loses their delivery reports, so the
-/// pipeline replays them; the read-back finds them and they are not written twice.
+/// Exactly-once read back, in memory: the sink keeps records but loses their delivery
+/// reports, so the pipeline replays them; the read-back finds them and they are not written
+/// twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_does_not_write_again_what_the_sink_already_has() {
-    let pipeline = MemoryPipeline::start_with(2, Guarantee::ExactlyOnce).await;
+    let mut settings = memory_settings(2, Guarantee::ExactlyOnce);
+    settings.exactly_once.mode = ExactlyOnceMode::ReadBack;
+    let sink = MemorySink::new("out", Some("dlq"));
+    let pipeline = MemoryPipeline::start_on(MemorySource::new(), sink, settings).await;
     pipeline.push(0..50);
     pipeline.wait_for_acks(50).await;
     pipeline.sink.lose_delivery_reports(true);
