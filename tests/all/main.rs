@@ -7,6 +7,7 @@ mod examples;
 mod languages;
 mod pubsub_to_kafka;
 mod pulsar_to_kafka;
+mod real_brokers;
 mod sandbox;
 mod support;
 mod transform;
