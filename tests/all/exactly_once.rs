@@ -117,7 +117,8 @@ async fn crash_loop(
         if let Chaos::KillBroker(broker) = chaos {
             brokers_script(&["restart", broker, "--kill"]);
         }
-        written = output_size(brokers, topics).await;
+        // Right after a broker restart the size may not be readable yet (0): keep the last.
+        written = output_size(brokers, topics).await.max(written);
         eprintln!(
             "kill {kill} at {:.1} s: {written} records in Kafka{}",
             started.elapsed().as_secs_f64(),

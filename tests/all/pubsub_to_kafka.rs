@@ -10,7 +10,10 @@ use crate::support::assertions::{
     assert_stall_and_recovery_logged, distinct_seqs, report_counts, seq_of,
 };
 use crate::support::brokers::{BrokerUse, Brokers, PROJECT, Topics, outage_of, pubsub_setup};
-use crate::support::config::{Pull, pubsub_pipeline_toml, transform_entry, write_config};
+use crate::support::config::{
+    DELIVERIES_FAIL_AFTER_10_S, Pull, pubsub_pipeline_toml, transform_entry, with_sink_setting,
+    write_config,
+};
 use crate::support::process::{InProcessPipeline, SluiceProcess};
 use crate::support::read::{read_all, read_at_least, read_until_seqs};
 
@@ -160,8 +163,8 @@ async fn redact_run_config(
     Some((brokers, topics, dir, config))
 }
 
-/// Acceptance: Kafka stopped for 20 s mid-stream, then restarted → zero lost, order kept per
-/// key; memory bounded while Kafka is down; the log says the pipeline stalled, was interrupted
+/// Acceptance: Kafka stopped (SIGTERM) for 20 s mid-stream, then restarted, with deliveries
+/// failing after 10 s → zero lost, order kept per key; memory bounded while Kafka is down; the log says the pipeline stalled, was interrupted
 /// and restarted. The streaming pull stays open throughout (records in flight are nacked on
 /// it), which the emulator handles. The same outage runs against Pulsar in `pulsar_to_kafka`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,6 +174,12 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     else {
         return;
     };
+    let toml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        with_sink_setting(&toml, DELIVERIES_FAIL_AFTER_10_S),
+    )
+    .unwrap();
     let log = dir.path().join("sluice.log");
     let mut runtime = SluiceProcess::run_logging_to(&config, &log);
     let before = read_at_least(&brokers, &topics.output, 1_000).await.len();

@@ -9,7 +9,9 @@ use crate::support::assertions::{
     report_counts, seq_of,
 };
 use crate::support::brokers::{BrokerUse, brokers_and_topics, brokers_and_topics_for, outage_of};
-use crate::support::config::{pipeline_toml, transform_entry, write_config};
+use crate::support::config::{
+    DELIVERIES_FAIL_AFTER_10_S, pipeline_toml, transform_entry, write_config,
+};
 use crate::support::process::{InProcessPipeline, SluiceProcess};
 use crate::support::read::{read_all, read_at_least, read_until_seqs};
 
@@ -240,8 +242,8 @@ async fn sigkill_mid_stream_loses_nothing() {
     assert_per_key_order(&output);
 }
 
-/// Acceptance (issue 3's outage, on the Pulsar source): Kafka stopped for 20 s mid-stream, then
-/// restarted → zero lost, order kept per key; memory bounded while it is down (reading stops at
+/// Acceptance (issue 3's outage, on the Pulsar source): Kafka stopped (SIGTERM) for 20 s
+/// mid-stream, then restarted, with deliveries failing after 10 s → zero lost, order kept per key; memory bounded while it is down (reading stops at
 /// the in-flight limit); the stall, the interruption and the restart are logged; the runtime
 /// stays up and still drains and exits 0 on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +257,7 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     let config = write_config(
         dir.path(),
         "outage.toml",
-        &pipeline_toml(&brokers, &topics, &transforms, ""),
+        &pipeline_toml(&brokers, &topics, &transforms, DELIVERIES_FAIL_AFTER_10_S),
     );
     publish_to_pulsar(&brokers.pulsar, &topics.source, &orders(10_000))
         .await

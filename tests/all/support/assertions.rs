@@ -98,6 +98,7 @@ pub(crate) fn assert_stall_and_recovery_logged(log: &str) {
         "in-flight limit reached and nothing acked",
         "pipeline interrupted by a broker failure",
         "pipeline restarted",
+        "acks resumed",
     ] {
         assert!(log.contains(line), "{line:?} is not in the log:\n{log}");
     }

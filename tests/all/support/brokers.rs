@@ -36,14 +36,16 @@ pub(crate) struct Brokers {
 }
 
 impl Brokers {
+    /// Takes the brokers (waiting while an outage test runs), then checks they are there: a
+    /// broker an outage test stopped is back once the lock is ours.
     pub(crate) async fn from_env(usage: BrokerUse) -> Option<Self> {
-        let kafka = addresses::or_skip(KAFKA)?;
-        let pulsar = addresses::or_skip(PULSAR)?;
         let lock = OUTAGE_LOCK.clone();
         let _outage: Box<dyn std::any::Any + Send + Sync> = match usage {
             BrokerUse::Shared => Box::new(lock.read_owned().await),
             BrokerUse::Exclusive => Box::new(lock.write_owned().await),
         };
+        let kafka = addresses::or_skip(KAFKA)?;
+        let pulsar = addresses::or_skip(PULSAR)?;
         Some(Self {
             kafka,
             pulsar,
@@ -112,9 +114,9 @@ pub(crate) async fn pubsub_setup(
     test: &str,
     usage: BrokerUse,
 ) -> Option<(Brokers, String, Topics)> {
-    let emulator = addresses::or_skip(PUBSUB)?;
     recycle_grown_emulator().await;
     let (brokers, topics) = brokers_and_topics_for(test, 3, usage).await?;
+    let emulator = addresses::or_skip(PUBSUB)?;
     let topic = topics.output.replace("-out", "-src");
     create_topic_and_subscription(&emulator, PROJECT, &topic, &topics.subscription)
         .await

@@ -167,3 +167,15 @@ topic = "out"
     );
     write_config(dir, "sluice.toml", &toml)
 }
+
+/// A sink setting for outage tests: a delivery fails after 10 s instead of librdkafka's 300 s,
+/// so a 20 s Kafka outage takes Sluice's failure path (records kept, the producer replaced with
+/// backoff, the kept records replayed in order) instead of being ridden out inside the
+/// client's retries, as a real Kafka client does with the default.
+pub(crate) const DELIVERIES_FAIL_AFTER_10_S: &str =
+    r#"properties = { "message.timeout.ms" = "10000" }"#;
+
+/// `toml` with `setting` added to its (first) `[pipeline.sink]` table.
+pub(crate) fn with_sink_setting(toml: &str, setting: &str) -> String {
+    toml.replacen("[pipeline.sink]", &format!("[pipeline.sink]\n{setting}"), 1)
+}
