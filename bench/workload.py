@@ -33,13 +33,27 @@ def key_of(seq: int) -> str:
 @dataclass
 class Brokers:
     kafka: str  # host:port
-    pulsar_url: str  # through the compat proxy: what every Pulsar client here uses
-    pulsar_lite_url: str  # pulsar-lite itself, for the direct ceiling
+    pulsar_url: str  # pulsar://host:port
     pubsub: str  # emulator host:port
 
 
+def sluice_headers(source: str, seq: int) -> list[tuple[str, bytes]]:
+    """The headers Sluice writes on the Kafka record of pre-loaded record `seq` from `source`:
+    the source's attributes (Pub/Sub: `key`; the Pulsar records have no properties) and the
+    identity headers, with values as long as real ones (a Pulsar message id
+    `ledger:entry:partition:batch-index`, a Pub/Sub message id of 16 digits)."""
+    if source == "pulsar":
+        source_id = f"{10 + seq // 50_000}:{seq // 1000}:-1:{seq % 1000}"
+        attributes = []
+    else:
+        source_id = f"{18_000_000_000_000_000 + seq}"[:16]
+        attributes = [("key", key_of(seq).encode())]
+    return [*attributes, ("sluice.source.id", source_id.encode()), ("sluice.pipeline", b"bench"),
+            ("sluice.output.index", b"0")]
+
+
 # --------------------------------------------------------------------------------------------
-# Kafka (tansu)
+# Kafka
 
 
 def kafka_admin(brokers: Brokers):
@@ -133,7 +147,7 @@ def read_back(brokers: Brokers, topic: str, partitions: int) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Pulsar (pulsar-lite behind the compat proxy)
+# Pulsar
 
 
 def pulsar_client(url: str):

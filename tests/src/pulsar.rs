@@ -63,3 +63,49 @@ pub async fn publish_to_pulsar(url: &str, topic: &str, records: &[PulsarRecord])
     producer.close().await.ok();
     Ok(())
 }
+
+/// The `seq` property of every message a new exclusive subscription `subscription` reads from
+/// the start of `topic`, acking each, until `idle` passes without a message.
+pub async fn read_pulsar_seqs(
+    url: &str,
+    topic: &str,
+    subscription: &str,
+    idle: Duration,
+) -> Result<Vec<u64>> {
+    use futures::StreamExt;
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{Consumer, ConsumerOptions, SubType};
+
+    let client = Pulsar::builder(url, TokioExecutor)
+        .build()
+        .await
+        .with_context(|| format!("cannot connect to Pulsar at {url}"))?;
+    let mut consumer: Consumer<Vec<u8>, _> = client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription(subscription)
+        .with_subscription_type(SubType::Exclusive)
+        .with_options(ConsumerOptions {
+            initial_position: InitialPosition::Earliest,
+            durable: Some(true),
+            ..ConsumerOptions::default()
+        })
+        .build()
+        .await
+        .with_context(|| format!("cannot subscribe to {topic}"))?;
+    let mut seqs = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(idle, consumer.next()).await {
+        let message = message.context("receiving from Pulsar failed")?;
+        let seq = message
+            .metadata()
+            .properties
+            .iter()
+            .find(|p| p.key == "seq")
+            .and_then(|p| p.value.parse().ok())
+            .context("a message without a numeric seq property")?;
+        seqs.push(seq);
+        consumer.ack(&message).await.context("ack failed")?;
+    }
+    consumer.close().await.ok();
+    Ok(seqs)
+}

@@ -18,6 +18,8 @@ pub const DRAIN: Duration = Duration::from_secs(60);
 pub const PIPELINE_FAILURE: Duration = Duration::from_secs(120);
 /// One request to a broker (metadata, watermarks, topic creation, an admin call).
 pub const BROKER_REQUEST: Duration = Duration::from_secs(10);
+/// A Pulsar reader stops when no message came for this long (the topic is read to its end).
+pub const PULSAR_IDLE: Duration = Duration::from_secs(10);
 /// A TCP connect that tells whether a broker is there at all.
 pub const REACHABLE: Duration = Duration::from_secs(1);
 
