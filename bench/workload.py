@@ -65,9 +65,26 @@ def kafka_admin(brokers: Brokers):
 def create_kafka_topic(brokers: Brokers, topic: str, partitions: int) -> None:
     from confluent_kafka.admin import NewTopic
 
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
     admin = kafka_admin(brokers)  # kept alive until the result is in
     futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=30)
     futures[topic].result(timeout=60)
+    # Created is not yet served: wait until every partition has a leader that answers.
+    consumer = Consumer({"bootstrap.servers": brokers.kafka, "group.id": f"bench-create-{topic}"})
+    deadline = time.monotonic() + 60
+    try:
+        for partition in range(partitions):
+            while True:
+                try:
+                    consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                    break
+                except KafkaException:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+    finally:
+        consumer.close()
 
 
 class KafkaProgress:
@@ -78,9 +95,18 @@ class KafkaProgress:
 
         self._consumer = Consumer({"bootstrap.servers": brokers.kafka, "group.id": f"bench-watch-{topic}"})
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self._last = 0
 
     def count(self) -> int:
-        return sum(self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self._partitions)
+        """The sum of the high watermarks; the last sum while a broker cannot tell (a leader
+        moving, say)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self._last = sum(self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self._partitions)
+        except KafkaException:
+            pass
+        return self._last
 
     def close(self) -> None:
         self._consumer.close()
