@@ -9,10 +9,11 @@
 # Kafka and Pulsar are assembled from their jars on Maven Central (poms and configs in
 # scripts/brokers/). What runs, how, and why: docs/local-brokers.md.
 #
-# Usage: scripts/brokers.sh up | down | status [--quiet] | setup | env | clean
+# Usage: scripts/brokers.sh up | down | status [--quiet] | setup | toolchain | env | clean
 #                           start <broker> | stop <broker> [--kill] | restart <broker> [--kill]
 #        (also start-kafka, stop-pulsar, restart-pubsub, ...)
 #   setup     install what is missing (apt packages, the wasm32-wasip2 target, the brokers' jars)
+#   toolchain only what the build needs (apt packages, the wasm32-wasip2 target)
 #   up        setup, then start the brokers and wait until each one answers
 #   down      stop every broker this script started (SIGTERM, SIGKILL after a grace period)
 #   status    one line per broker: PID, port, resident memory, threads (exit 1 if one is down)
@@ -487,18 +488,30 @@ print_env() {
     done
 }
 
-cmd_setup() {
-    local started=$SECONDS broker
+cmd_toolchain() {
     ensure_packages
     ensure_rust_target
+}
+
+cmd_setup() {
+    local started=$SECONDS broker
+    cmd_toolchain
     for broker in $selected_brokers; do ensure_installed "$broker"; done
     say "everything installed for: $selected_brokers ($((SECONDS - started)) s)"
 }
 
+# Starts the selected brokers side by side (their start-ups are mostly waiting), and fails if
+# any of them does not come up.
 cmd_up() {
     cmd_setup
-    local broker
-    for broker in $selected_brokers; do start_broker "$broker"; done
+    local broker pids=() failed=0
+    mkdir -p "$data_dir" "$log_dir" "$run_dir"
+    for broker in $selected_brokers; do
+        start_broker "$broker" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    ((failed == 0)) || die "not every broker started (logs: $log_dir)"
     say "brokers are up; the tests read:"
     print_env
 }
@@ -536,7 +549,7 @@ cmd_clean() {
 }
 
 usage() {
-    sed -n '12,21p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '12,22p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -549,6 +562,7 @@ case $command in
     down) cmd_down ;;
     status) cmd_status "${1:-}" ;;
     setup) cmd_setup ;;
+    toolchain) cmd_toolchain ;;
     env) print_env "export " ;;
     clean) cmd_clean ;;
     start | stop | restart)

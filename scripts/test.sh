@@ -46,7 +46,7 @@ step "Python and JavaScript guest unit tests (native)"
 (cd examples/redact-js && node --test)
 
 step "workspace tests (integration tests use the brokers)"
-cargo test --workspace --all-features --locked
+cargo test --workspace --all-features --locked -- --show-output
 
 step "benchmark harness, smoke mode (tiny N: checks that it runs, not the figures)"
 bench/run.sh --smoke

@@ -1,13 +1,9 @@
-//! What the integration tests (`tests/all`) and the demo helper (`sluice-dev`) share: the guest
-//! components `build.rs` compiled, one transform engine per test binary, unique names, where the
-//! brokers are ([`addresses`]), how to talk to them ([`kafka`], [`pulsar`], [`pubsub`]), and the
-//! one set of [`timeouts`].
+//! What the integration tests (`tests/all`) share: the guest components `build.rs` compiled, one
+//! transform engine per test binary, unique names; and, from `sluice-test-brokers` (re-exported),
+//! where the brokers are ([`addresses`]), how to talk to them ([`kafka`], [`pulsar`], [`pubsub`]),
+//! and the one set of [`timeouts`].
 
-pub mod addresses;
-pub mod kafka;
-pub mod pubsub;
-pub mod pulsar;
-pub mod timeouts;
+pub use sluice_test_brokers::{addresses, kafka, pubsub, pulsar, timeouts};
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
