@@ -133,6 +133,39 @@ async fn pulsar_is_apache_pulsar_4() {
 /// How many messages the durability tests get acknowledged before the SIGKILL.
 const BEFORE_THE_KILL: usize = 3_000;
 
+/// The SIGKILL and restart of a broker (through `scripts/brokers.sh`, on the blocking pool)
+/// while a producer keeps writing to it.
+struct KillAndRestart {
+    broker: &'static str,
+    task: Option<tokio::task::JoinHandle<Duration>>,
+}
+
+impl KillAndRestart {
+    fn new(broker: &'static str) -> Self {
+        Self { broker, task: None }
+    }
+
+    /// Starts the kill once [`BEFORE_THE_KILL`] writes were acknowledged; true once the broker
+    /// is back.
+    fn step(&mut self, acknowledged: usize) -> bool {
+        if self.task.is_none() && acknowledged >= BEFORE_THE_KILL {
+            let broker = self.broker;
+            self.task = Some(tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                brokers_script(&["restart", broker, "--kill"]);
+                started.elapsed()
+            }));
+        }
+        self.task.as_ref().is_some_and(|task| task.is_finished())
+    }
+
+    /// How long the kill and the restart took.
+    async fn took(self) -> Duration {
+        let task = self.task.expect("the broker was killed");
+        task.await.unwrap()
+    }
+}
+
 /// Durability of the local Pulsar under SIGKILL (docs/local-brokers.md): a producer publishes
 /// without pause, Pulsar is SIGKILLed once 3,000 messages were acknowledged and restarted, and
 /// every acknowledged message is there afterwards (the bookie writes each entry to its journal
@@ -169,7 +202,7 @@ async fn pulsar_keeps_acknowledged_messages_across_sigkill() {
         .unwrap();
     let mut producer = client.producer().with_topic(&topic).build().await.unwrap();
     let mut acknowledged: Vec<u64> = Vec::new();
-    let mut kill: Option<tokio::task::JoinHandle<Duration>> = None;
+    let mut kill = KillAndRestart::new("pulsar");
     let mut seq = 1_000u64;
     'publishing: loop {
         // A chunk of sends in flight at once, then their receipts.
@@ -193,18 +226,11 @@ async fn pulsar_keeps_acknowledged_messages_across_sigkill() {
                 _ => break 'publishing,
             }
         }
-        if kill.is_none() && acknowledged.len() >= BEFORE_THE_KILL {
-            kill = Some(tokio::task::spawn_blocking(|| {
-                let started = std::time::Instant::now();
-                brokers_script(&["restart", "pulsar", "--kill"]);
-                started.elapsed()
-            }));
-        }
-        if kill.as_ref().is_some_and(|k| k.is_finished()) {
+        if kill.step(acknowledged.len()) {
             break;
         }
     }
-    let restart = kill.expect("Pulsar was killed").await.unwrap();
+    let restart = kill.took().await;
     drop(producer);
     drop(client);
 
@@ -258,7 +284,7 @@ async fn kafka_keeps_acknowledged_records_across_sigkill() {
         .unwrap();
     let mut acknowledged: Vec<u64> = Vec::new();
     let mut failed = 0usize;
-    let mut kill: Option<tokio::task::JoinHandle<Duration>> = None;
+    let mut kill = KillAndRestart::new("kafka");
     let mut seq = 0u64;
     loop {
         let chunk: Vec<_> = (seq..seq + 100)
@@ -281,18 +307,11 @@ async fn kafka_keeps_acknowledged_records_across_sigkill() {
                 _ => failed += 1,
             }
         }
-        if kill.is_none() && acknowledged.len() >= BEFORE_THE_KILL {
-            kill = Some(tokio::task::spawn_blocking(|| {
-                let started = std::time::Instant::now();
-                brokers_script(&["restart", "kafka", "--kill"]);
-                started.elapsed()
-            }));
-        }
-        if kill.as_ref().is_some_and(|k| k.is_finished()) {
+        if kill.step(acknowledged.len()) {
             break;
         }
     }
-    let restart = kill.expect("Kafka was killed").await.unwrap();
+    let restart = kill.took().await;
     drop(producer);
 
     let records = read_all(&brokers, &[&topic]).await;
