@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-step() { printf '\n==> %s\n' "$*"; }
+started_at=$SECONDS
+step() { printf '\n==> [%d s] %s\n' $((SECONDS - started_at)) "$*"; }
 
-step "toolchain and brokers (first run: the tansu build takes 25-36 min)"
+step "toolchain and brokers (first run: Debian packages, the wasm32-wasip2 target, Kafka and Pulsar from Maven Central, about a minute)"
 scripts/brokers.sh setup
+source scripts/env.sh # mold, if setup just installed it
 started_brokers=false
 if ! scripts/brokers.sh status --quiet; then
     scripts/brokers.sh up
@@ -23,12 +25,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "build the sample guests (examples/, wasm32-wasip2 components)"
-(cd examples && cargo build --release)
-guests="$CARGO_TARGET_DIR/wasm32-wasip2/release"
+step "build the sample guests (examples/, wasm32-wasip2 components; first run: about a minute)"
+(cd examples && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests" cargo build --release)
+guests="$CARGO_TARGET_DIR/guests/wasm32-wasip2/release"
 ls -l "$guests"/{passthrough,json_filter,redact,router}.wasm
 
-step "build sluice"
+step "build sluice (first run: 7-14 minutes on 2 cores; later runs: seconds)"
 cargo build -p sluice --bin sluice -p sluice-tests --bin sluice-dev
 sluice="$CARGO_TARGET_DIR/debug/sluice"
 dev="$CARGO_TARGET_DIR/debug/sluice-dev"
@@ -79,4 +81,4 @@ step "read the transformed records back from Kafka"
 
 step "stop sluice (SIGTERM: drains in-flight records, exits 0)"
 kill -TERM "$sluice_pid"; wait "$sluice_pid"; sluice_pid=""
-echo "demo finished"
+echo "demo finished in $((SECONDS - started_at)) s"
