@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks Sluice side by side with its peers (bench/README.md says what and how):
-#   1. the transform engine alone (criterion, runtime/benches/engine.rs),
+#   1. the transform engine alone (criterion, engine/benches/engine.rs),
 #   2. end to end through the local brokers: Sluice (no transform, identity guest, redact guest),
 #      a Python Pulsar bridge, quixstreams' PubSubSource, and the raw ceilings (bench/driver.py).
 # Writes bench/results/latest.{md,png,json}.
@@ -66,11 +66,11 @@ brokers_label="Apache Kafka $kafka_version (KRaft, one node), Apache Pulsar $pul
 
 if [[ $mode = smoke ]]; then
     step "transform engine: every criterion case once (cargo test --bench engine)"
-    SLUICE_BENCH_GUESTS=$guests cargo test --quiet --locked -p sluice --bench engine
+    SLUICE_BENCH_GUESTS=$guests cargo test --quiet --locked -p sluice-engine --bench engine
     engine_args=()
 else
-    step "transform engine (criterion: cargo bench -p sluice --bench engine)"
-    SLUICE_BENCH_GUESTS=$guests cargo bench --quiet --locked -p sluice --bench engine
+    step "transform engine (criterion: cargo bench -p sluice-engine --bench engine)"
+    SLUICE_BENCH_GUESTS=$guests cargo bench --quiet --locked -p sluice-engine --bench engine
     engine_args=(--engine "$CARGO_TARGET_DIR/criterion")
 fi
 

@@ -29,6 +29,18 @@ cargo fmt --all -- --check
 (cd examples && cargo fmt --all -- --check)
 (cd tests/guests && cargo fmt --all -- --check)
 
+step "crate boundaries: the engine and the pipeline build with no broker client and no protoc"
+broker_clients='^(rdkafka(-sys)?|pulsar|google-cloud-[a-z-]+|gcloud-[a-z-]+|prost-build|tonic-build|protobuf-src|protoc-[a-z-]+) v'
+for crate in sluice-engine sluice-pipeline; do
+    found=$(cargo tree --locked -p "$crate" -e normal,build --prefix none --format '{p}' \
+        | grep -E "$broker_clients" | sort -u || true)
+    if [[ -n "$found" ]]; then
+        echo "error: $crate must not depend on a broker client or a protoc user (docs/architecture.md), but its tree has:" >&2
+        echo "$found" >&2
+        exit 1
+    fi
+done
+
 step "clippy (first run: builds the whole workspace, 7-14 minutes on 2 cores)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 (cd examples && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests" cargo clippy --release --locked -- -D warnings)

@@ -9,7 +9,7 @@ use crate::{Config, Error, ErrorKind, Header, Message, Output, SourceInfo, Sourc
 /// The `wit-bindgen` output for the `transformer` world.
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/sluice-transform@0.1.0",
         world: "transformer",
         // The `export!` macro is used by guest crates, through `#[transform]`.
         pub_export_macro: true,

@@ -1,11 +1,11 @@
-//! The admin HTTP API (DESIGN §7): health, readiness, status, Prometheus metrics, and deploy /
-//! versions / rollback of transform components.
+//! The admin HTTP API (docs/architecture.md, "Admin API"): health, readiness, status,
+//! Prometheus metrics, and deploy / versions / rollback of transform components.
 //!
 //! Reads are open; when a token is configured every mutating call needs
 //! `Authorization: Bearer <token>`, compared in constant time. Errors are JSON
 //! `{"error": "…"}` with a fitting status code.
 
-mod deploy;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,11 +19,11 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
+use crate::component_store::ComponentStore;
 use crate::config::{AdminConfig, PipelineConfig};
-use crate::deploy::ComponentStore;
 use crate::metrics::Metrics;
-use crate::pipeline::PipelineControl;
-use crate::transform::{TransformEngine, TransformSpec};
+use sluice_engine::{TransformEngine, TransformSpec};
+use sluice_pipeline::PipelineControl;
 
 /// Largest component a deploy accepts.
 const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
@@ -123,7 +123,10 @@ impl ApiError {
     }
 
     fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, crate::error_chain(error))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            sluice_pipeline::error_chain(error),
+        )
     }
 }
 
@@ -164,12 +167,12 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
-        .route(&format!("{transform}/versions"), get(deploy::versions))
+        .route(&format!("{transform}/versions"), get(versions::versions))
         .route(
             &format!("{transform}/deploy"),
-            post(deploy::deploy).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+            post(versions::deploy).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
-        .route(&format!("{transform}/rollback"), post(deploy::rollback))
+        .route(&format!("{transform}/rollback"), post(versions::rollback))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

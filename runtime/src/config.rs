@@ -4,17 +4,21 @@
 //! it without reading our source.
 
 mod interpolate;
-mod values;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
+use sluice_connectors::config::{Invalid, string_map, within};
+use sluice_connectors::gcp_pubsub::PubSubSourceConfig;
+use sluice_connectors::kafka::KafkaSinkConfig;
+use sluice_connectors::pulsar::PulsarSourceConfig;
+use sluice_connectors::source::ConnectSource;
+use sluice_engine::{Capabilities, Limits, TransformSpec};
+use sluice_pipeline::{Guarantee, MAX_PARALLELISM, PipelineSettings};
 
-use crate::transform::{Capabilities, Limits, TransformSpec};
-
-pub use values::Secret;
+pub use sluice_connectors::config::Secret;
 
 /// A configuration that could not be read, parsed or validated. Always a user error (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +84,7 @@ impl AdminConfig {
         })
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         let address: std::net::SocketAddr = self.listen.parse().map_err(|_| {
             (
                 "admin.listen".to_owned(),
@@ -101,15 +105,6 @@ impl AdminConfig {
         }
         Ok(())
     }
-}
-
-/// Delivery guarantee of a pipeline (DESIGN §6).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Guarantee {
-    #[default]
-    AtLeastOnce,
-    ExactlyOnce,
 }
 
 /// `[[pipeline]]`: one source, a chain of transforms, one sink.
@@ -138,26 +133,23 @@ pub struct PipelineConfig {
     pub source: SourceConfig,
     #[serde(rename = "transform", default)]
     pub transforms: Vec<TransformConfig>,
-    pub sink: SinkConfig,
+    pub sink: KafkaSinkConfig,
 }
 
 fn default_max_in_flight() -> usize {
-    10_000
+    PipelineSettings::new("").max_in_flight
 }
 
 fn default_batch_size() -> usize {
-    256
+    PipelineSettings::new("").batch_size
 }
 
 fn default_parallelism() -> usize {
-    1
+    PipelineSettings::new("").parallelism
 }
 
-/// Most lanes a pipeline may run: each holds its own instances of every transform.
-pub const MAX_PARALLELISM: usize = 64;
-
 fn default_dedup_window() -> usize {
-    100_000
+    PipelineSettings::new("").dedup_window
 }
 
 /// `[pipeline.source]`, told apart by `kind`.
@@ -169,88 +161,18 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The source as something a pipeline can start.
+    pub fn connector(&self) -> Arc<dyn ConnectSource> {
+        match self {
+            SourceConfig::Pulsar(pulsar) => Arc::new(pulsar.clone()),
+            SourceConfig::GcpPubsub(pubsub) => Arc::new(pubsub.clone()),
+        }
+    }
+
     /// The `kind` as written in the config.
     pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Pulsar(_) => "pulsar",
-            SourceConfig::GcpPubsub(_) => "gcp_pubsub",
-        }
+        self.connector().kind()
     }
-}
-
-/// `kind = "pulsar"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PulsarSourceConfig {
-    pub url: String,
-    pub topic: String,
-    pub subscription: String,
-    /// Default (filled in at load): `exclusive` with `guarantee = "exactly-once"`, else
-    /// `failover`.
-    #[serde(default)]
-    pub subscription_type: Option<SubscriptionType>,
-    /// Where a new subscription starts. Earliest, so nothing published before the first start
-    /// is skipped.
-    #[serde(default)]
-    pub initial_position: InitialPosition,
-}
-
-/// Pulsar subscription types.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionType {
-    Exclusive,
-    #[default]
-    Failover,
-    Shared,
-    KeyShared,
-}
-
-impl SubscriptionType {
-    /// The name as written in the config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionType::Exclusive => "exclusive",
-            SubscriptionType::Failover => "failover",
-            SubscriptionType::Shared => "shared",
-            SubscriptionType::KeyShared => "key_shared",
-        }
-    }
-}
-
-/// Where a new Pulsar subscription starts reading.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InitialPosition {
-    #[default]
-    Earliest,
-    Latest,
-}
-
-/// `kind = "gcp_pubsub"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PubSubSourceConfig {
-    pub project: String,
-    pub subscription: String,
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub key_attribute: Option<String>,
-    /// How messages are pulled.
-    #[serde(default)]
-    pub pull: PubSubPull,
-}
-
-/// How the Pub/Sub source pulls: repeated unary Pull calls, or one long-lived streaming pull.
-/// Both lease, ack and nack the same way. Unary is the default: as fast on the emulator, and
-/// the emulator redelivers what a killed unary puller held (README, "Pub/Sub pull modes").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PubSubPull {
-    #[default]
-    Unary,
-    Streaming,
 }
 
 /// `[[pipeline.transform]]`.
@@ -262,64 +184,13 @@ pub struct TransformConfig {
     pub name: Option<String>,
     /// Relative paths are resolved against the config file's directory.
     pub component: PathBuf,
-    #[serde(default, deserialize_with = "values::string_map")]
+    #[serde(default, deserialize_with = "string_map")]
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: Limits,
     /// What the transform may reach beyond its records; nothing unless granted here.
     #[serde(default)]
     pub capabilities: Capabilities,
-}
-
-/// `[pipeline.sink]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    pub kind: SinkKind,
-    pub brokers: String,
-    pub topic: String,
-    #[serde(default)]
-    pub dead_letter_topic: Option<String>,
-    /// Topics a transform may route outputs to besides `topic`. With exactly-once these are
-    /// read back at start, and an output routed anywhere else is dead-lettered
-    /// (`undeclared-topic`): what was written there could not be found again.
-    #[serde(default)]
-    pub route_topics: Vec<String>,
-    /// Any librdkafka producer property; values may be strings, numbers or booleans.
-    #[serde(default, deserialize_with = "values::secret_map")]
-    pub properties: BTreeMap<String, Secret>,
-    /// Create missing topics (sink, dead-letter and routed ones) instead of failing.
-    #[serde(default)]
-    pub create_topics: bool,
-    /// Partitions of topics Sluice creates.
-    #[serde(default = "default_topic_partitions")]
-    pub topic_partitions: i32,
-    /// What to do with a record larger than the producer's `message.max.bytes`.
-    #[serde(default)]
-    pub oversized: OversizedPolicy,
-}
-
-/// `sink.oversized`: a record Kafka cannot take (larger than `message.max.bytes`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OversizedPolicy {
-    /// Dead-letter the source record with kind `too-large`, its value left out (the copy must
-    /// fit), and go on.
-    #[default]
-    DeadLetter,
-    /// Stop the pipeline with an error; the record is not acked and comes back on restart.
-    Fail,
-}
-
-fn default_topic_partitions() -> i32 {
-    1
-}
-
-/// The only sink so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SinkKind {
-    Kafka,
 }
 
 impl Config {
@@ -362,13 +233,9 @@ impl Config {
             *state_dir = base_dir.join(&*state_dir);
         }
         for pipeline in &mut config.pipelines {
+            let exactly_once = pipeline.guarantee == Guarantee::ExactlyOnce;
             if let SourceConfig::Pulsar(pulsar) = &mut pipeline.source {
-                pulsar
-                    .subscription_type
-                    .get_or_insert(match pipeline.guarantee {
-                        Guarantee::ExactlyOnce => SubscriptionType::Exclusive,
-                        Guarantee::AtLeastOnce => SubscriptionType::Failover,
-                    });
+                pulsar.fill_defaults(exactly_once);
             }
             for transform in &mut pipeline.transforms {
                 if transform.component.is_relative() {
@@ -386,7 +253,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         if let Some(admin) = &self.admin {
             admin.validate()?;
         }
@@ -417,7 +284,7 @@ impl Config {
 }
 
 impl PipelineConfig {
-    fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         if self.max_in_flight == 0 {
             return Err(("max_in_flight".into(), "must be at least 1".into()));
         }
@@ -430,70 +297,19 @@ impl PipelineConfig {
                 ),
             ));
         }
+        let exactly_once = self.guarantee == Guarantee::ExactlyOnce;
         match &self.source {
-            SourceConfig::Pulsar(pulsar) => {
-                if !pulsar.url.starts_with("pulsar://") && !pulsar.url.starts_with("pulsar+ssl://")
-                {
-                    return Err((
-                        "source.url".into(),
-                        format!(
-                            "{:?} must start with pulsar:// or pulsar+ssl://",
-                            pulsar.url
-                        ),
-                    ));
-                }
-                non_empty("source.topic", &pulsar.topic)?;
-                non_empty("source.subscription", &pulsar.subscription)?;
-                let subscription_type = pulsar.subscription_type.unwrap_or_default();
-                if self.guarantee == Guarantee::ExactlyOnce
-                    && subscription_type != SubscriptionType::Exclusive
-                {
-                    return Err((
-                        "source.subscription_type".into(),
-                        format!(
-                            "{:?} does not go with guarantee = \"exactly-once\", which needs one \
-                             writer per source partition: use \"exclusive\" (a failover standby \
-                             takes over without reading back what the active consumer wrote; \
-                             shared and key_shared split a partition over consumers)",
-                            subscription_type.as_str()
-                        ),
-                    ));
-                }
-            }
-            SourceConfig::GcpPubsub(pubsub) => {
-                non_empty("source.project", &pubsub.project)?;
-                non_empty("source.subscription", &pubsub.subscription)?;
-                if let Some(endpoint) = &pubsub.endpoint {
-                    non_empty("source.endpoint", endpoint)?;
-                    // Unary pull connects to an endpoint in plain text only (as the emulator
-                    // expects); on GCP it uses the default endpoint over TLS.
-                    if pubsub.pull == PubSubPull::Unary && endpoint.starts_with("https://") {
-                        return Err((
-                            "source.endpoint".into(),
-                            format!(
-                                "{endpoint:?}: pull = \"unary\" supports plain-text endpoints (http:// or host:port, e.g. the emulator) only"
-                            ),
-                        ));
-                    }
-                }
-            }
+            SourceConfig::Pulsar(pulsar) => pulsar.validate(exactly_once),
+            SourceConfig::GcpPubsub(pubsub) => pubsub.validate(),
         }
+        .map_err(within("source"))?;
         if !(1..=MAX_PARALLELISM).contains(&self.parallelism) {
             return Err((
                 "parallelism".into(),
                 format!("must be between 1 and {MAX_PARALLELISM}"),
             ));
         }
-        if self.guarantee == Guarantee::ExactlyOnce && self.dedup_window < self.max_in_flight {
-            return Err((
-                "dedup_window".into(),
-                format!(
-                    "must be at least max_in_flight ({}): every record in flight at a crash \
-                     must be found again when the pipeline restarts",
-                    self.max_in_flight
-                ),
-            ));
-        }
+        sluice_pipeline::exactly_once::validate(&self.settings())?;
         let mut transform_names = HashSet::new();
         for (t, transform) in self.transforms.iter().enumerate() {
             let name = transform.name();
@@ -506,9 +322,19 @@ impl PipelineConfig {
             validate_limits(&transform.limits)
                 .map_err(|(k, m)| (format!("transform[{t}].limits.{k}"), m))?;
         }
-        self.sink
-            .validate()
-            .map_err(|(key, message)| (format!("sink.{key}"), message))
+        self.sink.validate().map_err(within("sink"))
+    }
+
+    /// The pipeline's settings, apart from its source, transforms and sink.
+    pub fn settings(&self) -> PipelineSettings {
+        PipelineSettings {
+            name: self.name.clone(),
+            guarantee: self.guarantee,
+            max_in_flight: self.max_in_flight,
+            batch_size: self.batch_size,
+            parallelism: self.parallelism,
+            dedup_window: self.dedup_window,
+        }
     }
 
     /// The transform chain this pipeline runs, in order.
@@ -526,17 +352,6 @@ impl PipelineConfig {
     }
 }
 
-impl SinkConfig {
-    /// Every topic this sink may write to when outputs can only go where the config says:
-    /// the sink topic, the dead-letter topic and the route topics.
-    pub fn declared_topics(&self) -> Vec<String> {
-        let mut topics = vec![self.topic.clone()];
-        topics.extend(self.dead_letter_topic.clone());
-        topics.extend(self.route_topics.iter().cloned());
-        topics
-    }
-}
-
 impl TransformConfig {
     /// The configured name, else the component's file stem.
     pub fn name(&self) -> String {
@@ -549,44 +364,7 @@ impl TransformConfig {
     }
 }
 
-/// Producer properties Sluice sets itself because its delivery guarantee rests on them.
-const GUARANTEE_PROPERTIES: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
-
-impl SinkConfig {
-    fn validate(&self) -> Result<(), (String, String)> {
-        non_empty("brokers", &self.brokers)?;
-        check_topic_name("topic", &self.topic)?;
-        if let Some(dlq) = &self.dead_letter_topic {
-            check_topic_name("dead_letter_topic", dlq)?;
-            if dlq == &self.topic {
-                return Err((
-                    "dead_letter_topic".into(),
-                    "must differ from the sink topic".into(),
-                ));
-            }
-        }
-        for (name, required) in GUARANTEE_PROPERTIES {
-            if let Some(value) = self.properties.get(name) {
-                let ok = value.expose() == required || (name == "acks" && value.expose() == "-1");
-                if !ok {
-                    return Err((
-                        format!("properties.{name:?}"),
-                        format!("must stay {required:?}: at-least-once delivery rests on it"),
-                    ));
-                }
-            }
-        }
-        if self.topic_partitions < 1 {
-            return Err(("topic_partitions".into(), "must be at least 1".into()));
-        }
-        for (r, topic) in self.route_topics.iter().enumerate() {
-            check_topic_name(&format!("route_topics[{r}]"), topic)?;
-        }
-        Ok(())
-    }
-}
-
-fn validate_limits(limits: &Limits) -> Result<(), (String, String)> {
+fn validate_limits(limits: &Limits) -> Result<(), Invalid> {
     let at_least = |key: &str, value: u64, min: u64| {
         if value < min {
             Err((key.to_owned(), format!("must be at least {min}")))
@@ -607,36 +385,6 @@ fn validate_limits(limits: &Limits) -> Result<(), (String, String)> {
         limits.max_output_bytes_per_record,
         1,
     )
-}
-
-fn non_empty(key: &str, value: &str) -> Result<(), (String, String)> {
-    if value.trim().is_empty() {
-        return Err((key.into(), "must not be empty".into()));
-    }
-    Ok(())
-}
-
-/// Kafka's own rule for topic names.
-pub fn check_topic_name(key: &str, topic: &str) -> Result<(), (String, String)> {
-    let valid_chars = topic
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if topic.is_empty() || topic.len() > 249 || !valid_chars || topic == "." || topic == ".." {
-        return Err((
-            key.into(),
-            format!("{topic:?} is not a valid Kafka topic name ([A-Za-z0-9._-], 1 to 249 chars)"),
-        ));
-    }
-    Ok(())
-}
-
-impl fmt::Display for Guarantee {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Guarantee::AtLeastOnce => "at-least-once",
-            Guarantee::ExactlyOnce => "exactly-once",
-        })
-    }
 }
 
 #[cfg(test)]

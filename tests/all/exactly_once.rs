@@ -1,4 +1,4 @@
-//! Exactly-once (DESIGN §6) and transform lanes against the real brokers: the runtime is
+//! Exactly-once (docs/delivery-guarantees.md) and transform lanes against the real brokers: the runtime is
 //! SIGKILLed at random moments, brokers are killed and restarted, and every output of every
 //! source record must be in Kafka exactly once, by source identity and output index.
 //!

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use sluice::exec::{ExecSummary, exec};
-use sluice::transform::{Limits, TransformChain, TransformSpec};
+use sluice_engine::exec::{ExecSummary, exec};
+use sluice_engine::{Limits, TransformChain, TransformSpec};
 use sluice_tests::{JSON_FILTER, PASSTHROUGH, REDACT, ROUTER, engine};
 
 /// What `exec` printed for `input`, and the transform's `name@sha256:…` for error lines.

@@ -5,6 +5,7 @@ mod cli;
 mod exactly_once;
 mod examples;
 mod languages;
+mod pipeline;
 mod pubsub_to_kafka;
 mod pulsar_to_kafka;
 mod real_brokers;

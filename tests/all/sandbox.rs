@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use sluice::record::{InputRecord, OutputRecord, SourceInfo, SourceKind};
-use sluice::transform::{
-    self, Capabilities, FailureKind, Limits, RecordOutcome, TransformChain, TransformSpec,
-    WorldProblem,
+use sluice_engine::{
+    self as transform, Capabilities, FailureKind, Limits, RecordOutcome, TransformChain,
+    TransformSpec, WorldProblem,
 };
+use sluice_record::{InputRecord, OutputRecord, SourceInfo, SourceKind};
 use sluice_tests::{
     FAULT_ON_MARKER, FOREIGN_IMPORT, FUTURE_VERSION, MISSING_EXPORT, OTHER_WORLD, WRONG_SIGNATURE,
     engine,

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sluice::record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
-use sluice::transform::{
-    self, FailureKind, Limits, RecordOutcome, TransformChain, TransformEngine, TransformSpec,
+use sluice_engine::{
+    self as transform, FailureKind, Limits, RecordOutcome, TransformChain, TransformEngine,
+    TransformSpec,
 };
+use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 use sluice_tests::{FAULT_ON_MARKER, component, engine};
 
 fn record(index: usize, value: &str) -> InputRecord {
@@ -585,7 +586,7 @@ fn exec_prints_outputs_and_errors_as_json_lines() {
         "\n",
     );
     let mut output = Vec::new();
-    let summary = sluice::exec::exec(&mut chain, input.as_bytes(), &mut output, 10).unwrap();
+    let summary = sluice_engine::exec::exec(&mut chain, input.as_bytes(), &mut output, 10).unwrap();
     let id = chain.transforms()[0].to_string();
     let lines: Vec<serde_json::Value> = String::from_utf8(output)
         .unwrap()
@@ -616,7 +617,7 @@ fn exec_prints_outputs_and_errors_as_json_lines() {
     );
 
     let mut output = Vec::new();
-    let error = sluice::exec::exec(
+    let error = sluice_engine::exec::exec(
         &mut chain,
         "{\"value\":\"fatal\"}\n{}\n".as_bytes(),
         &mut output,
@@ -624,7 +625,7 @@ fn exec_prints_outputs_and_errors_as_json_lines() {
     )
     .unwrap_err();
     assert!(
-        matches!(error, sluice::exec::ExecError::Fatal { line: 1, .. }),
+        matches!(error, sluice_engine::exec::ExecError::Fatal { line: 1, .. }),
         "{error:?}"
     );
     assert_eq!(String::from_utf8(output).unwrap().lines().count(), 1);

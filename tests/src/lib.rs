@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sluice::transform::TransformEngine;
+use sluice_engine::TransformEngine;
 
 /// `examples/passthrough`: every record unchanged.
 pub const PASSTHROUGH: &str = env!("PASSTHROUGH_COMPONENT");

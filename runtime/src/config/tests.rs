@@ -1,5 +1,8 @@
 use std::path::Path;
 
+use sluice_connectors::gcp_pubsub::PubSubPull;
+use sluice_connectors::pulsar::{InitialPosition, SubscriptionType};
+
 use super::*;
 
 const MINIMAL: &str = r#"

@@ -6,8 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice::config::Config;
-use sluice::pipeline::{Pipeline, PipelineError, PipelineStats};
+use sluice_pipeline::{PipelineError, PipelineStats};
+use sluice_runtime::config::Config;
 use sluice_tests::timeouts;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -186,9 +186,12 @@ pub(crate) struct InProcessPipeline {
 impl InProcessPipeline {
     pub(crate) async fn start(toml: &str) -> Self {
         let config = Config::parse(toml, Path::new("test.toml"), Path::new(".")).unwrap();
-        let pipeline = Pipeline::prepare(config.pipelines[0].clone(), sluice_tests::engine())
-            .await
-            .unwrap();
+        let pipeline = sluice_runtime::standalone_pipeline(
+            config.pipelines[0].clone(),
+            sluice_tests::engine(),
+        )
+        .await
+        .unwrap();
         let stats = pipeline.stats();
         let stop = CancellationToken::new();
         let task = tokio::spawn(pipeline.run(stop.clone()));

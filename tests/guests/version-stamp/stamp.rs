@@ -11,7 +11,7 @@
 use sluice::transform::types::{Header, OutputRecord};
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/sluice-transform@0.1.0",
     world: "transformer",
 });
 

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sluice::transform::types::{Header, OutputRecord};
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/sluice-transform@0.1.0",
     world: "transformer",
 });
 

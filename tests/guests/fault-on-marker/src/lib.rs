@@ -39,7 +39,7 @@ use sluice::transform::host::log;
 use sluice::transform::types::{Header, LogLevel, OutputRecord, TransformError};
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/sluice-transform@0.1.0",
     world: "transformer",
 });
 

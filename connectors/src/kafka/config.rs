@@ -1,0 +1,113 @@
+//! `[pipeline.sink]`: Kafka.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::{Invalid, Secret, non_empty, secret_map};
+use crate::sink::{OversizedPolicy, SinkError};
+
+/// `[pipeline.sink]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub kind: SinkKind,
+    pub brokers: String,
+    pub topic: String,
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Topics a transform may route outputs to besides `topic`. With exactly-once these are
+    /// read back at start, and an output routed anywhere else is dead-lettered
+    /// (`undeclared-topic`): what was written there could not be found again.
+    #[serde(default)]
+    pub route_topics: Vec<String>,
+    /// Any librdkafka producer property; values may be strings, numbers or booleans.
+    #[serde(default, deserialize_with = "secret_map")]
+    pub properties: BTreeMap<String, Secret>,
+    /// Create missing topics (sink, dead-letter and routed ones) instead of failing.
+    #[serde(default)]
+    pub create_topics: bool,
+    /// Partitions of topics Sluice creates.
+    #[serde(default = "default_topic_partitions")]
+    pub topic_partitions: i32,
+    /// What to do with a record larger than the producer's `message.max.bytes`.
+    #[serde(default)]
+    pub oversized: OversizedPolicy,
+}
+
+fn default_topic_partitions() -> i32 {
+    1
+}
+
+/// The only sink so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    Kafka,
+}
+
+/// Producer properties Sluice sets itself because its delivery guarantee rests on them.
+const GUARANTEE_PROPERTIES: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
+
+impl KafkaSinkConfig {
+    /// Every topic this sink may write to when outputs can only go where the config says:
+    /// the sink topic, the dead-letter topic and the route topics.
+    pub fn declared_topics(&self) -> Vec<String> {
+        let mut topics = vec![self.topic.clone()];
+        topics.extend(self.dead_letter_topic.clone());
+        topics.extend(self.route_topics.iter().cloned());
+        topics
+    }
+
+    /// Checks the section; keys are relative to it.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        non_empty("brokers", &self.brokers)?;
+        check_topic_name("topic", &self.topic)?;
+        if let Some(dlq) = &self.dead_letter_topic {
+            check_topic_name("dead_letter_topic", dlq)?;
+            if dlq == &self.topic {
+                return Err((
+                    "dead_letter_topic".into(),
+                    "must differ from the sink topic".into(),
+                ));
+            }
+        }
+        for (name, required) in GUARANTEE_PROPERTIES {
+            if let Some(value) = self.properties.get(name) {
+                let ok = value.expose() == required || (name == "acks" && value.expose() == "-1");
+                if !ok {
+                    return Err((
+                        format!("properties.{name:?}"),
+                        format!("must stay {required:?}: at-least-once delivery rests on it"),
+                    ));
+                }
+            }
+        }
+        if self.topic_partitions < 1 {
+            return Err(("topic_partitions".into(), "must be at least 1".into()));
+        }
+        for (r, topic) in self.route_topics.iter().enumerate() {
+            check_topic_name(&format!("route_topics[{r}]"), topic)?;
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's own rule for topic names.
+pub fn check_topic_name(key: &str, topic: &str) -> Result<(), Invalid> {
+    let valid_chars = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if topic.is_empty() || topic.len() > 249 || !valid_chars || topic == "." || topic == ".." {
+        return Err((
+            key.into(),
+            format!("{topic:?} is not a valid Kafka topic name ([A-Za-z0-9._-], 1 to 249 chars)"),
+        ));
+    }
+    Ok(())
+}
+
+/// librdkafka refused a configuration built from this section.
+pub(super) fn config_error(error: rdkafka::error::KafkaError) -> SinkError {
+    SinkError::Config(error.into())
+}

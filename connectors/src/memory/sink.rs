@@ -1,0 +1,148 @@
+//! A sink that keeps every record it is sent, per topic, and delivers at once. Taken down
+//! ([`MemorySink::set_down`]), it refuses sends and connections as an unreachable Kafka does,
+//! so a test can play an outage and watch the pipeline reconnect and replay. Losing delivery
+//! reports ([`MemorySink::lose_delivery_reports`]), it keeps what it is sent but reports a
+//! failure, as a Kafka that failed after writing does: what exactly-once must not write twice.
+
+use std::collections::BTreeMap;
+use std::future::Ready;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sluice_record::OutputRecord;
+use sluice_record::identity;
+
+use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
+
+/// An in-memory sink; clones (and every connection) share the same records.
+#[derive(Clone)]
+pub struct MemorySink {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    default_topic: String,
+    dead_letter_topic: Option<String>,
+    written: Mutex<BTreeMap<String, Vec<OutputRecord>>>,
+    down: AtomicBool,
+    lose_reports: AtomicBool,
+}
+
+impl MemorySink {
+    /// A sink writing to `topic` by default, with an optional dead-letter topic. Any other
+    /// topic exists too.
+    pub fn new(topic: &str, dead_letter_topic: Option<&str>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                default_topic: topic.to_owned(),
+                dead_letter_topic: dead_letter_topic.map(str::to_owned),
+                written: Mutex::default(),
+                down: AtomicBool::new(false),
+                lose_reports: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// What was written to `topic`, in order.
+    pub fn written(&self, topic: &str) -> Vec<OutputRecord> {
+        self.written_map().get(topic).cloned().unwrap_or_default()
+    }
+
+    /// Takes the sink down (sends and connections fail as with an unreachable broker) or
+    /// brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Keeps what is sent but reports every delivery as failed (or stops doing so).
+    pub fn lose_delivery_reports(&self, lose: bool) {
+        self.shared.lose_reports.store(lose, Ordering::SeqCst);
+    }
+
+    fn written_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<OutputRecord>>> {
+        self.shared.written.lock().expect("memory sink lock")
+    }
+
+    fn refuse_if_down(&self) -> Result<(), SinkError> {
+        if self.shared.down.load(Ordering::SeqCst) {
+            return Err(SinkError::Unreachable {
+                brokers: "memory".into(),
+                source: "the memory sink is down".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Sink for MemorySink {
+    type Delivery = Ready<Result<(), SinkError>>;
+
+    fn default_topic(&self) -> &str {
+        &self.shared.default_topic
+    }
+
+    fn dead_letter_topic(&self) -> Option<&str> {
+        self.shared.dead_letter_topic.as_deref()
+    }
+
+    fn declared_topics(&self) -> Vec<String> {
+        let mut topics = vec![self.shared.default_topic.clone()];
+        topics.extend(self.shared.dead_letter_topic.clone());
+        topics
+    }
+
+    fn oversized(&self) -> OversizedPolicy {
+        OversizedPolicy::DeadLetter
+    }
+
+    async fn ensure_topic(&self, _topic: &str) -> Result<TopicStatus, SinkError> {
+        Ok(TopicStatus::Exists)
+    }
+
+    async fn send(&self, record: &OutputRecord) -> Result<Self::Delivery, SinkError> {
+        self.refuse_if_down()?;
+        let topic = record
+            .topic
+            .clone()
+            .unwrap_or_else(|| self.shared.default_topic.clone());
+        self.written_map()
+            .entry(topic.clone())
+            .or_default()
+            .push(record.clone());
+        if self.shared.lose_reports.load(Ordering::SeqCst) {
+            return Ok(std::future::ready(Err(SinkError::Delivery {
+                topic,
+                source: "the memory sink lost the delivery report".into(),
+            })));
+        }
+        Ok(std::future::ready(Ok(())))
+    }
+
+    async fn read_back(&self, pipeline: &str, window: usize) -> Result<ReadBack, SinkError> {
+        self.refuse_if_down()?;
+        let topics = self.declared_topics();
+        let written = self.written_map();
+        let mut read = ReadBack::default();
+        for records in topics.iter().filter_map(|topic| written.get(topic)) {
+            read.partitions += 1;
+            for record in &records[records.len().saturating_sub(window)..] {
+                read.records_read += 1;
+                let headers = record
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), Some(h.value.as_slice())));
+                read.outputs.extend(identity::written_by(headers, pipeline));
+            }
+        }
+        Ok(read)
+    }
+}
+
+impl ConnectSink for MemorySink {
+    type Sink = MemorySink;
+
+    async fn connect(&self) -> Result<MemorySink, SinkError> {
+        self.refuse_if_down()?;
+        Ok(self.clone())
+    }
+}

@@ -1,0 +1,170 @@
+//! A source whose records a test pushes in; it hands them out through the shared read loop
+//! like any broker client and records what was acked. As a broker does, it delivers again a
+//! record that was nacked or released, and, to a new session, every record a failed session
+//! left unacked. A test may cut the stream off ([`MemorySource::cut_off`]) to play a source
+//! failure.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use sluice_record::{InputRecord, SourceInfo, SourceKind};
+use tokio::sync::Notify;
+
+use crate::source::{
+    ConnectSource, Received, RunningSource, SourceClient, SourceError, SourceStart,
+};
+
+/// An in-memory source; clones share the same records.
+#[derive(Clone, Default)]
+pub struct MemorySource {
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a record is queued.
+    queued: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    pushed: u64,
+    /// Records to hand out, with their number (the order they were pushed in).
+    queue: VecDeque<(u64, InputRecord)>,
+    /// Handed out and not settled, by number.
+    out: BTreeMap<u64, InputRecord>,
+    acked: Vec<String>,
+    /// Times a record was handed to the read loop, redeliveries included.
+    deliveries: u64,
+    /// The next receive fails.
+    cut_off: bool,
+}
+
+/// The stream was cut off by the test.
+#[derive(Debug, thiserror::Error)]
+#[error("the memory source was cut off")]
+pub struct CutOff;
+
+impl MemorySource {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues a record with `key` and `value`; returns its message id (`memory-<n>`).
+    pub fn push(&self, key: Option<&[u8]>, value: &[u8]) -> String {
+        let mut state = self.state();
+        state.pushed += 1;
+        let number = state.pushed;
+        let message_id = format!("memory-{number}");
+        let record = InputRecord {
+            key: key.map(<[u8]>::to_vec),
+            value: Some(value.to_vec()),
+            headers: Vec::new(),
+            event_time_ms: None,
+            publish_time_ms: Some(sluice_record::now_ms()),
+            source: SourceInfo {
+                kind: SourceKind::Other,
+                topic: "memory".into(),
+                message_id: message_id.clone(),
+            },
+        };
+        state.queue.push_back((number, record));
+        drop(state);
+        self.shared.queued.notify_one();
+        message_id
+    }
+
+    /// Message ids acked so far, in ack order.
+    pub fn acked(&self) -> Vec<String> {
+        self.state().acked.clone()
+    }
+
+    /// Times a record was handed out, redeliveries included.
+    pub fn deliveries(&self) -> u64 {
+        self.state().deliveries
+    }
+
+    /// Makes the next receive fail, as a broker connection that drops does.
+    pub fn cut_off(&self) {
+        self.state().cut_off = true;
+        self.shared.queued.notify_one();
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().expect("memory source lock")
+    }
+}
+
+impl ConnectSource for MemorySource {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    /// A new session: what an earlier one left unacked is delivered again first.
+    fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
+        let mut state = self.state();
+        let unacked = std::mem::take(&mut state.out);
+        for (number, record) in unacked.into_iter().rev() {
+            state.queue.push_front((number, record));
+        }
+        drop(state);
+        let client = self.clone();
+        Box::pin(async move { Ok(start.run(client)) })
+    }
+}
+
+impl SourceClient for MemorySource {
+    /// The record's number.
+    type Token = u64;
+    type Key = u64;
+    type Error = CutOff;
+    const SYSTEM: &'static str = "memory";
+    const WHILE_STALLED: &'static str = "the records stay queued in memory";
+
+    async fn receive(&mut self) -> Result<Option<Received<u64, u64>>, CutOff> {
+        loop {
+            // Registered before looking, so a push in between is not missed.
+            let queued = self.shared.queued.notified();
+            {
+                let mut state = self.state();
+                if std::mem::take(&mut state.cut_off) {
+                    return Err(CutOff);
+                }
+                if let Some((number, record)) = state.queue.pop_front() {
+                    state.out.insert(number, record.clone());
+                    state.deliveries += 1;
+                    return Ok(Some(Received {
+                        record,
+                        token: number,
+                        key: number,
+                    }));
+                }
+            }
+            queued.await;
+        }
+    }
+
+    fn key_of(number: &u64) -> u64 {
+        *number
+    }
+
+    async fn ack(&mut self, number: u64) {
+        let mut state = self.state();
+        if let Some(record) = state.out.remove(&number) {
+            state.acked.push(record.source.message_id);
+        }
+    }
+
+    async fn nack(&mut self, number: u64) {
+        let mut state = self.state();
+        if let Some(record) = state.out.remove(&number) {
+            state.queue.push_front((number, record));
+            drop(state);
+            self.shared.queued.notify_one();
+        }
+    }
+
+    async fn close(&mut self) {}
+}

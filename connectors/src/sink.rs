@@ -1,0 +1,168 @@
+//! The sink contract: where outputs go. Kafka is Sluice's destination, so the contract speaks
+//! Kafka's language (topics, partitions' tails, acks=all delivery reports); `kafka/` speaks it
+//! through librdkafka, `memory/` stands in for it in tests.
+//!
+//! A pipeline writes each output with [`Sink::send`] and acks the source record once every
+//! [`Sink::Delivery`] of it resolved. The read-back exactly-once mode asks the sink what this
+//! pipeline already wrote ([`Sink::read_back`]).
+
+use std::future::Future;
+
+use serde::Deserialize;
+use sluice_record::OutputRecord;
+use sluice_record::identity::WrittenOutput;
+
+/// The error of a sink's client library, whatever it is.
+pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What can go wrong writing to the sink. The pipeline acts on the class: a transient failure
+/// gets a new connection and the unacked records again, `TooLarge` may dead-letter the record,
+/// `Config` and `MissingTopic` are the user's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("invalid Kafka producer configuration")]
+    Config(#[source] ClientError),
+    #[error("cannot reach Kafka at {brokers}")]
+    Unreachable {
+        brokers: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("Kafka topic {topic:?} does not exist on {brokers}")]
+    MissingTopic { topic: String, brokers: String },
+    #[error("cannot create Kafka topic {topic:?}")]
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("Kafka refused a record for topic {topic:?}")]
+    Produce {
+        topic: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error(
+        "a record of {bytes} bytes for topic {topic:?} is larger than the producer's \
+         message.max.bytes ({limit}); raise sink.properties.\"message.max.bytes\" (and the \
+         broker's max.message.bytes) to pass such records"
+    )]
+    TooLarge {
+        topic: String,
+        bytes: usize,
+        limit: String,
+    },
+    #[error("Kafka did not acknowledge a record for topic {topic:?}")]
+    Delivery {
+        topic: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("the Kafka producer shut down before acknowledging a record for topic {topic:?}")]
+    Canceled { topic: String },
+    #[error(
+        "reading back what was written stalled: nothing came from {partitions} partition(s) \
+         (e.g. of topic {topic:?}) for 30 s"
+    )]
+    ReadBackStalled { topic: String, partitions: usize },
+}
+
+impl SinkError {
+    /// Whether the error is in the user's hands (bad config, missing topic) rather than a
+    /// runtime failure.
+    pub fn is_user_input_error(&self) -> bool {
+        matches!(self, SinkError::Config(_) | SinkError::MissingTopic { .. })
+    }
+
+    /// Whether the broker failed (unreachable, restarting, refusing requests) rather than the
+    /// configuration or the record: a fresh connection may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SinkError::Unreachable { .. }
+                | SinkError::Produce { .. }
+                | SinkError::Delivery { .. }
+                | SinkError::Canceled { .. }
+                | SinkError::CreateTopic { .. }
+                | SinkError::ReadBackStalled { .. }
+        )
+    }
+}
+
+/// Whether a topic can be written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicStatus {
+    Exists,
+    Missing,
+}
+
+/// `sink.oversized`: a record the sink cannot take (larger than `message.max.bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OversizedPolicy {
+    /// Dead-letter the source record with kind `too-large`, its value left out (the copy must
+    /// fit), and go on.
+    #[default]
+    DeadLetter,
+    /// Stop the pipeline with an error; the record is not acked and comes back on restart.
+    Fail,
+}
+
+/// What a read-back found.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    /// Outputs of the pipeline, in partition order.
+    pub outputs: Vec<WrittenOutput>,
+    /// Records read, the pipeline's and others'.
+    pub records_read: u64,
+    pub partitions: usize,
+}
+
+/// A connected sink.
+pub trait Sink: Send + Sync + 'static {
+    /// Resolves once the sink acknowledged one record for good (Kafka: all in-sync replicas),
+    /// or failed after the client's own retries.
+    type Delivery: Future<Output = Result<(), SinkError>> + Send + 'static;
+
+    /// Where an output without a topic of its own goes.
+    fn default_topic(&self) -> &str;
+
+    fn dead_letter_topic(&self) -> Option<&str>;
+
+    /// Every topic outputs may go to when they may only go where the config says: the
+    /// default topic, the dead-letter topic and the declared route topics.
+    fn declared_topics(&self) -> Vec<String>;
+
+    /// What to do with a record larger than the sink takes.
+    fn oversized(&self) -> OversizedPolicy;
+
+    /// Whether `topic` exists, creating it if configured to.
+    fn ensure_topic(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<TopicStatus, SinkError>> + Send;
+
+    /// Hands a record to the client, waiting while its queue is full (backpressure).
+    fn send(
+        &self,
+        record: &OutputRecord,
+    ) -> impl Future<Output = Result<Self::Delivery, SinkError>> + Send;
+
+    /// Reads the last `window` records of every partition of the declared topics (those that
+    /// exist) and returns the outputs `pipeline` wrote there (their identity headers).
+    fn read_back(
+        &self,
+        pipeline: &str,
+        window: usize,
+    ) -> impl Future<Output = Result<ReadBack, SinkError>> + Send;
+}
+
+/// A sink that can be connected: a connector's config, or a test's in-memory sink. A
+/// pipeline connects again after a transient failure.
+pub trait ConnectSink: Send + Sync + 'static {
+    type Sink: Sink;
+
+    /// Connects and checks that the default and dead-letter topics exist (creating them when
+    /// configured to).
+    fn connect(&self) -> impl Future<Output = Result<Self::Sink, SinkError>> + Send;
+}

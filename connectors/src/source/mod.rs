@@ -1,0 +1,89 @@
+//! The source contract: a source yields records, each with an [`AckHandle`]; the pipeline
+//! acks a record only after the sink acknowledged every output it produced.
+//!
+//! A connector implements [`SourceClient`] (receive, ack, nack, close, with its own ack
+//! token and error types) and [`ConnectSource`] (connect from its config); the shared read
+//! loop (`driver.rs`) does the rest: the in-flight budget, dropping redeliveries, applying
+//! acks in the client's task, draining on stop.
+
+mod ack;
+mod driver;
+mod in_flight;
+mod redelivery;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use sluice_record::InputRecord;
+
+pub use ack::AckHandle;
+pub use driver::{Received, SourceClient};
+
+/// Why a source stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The connector's client failed (its own error type: connect, subscribe, receive).
+    #[error(transparent)]
+    Client(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the {system} stream stopped delivering messages")]
+    StreamEnded { system: &'static str },
+}
+
+impl SourceError {
+    /// Wraps a connector's own error.
+    pub fn client(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SourceError::Client(Box::new(error))
+    }
+}
+
+/// One record read from a source, with the handle that acknowledges it.
+pub struct SourceMessage {
+    pub record: InputRecord,
+    pub ack: AckHandle,
+}
+
+/// A running source: its records, and the task that reads them.
+pub struct RunningSource {
+    pub messages: mpsc::Receiver<SourceMessage>,
+    pub task: JoinHandle<Result<(), SourceError>>,
+}
+
+/// What a source reports while it runs, for the pipeline's stats.
+pub trait SourceObserver: Send + Sync + 'static {
+    /// A record was handed to the pipeline: once per record the source delivered (a
+    /// redelivery the source drops is not one).
+    fn received(&self);
+    /// Records handed out and not yet settled; sampled, not exact at every instant.
+    fn in_flight(&self, count: usize);
+}
+
+/// A source that can be connected and started: a connector's config, or a test's in-memory
+/// source.
+pub trait ConnectSource: Send + Sync + 'static {
+    /// `kind` as the config writes it (`pulsar`, `gcp_pubsub`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Connects and starts reading as `start` says (usually: connect a client, then
+    /// [`SourceStart::run`] it).
+    fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>>;
+}
+
+/// How a pipeline starts its source: at most `max_in_flight` records handed out and not yet
+/// settled, each reported to `observer`. Reading stops when `stop` is cancelled; the source
+/// then waits for the acks of what is in flight and closes the connection.
+pub struct SourceStart {
+    pub max_in_flight: usize,
+    pub observer: Arc<dyn SourceObserver>,
+    pub stop: CancellationToken,
+}
+
+impl SourceStart {
+    /// Runs the shared read loop over `client` on a task of its own.
+    pub fn run<C: SourceClient>(self, client: C) -> RunningSource {
+        driver::start(client, self.max_in_flight, self.observer, self.stop)
+    }
+}

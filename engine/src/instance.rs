@@ -1,0 +1,490 @@
+//! One transform of a chain: a pre-instantiated component and its live instance, the calls
+//! into it under limits, and what becomes of traps.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::bindings::{self, Transformer, TransformerPre};
+use super::capabilities::Grants;
+use super::component::LoadedComponent;
+use super::determinism::{PinnedInputs, is_nondeterministic};
+use super::engine::EPOCH_TICK;
+use super::error::Error;
+use super::host::HostState;
+use super::limits::Limits;
+use super::outcome::{FailureKind, RecordOutcome, TransformId};
+use super::spec::TransformSpec;
+use sluice_record::{InputRecord, OutputRecord};
+
+/// What one call into a guest made of one record: outputs, or the record's final outcome.
+pub(crate) type StageResult = Result<Vec<OutputRecord>, RecordOutcome>;
+
+/// A guest failure: its kind and a reason for humans (and the dead-letter header).
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) kind: FailureKind,
+    pub(crate) reason: String,
+}
+
+/// Why a call produced no results.
+enum CallError {
+    /// The guest trapped (or broke the calling convention); the instance was discarded.
+    Trapped(Failure),
+    /// No instance could be made (re-instantiation after a trap failed).
+    Unavailable(String),
+}
+
+/// Why an instance could not be started.
+enum StartError {
+    Refused(String),
+    Failed(Failure),
+    /// A granted capability could not be given (a granted directory vanished).
+    Grant(String),
+}
+
+struct LiveInstance {
+    store: Store<HostState>,
+    bindings: Transformer,
+}
+
+/// A transform with at most one live instance, re-created from its `InstancePre` after a trap.
+pub(crate) struct TransformInstance {
+    id: TransformId,
+    path: PathBuf,
+    config: Vec<(String, String)>,
+    limits: Limits,
+    grants: Grants,
+    engine: wasmtime::Engine,
+    pre: TransformerPre<HostState>,
+    live: Option<LiveInstance>,
+    /// Instances re-created after a trap, for metrics.
+    recycles: u64,
+    /// Whether the component imports clocks or random (see `determinism`).
+    nondeterministic: bool,
+    /// Clocks and random pinned per record, one record per call (exactly-once).
+    pinned: Option<PinnedInputs>,
+}
+
+impl TransformInstance {
+    /// Instantiates the loaded component with `grants` and calls `init` with the spec's
+    /// config.
+    pub(crate) fn start(
+        engine: &wasmtime::Engine,
+        spec: &TransformSpec,
+        loaded: LoadedComponent,
+        grants: Grants,
+    ) -> Result<Self, Error> {
+        let nondeterministic = loaded
+            .component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| is_nondeterministic(name));
+        let mut instance = Self {
+            id: TransformId {
+                name: spec.name.clone(),
+                digest: loaded.digest,
+            },
+            path: loaded.path,
+            config: spec
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            limits: spec.limits.clone(),
+            grants,
+            engine: engine.clone(),
+            pre: loaded.pre,
+            live: None,
+            recycles: 0,
+            nondeterministic,
+            pinned: None,
+        };
+        instance.go_live()?;
+        Ok(instance)
+    }
+
+    /// Makes a fresh live instance (replacing any), failing with the transform named.
+    fn go_live(&mut self) -> Result<(), Error> {
+        let live = self.instantiate().map_err(|error| match error {
+            StartError::Refused(reason) => Error::InitRefused {
+                transform: self.id.name.clone(),
+                path: self.path.clone(),
+                reason,
+            },
+            StartError::Failed(failure) => Error::InitFailed {
+                transform: self.id.name.clone(),
+                path: self.path.clone(),
+                kind: failure.kind,
+                reason: failure.reason,
+            },
+            StartError::Grant(message) => Error::Capability {
+                transform: self.id.name.clone(),
+                message: format!("read_dirs: {message}"),
+            },
+        })?;
+        self.live = Some(live);
+        Ok(())
+    }
+
+    pub(crate) fn id(&self) -> &TransformId {
+        &self.id
+    }
+
+    /// Makes replays of a record give the same outputs: a component that imports clocks or
+    /// random gets them pinned to each record and is called one record at a time (a fresh
+    /// instance is made with the pinned clocks). Others are deterministic already.
+    pub(crate) fn set_deterministic(&mut self) -> Result<(), Error> {
+        if !self.nondeterministic || self.pinned.is_some() {
+            return Ok(());
+        }
+        self.pinned = Some(PinnedInputs::new());
+        self.go_live()
+    }
+
+    /// Whether clocks and random are pinned per record.
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+
+    /// How many times an instance was re-created after a trap.
+    pub(crate) fn recycles(&self) -> u64 {
+        self.recycles
+    }
+
+    /// Runs `inputs` through the transform: exactly one result per input, in order. A trap
+    /// does not fail the innocent records of the batch: the batch is re-run one record at a
+    /// time on fresh instances, so only the records that trap alone are dead-lettered.
+    pub(crate) fn run(&mut self, inputs: &[InputRecord]) -> Vec<StageResult> {
+        if inputs.is_empty() {
+            return Vec::new();
+        }
+        let lowered: Vec<bindings::InputRecord> = inputs.iter().map(lower).collect();
+        if self.pinned.is_some() {
+            return self.run_one_by_one(inputs, &lowered);
+        }
+        match self.call(&lowered, None) {
+            Ok(results) if results.len() == inputs.len() => results
+                .into_iter()
+                .map(|result| self.judge(result))
+                .collect(),
+            Ok(results) if inputs.len() == 1 => vec![Err(self.wrong_count(results.len()))],
+            Ok(results) => {
+                tracing::warn!(
+                    transform = %self.id,
+                    inputs = inputs.len(),
+                    results = results.len(),
+                    "transform returned the wrong number of results; retrying record by record"
+                );
+                self.run_one_by_one(inputs, &lowered)
+            }
+            Err(CallError::Trapped(failure)) if inputs.len() == 1 => {
+                vec![Err(self.dead_letter(failure))]
+            }
+            Err(CallError::Trapped(failure)) => {
+                tracing::debug!(
+                    transform = %self.id,
+                    kind = failure.kind.as_str(),
+                    reason = failure.reason,
+                    records = inputs.len(),
+                    "batch trapped; retrying record by record to find the culprit"
+                );
+                self.run_one_by_one(inputs, &lowered)
+            }
+            Err(CallError::Unavailable(reason)) => inputs
+                .iter()
+                .map(|_| Err(self.fatal(reason.clone())))
+                .collect(),
+        }
+    }
+
+    /// One call per record, each with clocks and random pinned to it when deterministic.
+    fn run_one_by_one(
+        &mut self,
+        inputs: &[InputRecord],
+        lowered: &[bindings::InputRecord],
+    ) -> Vec<StageResult> {
+        inputs
+            .iter()
+            .zip(lowered)
+            .map(|(input, record)| self.call_one(input, record))
+            .collect()
+    }
+
+    fn call_one(&mut self, input: &InputRecord, record: &bindings::InputRecord) -> StageResult {
+        match self.call(std::slice::from_ref(record), Some(input)) {
+            Ok(mut results) if results.len() == 1 => {
+                let result = results.pop().expect("one result");
+                self.judge(result)
+            }
+            Ok(results) => Err(self.wrong_count(results.len())),
+            Err(CallError::Trapped(failure)) => Err(self.dead_letter(failure)),
+            Err(CallError::Unavailable(reason)) => Err(self.fatal(reason)),
+        }
+    }
+
+    /// One guest call on the live instance (made first if a trap discarded it). When
+    /// deterministic, clocks and random are pinned to `pin_to` after the instance is made, so
+    /// its `init` does not move the record's random stream.
+    fn call(
+        &mut self,
+        records: &[bindings::InputRecord],
+        pin_to: Option<&InputRecord>,
+    ) -> Result<Vec<bindings::RecordResult>, CallError> {
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => match self.instantiate() {
+                Ok(live) => {
+                    self.recycles += 1;
+                    live
+                }
+                Err(StartError::Refused(reason)) => {
+                    return Err(CallError::Unavailable(format!(
+                        "cannot restart after a trap: init refused the configuration: {reason}"
+                    )));
+                }
+                Err(StartError::Failed(failure)) => {
+                    return Err(CallError::Unavailable(format!(
+                        "cannot restart after a trap: {}: {}",
+                        failure.kind, failure.reason
+                    )));
+                }
+                Err(StartError::Grant(message)) => {
+                    return Err(CallError::Unavailable(format!(
+                        "cannot restart after a trap: {message}"
+                    )));
+                }
+            },
+        };
+        if let (Some(pinned), Some(record)) = (&self.pinned, pin_to) {
+            pinned.pin(record);
+        }
+        self.arm(&mut live.store);
+        let result = live.bindings.call_transform_batch(&mut live.store, records);
+        live.store.data().log.end_call();
+        match result {
+            Ok(results) => {
+                self.live = Some(live);
+                Ok(results)
+            }
+            // The instance is unusable after a trap: `live` is dropped here.
+            Err(error) => Err(CallError::Trapped(self.classify(&error, &live.store))),
+        }
+    }
+
+    /// A fresh store and instance, initialised with the config.
+    fn instantiate(&self) -> Result<LiveInstance, StartError> {
+        let state = HostState::new(
+            &self.id.to_string(),
+            &self.limits,
+            &self.grants,
+            self.pinned.as_ref(),
+        )
+        .map_err(|error| StartError::Grant(error.to_string()))?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        self.arm(&mut store);
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|error| StartError::Failed(self.classify(&error, &store)))?;
+        let result = bindings.call_init(&mut store, &self.config);
+        store.data().log.end_call();
+        match result {
+            Ok(Ok(())) => Ok(LiveInstance { store, bindings }),
+            Ok(Err(reason)) => Err(StartError::Refused(reason)),
+            Err(error) => Err(StartError::Failed(self.classify(&error, &store))),
+        }
+    }
+
+    /// Prepares a store for one call: a fresh deadline and cleared per-call observations.
+    fn arm(&self, store: &mut Store<HostState>) {
+        // One tick more than the timeout: the first tick may come at once.
+        let ticks = self
+            .limits
+            .batch_timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let state = store.data_mut();
+        // Guest sleeps end here (see `HostState::bounded_sleep`): a little after the epoch
+        // deadline, so that on waking the guest meets an expired epoch and traps even if
+        // the ticker ran late (its thread may be descheduled for a few ticks).
+        let timeout_ms = self.limits.batch_timeout_ms;
+        let margin_ms = timeout_ms / 10 + 3 * EPOCH_TICK.as_millis() as u64;
+        state.call_deadline =
+            Instant::now().checked_add(Duration::from_millis(timeout_ms.saturating_add(margin_ms)));
+        state.limiter.reset_refusal();
+        state.log.begin_call();
+    }
+
+    /// Tells apart the failures by the trap's type (not its text).
+    fn classify(&self, error: &wasmtime::Error, store: &Store<HostState>) -> Failure {
+        let state = store.data();
+        let refused_memory = state.limiter.refused_memory_growth();
+        let with_stderr = |reason: String| match state.log.recent_stderr() {
+            Some(stderr) => format!("{reason}; guest stderr: {stderr}"),
+            None => reason,
+        };
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => Failure {
+                kind: FailureKind::Timeout,
+                reason: format!(
+                    "timed out: the call took longer than batch_timeout_ms = {}",
+                    self.limits.batch_timeout_ms
+                ),
+            },
+            Some(wasmtime::Trap::StackOverflow) => Failure {
+                kind: FailureKind::StackOverflow,
+                reason: "stack overflow: the guest exhausted its call stack".to_owned(),
+            },
+            _ if refused_memory => Failure {
+                kind: FailureKind::OutOfMemory,
+                reason: with_stderr(format!(
+                    "out of memory: the guest needed more than memory_mib = {} ({})",
+                    self.limits.memory_mib,
+                    error_chain(error)
+                )),
+            },
+            _ => Failure {
+                kind: FailureKind::Trap,
+                reason: with_stderr(error_chain(error)),
+            },
+        }
+    }
+
+    /// Applies the output limits to a guest result and maps guest errors to outcomes.
+    fn judge(&self, result: bindings::RecordResult) -> StageResult {
+        match result {
+            Ok(outputs) => {
+                let limits = &self.limits;
+                if outputs.len() as u64 > u64::from(limits.max_outputs_per_record) {
+                    return Err(self.dead_letter(Failure {
+                        kind: FailureKind::OutputLimit,
+                        reason: format!(
+                            "{} outputs for one record; max_outputs_per_record is {}",
+                            outputs.len(),
+                            limits.max_outputs_per_record
+                        ),
+                    }));
+                }
+                let bytes: u64 = outputs.iter().map(output_bytes).sum();
+                if bytes > limits.max_output_bytes_per_record {
+                    return Err(self.dead_letter(Failure {
+                        kind: FailureKind::OutputLimit,
+                        reason: format!(
+                            "{bytes} output bytes for one record; max_output_bytes_per_record is {}",
+                            limits.max_output_bytes_per_record
+                        ),
+                    }));
+                }
+                Ok(outputs.into_iter().map(lift).collect())
+            }
+            Err(bindings::TransformError::Skip(reason)) => Err(RecordOutcome::Skip {
+                transform: self.id.clone(),
+                reason,
+            }),
+            Err(bindings::TransformError::DeadLetter(reason)) => Err(self.dead_letter(Failure {
+                kind: FailureKind::DeadLetter,
+                reason,
+            })),
+            Err(bindings::TransformError::Fatal(reason)) => Err(self.fatal(reason)),
+        }
+    }
+
+    fn wrong_count(&self, results: usize) -> RecordOutcome {
+        self.dead_letter(Failure {
+            kind: FailureKind::Trap,
+            reason: format!("the transform returned {results} results for 1 record"),
+        })
+    }
+
+    fn dead_letter(&self, failure: Failure) -> RecordOutcome {
+        RecordOutcome::DeadLetter {
+            transform: self.id.clone(),
+            kind: failure.kind,
+            reason: failure.reason,
+        }
+    }
+
+    fn fatal(&self, reason: String) -> RecordOutcome {
+        RecordOutcome::Fatal {
+            transform: self.id.clone(),
+            reason,
+        }
+    }
+}
+
+/// What went wrong, on one line: the trap itself when there is one (not the wasm backtrace
+/// wasmtime attaches as context), else the error and its causes.
+fn error_chain(error: &wasmtime::Error) -> String {
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    error
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|cause| !cause.starts_with("error while executing at wasm backtrace"))
+        .map(|cause| cause.lines().next().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn output_bytes(output: &bindings::OutputRecord) -> u64 {
+    let len = |bytes: Option<&[u8]>| bytes.map_or(0, <[u8]>::len) as u64;
+    len(output.key.as_deref())
+        + len(output.value.as_deref())
+        + len(output.topic.as_deref().map(str::as_bytes))
+        + output
+            .headers
+            .iter()
+            .map(|h| (h.name.len() + h.value.len()) as u64)
+            .sum::<u64>()
+}
+
+fn lower(record: &InputRecord) -> bindings::InputRecord {
+    use sluice_record::SourceKind;
+    bindings::InputRecord {
+        key: record.key.clone(),
+        value: record.value.clone(),
+        headers: record
+            .headers
+            .iter()
+            .map(|h| bindings::Header {
+                name: h.name.clone(),
+                value: h.value.clone(),
+            })
+            .collect(),
+        event_time_ms: record.event_time_ms,
+        publish_time_ms: record.publish_time_ms,
+        source: bindings::SourceInfo {
+            kind: match record.source.kind {
+                SourceKind::Pulsar => bindings::SourceKind::Pulsar,
+                SourceKind::GcpPubsub => bindings::SourceKind::GcpPubsub,
+                SourceKind::Other => bindings::SourceKind::Other,
+            },
+            topic: record.source.topic.clone(),
+            message_id: record.source.message_id.clone(),
+        },
+    }
+}
+
+/// A guest output as a host record (its timestamp and topic are resolved by the chain).
+fn lift(output: bindings::OutputRecord) -> OutputRecord {
+    OutputRecord {
+        key: output.key,
+        value: output.value,
+        headers: output
+            .headers
+            .into_iter()
+            .map(|h| sluice_record::Header {
+                name: h.name,
+                value: h.value,
+            })
+            .collect(),
+        timestamp_ms: output.timestamp_ms,
+        topic: output.topic,
+    }
+}

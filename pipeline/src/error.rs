@@ -1,0 +1,83 @@
+//! Why a pipeline stopped or could not start.
+
+use sluice_connectors::sink::SinkError;
+use sluice_connectors::source::SourceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("pipeline {pipeline:?}: cannot load its transforms")]
+    Transform {
+        pipeline: String,
+        #[source]
+        source: sluice_engine::Error,
+    },
+    #[error("pipeline {pipeline:?}: Kafka sink failed")]
+    Sink {
+        pipeline: String,
+        #[source]
+        source: SinkError,
+    },
+    #[error("pipeline {pipeline:?}: source failed")]
+    Source {
+        pipeline: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error(
+        "pipeline {pipeline:?}: transform {transform} stopped the pipeline at message {message_id}: {reason}"
+    )]
+    Fatal {
+        pipeline: String,
+        transform: String,
+        message_id: String,
+        reason: String,
+    },
+    #[error(
+        "pipeline {pipeline:?}: message {message_id} must be dead-lettered ({kind}: {reason}) but the sink has no dead_letter_topic"
+    )]
+    NoDeadLetterTopic {
+        pipeline: String,
+        message_id: String,
+        kind: String,
+        reason: String,
+    },
+    #[error("pipeline {pipeline:?}: the transform thread died")]
+    TransformThread { pipeline: String },
+}
+
+impl PipelineError {
+    pub(crate) fn sink(pipeline: &str, source: SinkError) -> Self {
+        PipelineError::Sink {
+            pipeline: pipeline.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn source(pipeline: &str, source: SourceError) -> Self {
+        PipelineError::Source {
+            pipeline: pipeline.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether the failure is in the user's hands (config, components, missing topics).
+    pub fn is_user_input_error(&self) -> bool {
+        match self {
+            PipelineError::Transform { source, .. } => source.is_user_input_error(),
+            PipelineError::Sink { source, .. } => source.is_user_input_error(),
+            _ => false,
+        }
+    }
+}
+
+/// `error: cause: cause`, one line for logs and API answers.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}

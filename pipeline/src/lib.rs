@@ -1,0 +1,31 @@
+//! A pipeline: records from a source, through a chain of transforms, into a sink, with every
+//! source record acked only once the sink has all its outputs (docs/architecture.md).
+//!
+//! - `pipeline.rs`, `running.rs`: [`Pipeline`] — prepare (load transforms, connect the sink),
+//!   then run: bring up the source session and the sink, let records flow, renew on failure;
+//! - `lanes.rs`, `stages.rs`, `outcome_writer.rs`: the transform lanes, the sink and ack
+//!   stages, and what each outcome becomes in the sink;
+//! - `exactly_once.rs`: everything of the read-back exactly-once mode;
+//! - `restart.rs`: the one restart policy (what a broker failure renews, and when);
+//! - `stats.rs`, `control.rs`: the counters and the live handle the admin API reads.
+//!
+//! It knows sources and sinks only by their contracts (`sluice_connectors::source` and
+//! `::sink`), so it builds and is tested with no broker client.
+
+mod control;
+mod error;
+pub mod exactly_once;
+mod lanes;
+mod outcome_writer;
+mod pipeline;
+mod restart;
+mod running;
+mod settings;
+mod stages;
+mod stats;
+
+pub use control::{PipelineControl, PipelineState};
+pub use error::{PipelineError, error_chain};
+pub use pipeline::{Pipeline, PipelineParts};
+pub use settings::{Guarantee, MAX_PARALLELISM, PipelineSettings};
+pub use stats::{PipelineStats, StatsFamilies, TransformStats};

@@ -1,0 +1,274 @@
+//! A pipeline while it runs, step by step: bring up what is missing (a source session, a
+//! sink connection, the exactly-once read-back), let records flow through the stages, and
+//! renew what the restart policy says failed. [`Pipeline::run`](crate::Pipeline::run) drives
+//! these steps.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_connectors::sink::ConnectSink;
+use sluice_connectors::source::{
+    ConnectSource, RunningSource, SourceError, SourceMessage, SourceStart,
+};
+use sluice_engine::TransformChain;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::PipelineControl;
+use crate::control::PipelineState;
+use crate::error::{PipelineError, error_chain};
+use crate::exactly_once::ExactlyOnce;
+use crate::lanes::LanesInput;
+use crate::pipeline::{Pipeline, connect_sink};
+use crate::restart::{Renew, RestartPolicy};
+use crate::settings::{Guarantee, PipelineSettings};
+use crate::stages::Stages;
+use crate::stats::PipelineStats;
+
+/// How often a running pipeline logs its counters.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+impl<C: ConnectSink> Pipeline<C> {
+    /// Runs until `stop` is cancelled (then drains in-flight records) or it fails for a
+    /// reason the restart policy cannot cure.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), PipelineError> {
+        let control = self.control.clone();
+        let (name, stats) = (self.settings.name.clone(), control.stats.clone());
+        let halt = stop.child_token();
+        let progress = tokio::spawn(report_progress(name.clone(), stats.clone(), halt.clone()));
+        let mut restarts = RestartPolicy::new(&control, &stop);
+        let mut running = Running::new(self, &stop);
+        let result = loop {
+            let error = match running.bring_up().await {
+                Ok(sink) => match running.flow(sink, &mut restarts).await {
+                    Ok(()) => break Ok(()),
+                    Err(error) => error,
+                },
+                Err(error) => error,
+            };
+            match restarts.after(error, running.replay.len()).await {
+                Ok(Some(renew)) => running.renew(renew).await,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        control.set_state(match result {
+            Ok(()) => PipelineState::Stopped,
+            Err(_) => PipelineState::Failed,
+        });
+        // Stop reading (a no-op after a graceful stop) and let the source settle and close.
+        let source_result = running.end_session().await;
+        halt.cancel();
+        progress.abort();
+        tracing::info!(pipeline = %name, "pipeline stopped: {}", stats.summary());
+        result?;
+        source_result.map_err(|source| PipelineError::source(&name, source))
+    }
+}
+
+/// A pipeline while it runs: what is up (a source session, a sink connection), what it
+/// holds across a restart (the chains, the records to replay, the exactly-once memory), and
+/// what it does at each step of [`Pipeline::run`].
+pub(crate) struct Running<'a, C: ConnectSink> {
+    settings: PipelineSettings,
+    source: Arc<dyn ConnectSource>,
+    connector: C,
+    control: Arc<PipelineControl>,
+    stop: &'a CancellationToken,
+    /// One chain per lane; empty while the stages hold them.
+    chains: Vec<TransformChain>,
+    sink: Option<Arc<C::Sink>>,
+    session: Option<SourceSession>,
+    /// Records read and not acked when the sink failed: they go out first, in order.
+    pub(crate) replay: VecDeque<SourceMessage>,
+    exactly_once: Option<ExactlyOnce>,
+    /// Exactly-once: the sink was renewed, so read back what the replayed records reached.
+    catch_up: bool,
+}
+
+impl<'a, C: ConnectSink> Running<'a, C> {
+    pub(crate) fn new(pipeline: Pipeline<C>, stop: &'a CancellationToken) -> Self {
+        Self {
+            settings: pipeline.settings,
+            source: pipeline.source,
+            connector: pipeline.connect_sink,
+            control: pipeline.control,
+            stop,
+            chains: pipeline.chains,
+            sink: Some(pipeline.sink),
+            session: None,
+            replay: VecDeque::new(),
+            exactly_once: None,
+            catch_up: false,
+        }
+    }
+
+    /// Brings up what is missing: a source session, a sink connection, the exactly-once
+    /// read-back.
+    pub(crate) async fn bring_up(&mut self) -> Result<Arc<C::Sink>, PipelineError> {
+        let name = &self.settings.name;
+        if self.session.is_none() {
+            let stats = self.control.stats.clone();
+            let session = SourceSession::start(&*self.source, &self.settings, stats, self.stop);
+            self.session = Some(session.await?);
+            // Read back once subscribed: a writer that held the subscription before is gone
+            // by now.
+            self.exactly_once = None;
+        }
+        let sink = match &self.sink {
+            Some(sink) => sink.clone(),
+            None => self
+                .sink
+                .insert(connect_sink(&self.connector, name).await?)
+                .clone(),
+        };
+        if self.settings.guarantee == Guarantee::ExactlyOnce {
+            let sink_error = |source| PipelineError::sink(name, source);
+            match &mut self.exactly_once {
+                None => {
+                    let read = ExactlyOnce::read_back(&self.settings, &*sink).await;
+                    self.exactly_once = Some(read.map_err(sink_error)?);
+                }
+                Some(written) if self.catch_up => {
+                    let unacked: Vec<&str> = (self.replay.iter())
+                        .map(|m| m.record.source.message_id.as_str())
+                        .collect();
+                    let caught_up = written.catch_up(name, &*sink, &unacked).await;
+                    caught_up.map_err(sink_error)?;
+                }
+                Some(_) => {}
+            }
+        }
+        self.catch_up = false;
+        Ok(sink)
+    }
+
+    /// Runs the stages over `sink` until the source's channel closes (`Ok`: a stop, drained,
+    /// and the source closed) or something fails.
+    pub(crate) async fn flow(
+        &mut self,
+        sink: Arc<C::Sink>,
+        restarts: &mut RestartPolicy<'_>,
+    ) -> Result<(), PipelineError> {
+        let name = self.settings.name.clone();
+        let records = (self.session.as_mut())
+            .and_then(|session| session.records.take())
+            .expect("a running source session has its records");
+        restarts.running(&self.chains[0]);
+        let stages = Stages {
+            lanes: LanesInput {
+                pipeline: name.clone(),
+                control: self.control.clone(),
+                chains: std::mem::take(&mut self.chains),
+                records,
+                replay: std::mem::take(&mut self.replay),
+                batch_size: self.settings.batch_size,
+                max_in_flight: self.settings.max_in_flight,
+            },
+            sink,
+            stats: self.control.stats.clone(),
+            exactly_once: self.exactly_once.take(),
+        };
+        let (leftovers, result) = stages.run().await;
+        tracing::debug!(pipeline = %name, ok = result.is_ok(), "stages ended");
+        let Some(leftovers) = leftovers else {
+            // The chains died with their thread: nothing to restart with.
+            if let Err(error) = result {
+                tracing::warn!(pipeline = %name, error = %error_chain(&error), "stages failed as a transform thread died");
+            }
+            return Err(PipelineError::TransformThread { pipeline: name });
+        };
+        self.chains = leftovers.chains;
+        self.replay = leftovers.unacked;
+        self.exactly_once = leftovers.exactly_once;
+        if let Some(session) = &mut self.session {
+            session.records = Some(leftovers.records);
+        }
+        result?;
+        // The source's channel closed: a stop (drained), or the source ended.
+        self.end_session()
+            .await
+            .map_err(|source| PipelineError::source(&name, source))
+    }
+
+    /// Drops what the restart policy renews; [`Running::bring_up`] makes it again.
+    pub(crate) async fn renew(&mut self, renew: Renew) {
+        match renew {
+            Renew::Sink => {
+                self.sink = None;
+                self.catch_up = true;
+            }
+            Renew::Source => {
+                // Its failure is what brought us here.
+                let _ = self.end_session().await;
+            }
+        }
+    }
+
+    /// Ends the source session (if any): stops reading, gives the records held for a replay
+    /// back to the source (they come again), and waits for the source to settle and close.
+    pub(crate) async fn end_session(&mut self) -> Result<(), SourceError> {
+        self.replay.clear();
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        session.stop.cancel();
+        drop(session.records);
+        session.task.await.expect("source task panicked")
+    }
+}
+
+/// One run of the source: the records it hands out (`None` while the stages hold them), its
+/// task, and what stops it.
+struct SourceSession {
+    records: Option<mpsc::Receiver<SourceMessage>>,
+    task: JoinHandle<Result<(), SourceError>>,
+    stop: CancellationToken,
+}
+
+impl SourceSession {
+    async fn start(
+        source: &dyn ConnectSource,
+        settings: &PipelineSettings,
+        stats: Arc<PipelineStats>,
+        stop: &CancellationToken,
+    ) -> Result<Self, PipelineError> {
+        // Cancelled on stop, and when the session ends for good: the source then drains.
+        let stop = stop.child_token();
+        let start = SourceStart {
+            max_in_flight: settings.max_in_flight,
+            observer: stats,
+            stop: stop.clone(),
+        };
+        let RunningSource { messages, task } = source
+            .start(start)
+            .await
+            .map_err(|error| PipelineError::source(&settings.name, error))?;
+        Ok(Self {
+            records: Some(messages),
+            task,
+            stop,
+        })
+    }
+}
+
+async fn report_progress(pipeline: String, stats: Arc<PipelineStats>, halt: CancellationToken) {
+    let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
+    interval.tick().await;
+    let mut last = String::new();
+    loop {
+        tokio::select! {
+            _ = halt.cancelled() => return,
+            _ = interval.tick() => {
+                // Only when something moved: an idle pipeline stays quiet.
+                let summary = stats.summary();
+                if summary != last {
+                    tracing::info!(pipeline = %pipeline, "progress: {summary}");
+                    last = summary;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Host-side records: what sources produce, transforms consume and the sink writes, and the
+//! identity every written record carries.
+//!
+//! These mirror the WIT types of `sluice:transform@0.1.0` but stay independent of the
+//! wasmtime bindings, so sources and sinks do not depend on the transform engine.
+//!
+//! - [`identity`]: the `sluice.pipeline` / `sluice.source.id` / `sluice.output.index` headers,
+//!   defined, stamped and parsed here only.
+//! - [`dead_letter`]: the dead-letter copy of a record and its `sluice.error*` headers.
+
+pub mod dead_letter;
+pub mod identity;
+
+/// One header: Pulsar property, Pub/Sub attribute or Kafka header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+impl Header {
+    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The kind of system a record was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Pulsar,
+    GcpPubsub,
+    Other,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Pulsar => "pulsar",
+            SourceKind::GcpPubsub => "gcp_pubsub",
+            SourceKind::Other => "other",
+        }
+    }
+}
+
+/// Where an input record came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub kind: SourceKind,
+    /// Pulsar topic or Pub/Sub subscription.
+    pub topic: String,
+    /// Message id as the source prints it.
+    pub message_id: String,
+}
+
+/// A record as the source delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    pub event_time_ms: Option<i64>,
+    pub publish_time_ms: Option<i64>,
+    pub source: SourceInfo,
+}
+
+impl InputRecord {
+    /// The timestamp an output inherits when the transform sets none: event time, else
+    /// publish time (docs/delivery-guarantees.md, "Source metadata").
+    pub fn default_timestamp_ms(&self) -> Option<i64> {
+        self.event_time_ms.or(self.publish_time_ms)
+    }
+}
+
+/// A record to write to Kafka (or to hand to the next transform of a chain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    pub timestamp_ms: Option<i64>,
+    /// Target topic; `None` means the sink's default topic.
+    pub topic: Option<String>,
+}
+
+impl OutputRecord {
+    /// Bytes of key, value and headers: what counts against Kafka's message size limit.
+    pub fn size_bytes(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
+    }
+
+    /// The identity transform: what a pipeline without transforms writes.
+    pub fn passthrough(input: &InputRecord) -> Self {
+        Self {
+            key: input.key.clone(),
+            value: input.value.clone(),
+            headers: input.headers.clone(),
+            timestamp_ms: input.default_timestamp_ms(),
+            topic: None,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every record timestamp (0 if the clock is
+/// before the epoch).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
