@@ -101,6 +101,19 @@ impl MemorySource {
         self.state().deliveries
     }
 
+    /// Hands out again everything handed out and not settled, as a broker does once an ack
+    /// deadline passes or a consumer is gone (a session already holding one of them drops the
+    /// copy: it is in flight there).
+    pub fn redeliver_unsettled(&self) {
+        let mut state = self.state();
+        let unsettled = std::mem::take(&mut state.out);
+        for (number, record) in unsettled.into_iter().rev() {
+            state.queue.push_front((number, record));
+        }
+        drop(state);
+        self.shared.queued.notify_one();
+    }
+
     /// Makes the next receive fail, as a broker connection that drops does.
     pub fn cut_off(&self) {
         self.state().cut_off = true;

@@ -119,6 +119,22 @@ async fn run<C: SourceClient>(
                 records = None;
             }
             reserved = in_flight.reserve(), if reading && slot.is_none() => slot = Some(reserved),
+            // Before receiving: a client that hands a nacked message straight back (the
+            // memory source, Pub/Sub) must not starve the check that ends a drain.
+            _ = idle_check.tick() => {
+                // Sampled: exact enough for a gauge, and free on the record path.
+                // The slot reserved for the next receive holds no record yet.
+                observer.in_flight(in_flight.taken() - usize::from(slot.is_some()));
+                if reading {
+                    stall.check(&in_flight);
+                    continue;
+                }
+                drop(slot.take());
+                tracing::trace!(messaging.system = C::SYSTEM, in_flight = in_flight.taken(), "waiting for the in-flight records to settle");
+                if in_flight.is_idle() {
+                    break Ok(());
+                }
+            }
             received = client.receive(), if (reading && slot.is_some()) || (!reading && stream_open) => {
                 if !reading {
                     // Keep taking deliveries while draining: a pulsar-rs consumer whose
@@ -163,20 +179,6 @@ async fn run<C: SourceClient>(
                 {
                     // The pipeline is gone; stop reading.
                     records = None;
-                }
-            }
-            _ = idle_check.tick() => {
-                // Sampled: exact enough for a gauge, and free on the record path.
-                // The slot reserved for the next receive holds no record yet.
-                observer.in_flight(in_flight.taken() - usize::from(slot.is_some()));
-                if reading {
-                    stall.check(&in_flight);
-                    continue;
-                }
-                drop(slot.take());
-                tracing::trace!(messaging.system = C::SYSTEM, in_flight = in_flight.taken(), "waiting for the in-flight records to settle");
-                if in_flight.is_idle() {
-                    break Ok(());
                 }
             }
         }
