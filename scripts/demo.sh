@@ -87,7 +87,7 @@ sluice_pid=$!
 step "publish 9 sample orders to Pulsar (one is not JSON)"
 "$dev" publish-orders --topic "persistent://public/default/$run-orders" --count 9
 
-step "read the transformed records back from Kafka"
+step "read the transformed records back from Kafka (read_committed, as every consumer of a Sluice output must: exactly-once pipelines write in Kafka transactions)"
 "$dev" read --count 9 --timeout-secs 90 \
     --topic "$run-orders-eu" --topic "$run-orders-us" --topic "$run-orders-apac" \
     --topic "$run-orders-dlq"

@@ -45,7 +45,8 @@ pub enum PipelineError {
     TransformThread { pipeline: String },
     #[error(
         "pipeline {pipeline:?} was fenced by a newer instance (transactional.id \
-         {transactional_id:?}): another instance with the same config took over"
+         {transactional_id:?}): another instance with the same config took over; this one \
+         stopped without writing or acking anything more"
     )]
     Fenced {
         pipeline: String,

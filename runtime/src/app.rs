@@ -159,7 +159,11 @@ pub async fn run(
     let mut first_error: Option<PipelineError> = None;
     while let Some(result) = running.join_next().await {
         if let Err(error) = result.map_err(|_| RuntimeError::PipelinePanicked)? {
-            tracing::error!(error = %sluice_pipeline::error_chain(&error), "pipeline failed; stopping the others");
+            // The process's `error:` line names the first failure; this line is for the
+            // pipelines it stops (a lone pipeline's failure is said once).
+            if !running.is_empty() {
+                tracing::error!(error = %sluice_pipeline::error_chain(&error), "pipeline failed; stopping the others");
+            }
             stop.cancel();
             first_error.get_or_insert(error);
         }

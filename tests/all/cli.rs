@@ -99,3 +99,61 @@ fn exec_runs_json_lines_through_a_guest() {
     assert_eq!(lines[0]["value"], r#"{"email":"***","n":1}"#);
     assert_eq!(lines[1]["error"]["kind"], "dead-letter");
 }
+
+/// A config whose exactly-once cannot hold is refused at load, exit 2, naming what is wrong:
+/// a Pulsar subscription that spreads one partition over several consumers, the read-back
+/// mode with a failover standby (only transactions fence the old owner), and transaction
+/// settings on an at-least-once pipeline.
+#[test]
+fn exactly_once_that_cannot_hold_exits_2() {
+    let cases = [
+        (
+            "guarantee = \"exactly-once\"",
+            "subscription_type = \"shared\"",
+            "subscription_type",
+        ),
+        (
+            "guarantee = \"exactly-once\"\nexactly_once = { mode = \"read-back\" }",
+            "subscription_type = \"failover\"",
+            "failover",
+        ),
+        (
+            "exactly_once = { commit_interval_ms = 50 }",
+            "",
+            "exactly_once",
+        ),
+    ];
+    for (settings, source_settings, named) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            r#"
+[[pipeline]]
+name = "p"
+{settings}
+[pipeline.source]
+kind = "pulsar"
+url = "pulsar://127.0.0.1:1"
+topic = "t"
+subscription = "s"
+{source_settings}
+[pipeline.sink]
+kind = "kafka"
+brokers = "127.0.0.1:1"
+topic = "out"
+"#
+        );
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, toml).unwrap();
+        let output = sluice(&["run", "--config", path.to_str().unwrap()]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{settings} / {source_settings}"
+        );
+        let line = error_line(&output);
+        assert!(
+            line.contains(named),
+            "{settings} / {source_settings}: {line}"
+        );
+    }
+}

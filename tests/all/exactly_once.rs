@@ -34,7 +34,7 @@ fn soak_factor() -> u64 {
 }
 
 /// Outputs per record of the `fan-out-work` guest with `copies = "seq"`.
-fn copies_of(seq: u64) -> u64 {
+pub(crate) fn copies_of(seq: u64) -> u64 {
     1 + seq % 3
 }
 
@@ -43,7 +43,7 @@ fn event_time_of(seq: u64) -> u64 {
 }
 
 /// JSON records over 40 keys, each with its `seq` in a property and its event time.
-fn pulsar_records(count: u64) -> Vec<PulsarRecord> {
+pub(crate) fn pulsar_records(count: u64) -> Vec<PulsarRecord> {
     (0..count)
         .map(|seq| PulsarRecord {
             key: Some(format!("k{}", seq % 40)),
@@ -139,7 +139,12 @@ async fn crash_loop(
 
 /// Waits until the output topic holds `target` records; fails with the run's log when it
 /// stops growing for two minutes.
-async fn wait_for_outputs(brokers: &Brokers, topics: &Topics, target: i64, log: &Path) -> i64 {
+pub(crate) async fn wait_for_outputs(
+    brokers: &Brokers,
+    topics: &Topics,
+    target: i64,
+    log: &Path,
+) -> i64 {
     let mut last = (output_size(brokers, topics).await, Instant::now());
     while last.0 < target {
         if last.1.elapsed() > timeouts::STALL {
@@ -160,7 +165,12 @@ async fn wait_for_outputs(brokers: &Brokers, topics: &Topics, target: i64, log: 
 
 /// Waits until all `expected` distinct outputs (by seq and output index) are in the output
 /// topic: with duplicates (at-least-once) the topic's size says too early.
-async fn wait_for_every_output(brokers: &Brokers, topics: &Topics, expected: usize, log: &Path) {
+pub(crate) async fn wait_for_every_output(
+    brokers: &Brokers,
+    topics: &Topics,
+    expected: usize,
+    log: &Path,
+) {
     let mut last = (0, Instant::now());
     loop {
         wait_for_outputs(brokers, topics, expected as i64, log).await;
@@ -187,22 +197,26 @@ async fn wait_for_every_output(brokers: &Brokers, topics: &Topics, expected: usi
     }
 }
 
-async fn output_size(brokers: &Brokers, topics: &Topics) -> i64 {
+pub(crate) async fn output_size(brokers: &Brokers, topics: &Topics) -> i64 {
     topic_size(brokers, &topics.output).await
 }
 
 /// How the outputs in Kafka compare with what `count` records should have produced.
-struct OutputCheck {
-    records: usize,
-    distinct: usize,
-    duplicates: usize,
-    missing: usize,
+pub(crate) struct OutputCheck {
+    pub(crate) records: usize,
+    pub(crate) distinct: usize,
+    pub(crate) duplicates: usize,
+    pub(crate) missing: usize,
 }
 
 /// Counts outputs by identity (`sluice.source.id`, `sluice.output.index`) against the
 /// `copies(seq)` outputs each of `count` records should have, checks each record's identity
 /// is consistent (one source id per seq; index = the guest's copy number) and per-key order.
-fn check_outputs(records: &[KafkaRecord], count: u64, copies: impl Fn(u64) -> u64) -> OutputCheck {
+pub(crate) fn check_outputs(
+    records: &[KafkaRecord],
+    count: u64,
+    copies: impl Fn(u64) -> u64,
+) -> OutputCheck {
     let mut by_identity: HashMap<(String, u64), usize> = HashMap::new();
     let mut source_of_seq: HashMap<u64, String> = HashMap::new();
     for record in records {
@@ -288,7 +302,30 @@ fn assert_pinned_stamps(records: &[KafkaRecord]) {
     assert_eq!(distinct.len(), random_of.len(), "random differs per record");
 }
 
-fn fan_out_transform() -> String {
+/// The `exactly_once` line of a test's transactions pipeline: its own `transactional.id`s and
+/// offsets topic (by default both come from the pipeline name, which the tests share, and
+/// tests running side by side would fence each other).
+pub(crate) fn own_transactions(topics: &Topics) -> String {
+    format!(
+        "exactly_once = {{ transactional_id_prefix = \"{0}.\", offsets_topic = \"{0}-offsets\" }}",
+        topics.output
+    )
+}
+
+/// The `[[pipeline]]` lines of a test pipeline with `guarantee`: `at-least-once`,
+/// `exactly-once` (on transactions, with their own ids: [`own_transactions`]) or `read-back`
+/// (exactly-once in the read-back mode).
+pub(crate) fn guarantee_settings(guarantee: &str, topics: &Topics) -> String {
+    match guarantee {
+        "exactly-once" => format!("guarantee = \"{guarantee}\"\n{}", own_transactions(topics)),
+        "read-back" => {
+            "guarantee = \"exactly-once\"\nexactly_once = { mode = \"read-back\" }".to_owned()
+        }
+        _ => format!("guarantee = \"{guarantee}\""),
+    }
+}
+
+pub(crate) fn fan_out_transform() -> String {
     transform_entry(
         sluice_tests::FAN_OUT_WORK,
         r#"copies = "seq", stamp = "true""#,
@@ -303,7 +340,10 @@ fn pulsar_config(
 ) -> String {
     pulsar_pipeline_toml(
         "eo",
-        &format!("guarantee = \"{guarantee}\"\nparallelism = {parallelism}\nmax_in_flight = 2000"),
+        &format!(
+            "{}\nparallelism = {parallelism}\nmax_in_flight = 2000",
+            guarantee_settings(guarantee, topics)
+        ),
         "",
         brokers,
         topics,
@@ -315,7 +355,7 @@ fn pulsar_config(
     )
 }
 
-fn print_check(context: &str, check: &OutputCheck) {
+pub(crate) fn print_check(context: &str, check: &OutputCheck) {
     eprintln!(
         "{context}: {} records in Kafka, {} distinct outputs, {} duplicates, {} missing",
         check.records, check.distinct, check.duplicates, check.missing
@@ -323,7 +363,8 @@ fn print_check(context: &str, check: &OutputCheck) {
 }
 
 /// Publishes `count` records (`SLUICE_SOAK` scales it) for `test`, runs the crash loop on a
-/// two-lane `guarantee` pipeline with `chaos`, and returns the outputs and their check.
+/// two-lane pipeline with `guarantee` (as [`guarantee_settings`] takes it) and `chaos`, and
+/// returns the outputs and their check.
 async fn pulsar_crash_loop(
     test: &str,
     guarantee: &str,
@@ -371,6 +412,24 @@ async fn pulsar_exactly_once_through_kills_of_runtime_and_brokers() {
     assert_eq!(check.records, check.distinct);
     assert_pinned_stamps(&output);
     assert!(read_all(&brokers, &[&topics.dead_letter]).await.is_empty());
+}
+
+/// The same crash loop in the read-back mode, chosen explicitly (for brokers without
+/// transactions): every output once, none missing, per-key order kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulsar_read_back_through_kills_of_runtime_and_brokers() {
+    let chaos = |kill| match kill {
+        4 => Chaos::KillBroker("kafka"),
+        7 => Chaos::KillBroker("pulsar"),
+        _ => Chaos::None,
+    };
+    let Some((_, _, output, check)) = pulsar_crash_loop("rb-pulsar", "read-back", chaos).await
+    else {
+        return;
+    };
+    assert_eq!(check.duplicates, 0, "no output twice");
+    assert_eq!(check.records, check.distinct);
+    assert_pinned_stamps(&output);
 }
 
 /// Acceptance: the same crash loop at-least-once: nothing missing (checked in
@@ -433,7 +492,7 @@ async fn four_lanes_keep_per_key_order_and_print_their_speedup() {
 }
 
 /// JSON messages over 40 ordering keys, each with its `seq` attribute.
-fn pubsub_messages(count: u64) -> Vec<PubSubRecord> {
+pub(crate) fn pubsub_messages(count: u64) -> Vec<PubSubRecord> {
     (0..count)
         .map(|seq| PubSubRecord {
             ordering_key: format!("k{}", seq % 40),
@@ -461,7 +520,10 @@ async fn pubsub_exactly_once_through_kills_of_runtime_and_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let toml = pubsub_pipeline_toml(
         "eo",
-        "guarantee = \"exactly-once\"\nparallelism = 2",
+        &format!(
+            "{}\nparallelism = 2",
+            guarantee_settings("exactly-once", &topics)
+        ),
         &brokers,
         &emulator,
         &topics,

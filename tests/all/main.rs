@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod exactly_once;
 mod examples;
+mod fencing;
 mod languages;
 mod pipeline;
 mod pubsub_to_kafka;

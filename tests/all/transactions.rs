@@ -36,10 +36,17 @@ async fn transactions_commit_by_size_and_time_and_records_are_acked_after_the_co
     while pipeline.source.acked().len() < 95 {
         let acked = pipeline.source.acked().len();
         let (_, visible) = pipeline.written();
-        assert!(acked <= visible, "{acked} acked while the sink shows {visible}");
+        assert!(
+            acked <= visible,
+            "{acked} acked while the sink shows {visible}"
+        );
         samples += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(samples < 10_000, "not all acked: {}", pipeline.stats.summary());
+        assert!(
+            samples < 10_000,
+            "not all acked: {}",
+            pipeline.stats.summary()
+        );
     }
     let (distinct, written) = pipeline.written();
     assert_eq!((distinct.len(), written), (95, 95));
@@ -109,7 +116,11 @@ async fn a_newer_instance_fences_the_older_which_stops_and_nothing_is_written_tw
     }
     source.redeliver_unsettled();
     second.wait_for_acks(pushed as usize).await;
-    let error = first.task.await.unwrap().expect_err("the first instance stops");
+    let error = first
+        .task
+        .await
+        .unwrap()
+        .expect_err("the first instance stops");
     assert!(
         matches!(error, PipelineError::Fenced { .. }),
         "fenced, not another failure: {error}"

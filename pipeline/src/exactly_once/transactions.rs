@@ -483,7 +483,8 @@ impl<S: Sink> Transactions<S> {
         let scope = self.scopes.remove(&key).expect("a fenced scope is open");
         let transactional_id = scope.writer.transactional_id().to_owned();
         if !self.hands_over {
-            tracing::error!(
+            // The process says it once, on its `error:` line (PipelineError::Fenced).
+            tracing::debug!(
                 pipeline = %self.pipeline,
                 transactional_id = %transactional_id,
                 "fenced by a newer instance of pipeline {:?} (transactional.id {transactional_id:?}): \

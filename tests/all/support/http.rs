@@ -205,3 +205,22 @@ impl AdminApi {
 pub(crate) fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()))
 }
+
+/// Creates `topic` (`persistent://tenant/namespace/name`) as a partitioned topic of
+/// `partitions` partitions through Pulsar's admin API at `admin_url`.
+pub(crate) async fn create_partitioned_pulsar_topic(admin_url: &str, topic: &str, partitions: u32) {
+    let path = topic.replacen("persistent://", "persistent/", 1);
+    let url = format!("{admin_url}/admin/v2/{path}/partitions");
+    let response = client()
+        .put(&url)
+        .json(&partitions)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "PUT {url}: {status}: {}",
+        response.text().await.unwrap_or_default()
+    );
+}

@@ -82,7 +82,7 @@ impl SluiceProcess {
     pub(crate) fn run(config: &Path) -> Self {
         // `SLUICE_TEST_LOG=info` shows the child's log when debugging a test.
         let level = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "error".into());
-        Self::spawn(config, &[], &level, Stdio::inherit(), Stdio::inherit())
+        Self::spawn(config, &[], &[], &level, Stdio::inherit(), Stdio::inherit())
     }
 
     /// Like [`run`](Self::run), with its log at `info` written to `log` for the test to read.
@@ -93,14 +93,26 @@ impl SluiceProcess {
     /// Like [`run_logging_to`](Self::run_logging_to), with more `sluice run` arguments (e.g.
     /// `--log-format json`); stdout goes to `log` too, so the log is whole wherever it is written.
     pub(crate) fn run_with_args_logging_to(config: &Path, run_args: &[&str], log: &Path) -> Self {
+        Self::run_with_env_logging_to(config, run_args, &[], log)
+    }
+
+    /// Like [`run_with_args_logging_to`](Self::run_with_args_logging_to), with more
+    /// environment variables (e.g. a test hook).
+    pub(crate) fn run_with_env_logging_to(
+        config: &Path,
+        run_args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
         let file = std::fs::File::create(log).unwrap();
         let stdout = Stdio::from(file.try_clone().unwrap());
-        Self::spawn(config, run_args, "info", stdout, Stdio::from(file))
+        Self::spawn(config, run_args, env, "info", stdout, Stdio::from(file))
     }
 
     fn spawn(
         config: &Path,
         run_args: &[&str],
+        env: &[(&str, &str)],
         log_level: &str,
         stdout: Stdio,
         stderr: Stdio,
@@ -111,6 +123,7 @@ impl SluiceProcess {
             .arg("--config")
             .arg(config)
             .env("SLUICE_LOG", log_level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -136,6 +149,31 @@ impl SluiceProcess {
     /// The exit status, if the process has exited.
     pub(crate) fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; its status, if it did.
+    pub(crate) fn wait_for_exit(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(timeouts::RECHECK);
+        }
+        None
     }
 
     /// SIGKILL: no drain, no goodbye.

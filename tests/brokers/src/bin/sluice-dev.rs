@@ -31,6 +31,10 @@ enum Cmd {
         count: u64,
     },
     /// Print the records of Kafka topics, waiting until `--count` records were read in total.
+    ///
+    /// Reads `isolation.level = read_committed`, as every consumer of Sluice's outputs must:
+    /// an exactly-once pipeline writes in Kafka transactions, and a `read_uncommitted` reader
+    /// would also see the records of aborted ones.
     Read {
         #[arg(long, env = "SLUICE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
         brokers: String,
@@ -100,7 +104,7 @@ async fn main() -> Result<()> {
                 );
             }
             println!(
-                "read {} records from {} topics",
+                "read {} records from {} topics (read_committed: only committed transactions)",
                 records.len(),
                 topics.len()
             );
