@@ -217,6 +217,16 @@ pub(crate) fn check_outputs(
     count: u64,
     copies: impl Fn(u64) -> u64,
 ) -> OutputCheck {
+    assert_per_key_output_order(records);
+    count_outputs(records, count, copies)
+}
+
+/// [`check_outputs`] without the per-key order: counts and identities only.
+pub(crate) fn count_outputs(
+    records: &[KafkaRecord],
+    count: u64,
+    copies: impl Fn(u64) -> u64,
+) -> OutputCheck {
     let mut by_identity: HashMap<(String, u64), usize> = HashMap::new();
     let mut source_of_seq: HashMap<u64, String> = HashMap::new();
     for record in records {
@@ -243,7 +253,6 @@ pub(crate) fn check_outputs(
         .flat_map(|seq| (0..copies(seq)).map(move |i| (seq, i)))
         .filter(|id| !present.contains(id))
         .count();
-    assert_per_key_output_order(records);
     OutputCheck {
         records: records.len(),
         distinct: by_identity.len(),
