@@ -72,7 +72,7 @@ pulsar_java_opts=(-Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m -XX:+UseSerialG
     # The in-process bookie finds its metadata through Pulsar's metadata store.
     -Dbookkeeper.metadata.bookie.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver
     -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver)
-# Client JIT only, serial GC and a heap cap: starts in seconds and stays small (BROKERS.md).
+# Client JIT only, serial GC and a heap cap: starts in seconds and stays small (docs/local-brokers.md).
 pubsub_java_opts="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx512m"
 
 # Milliseconds since the epoch (EPOCHREALTIME: bash >= 5; the separator follows the locale).
