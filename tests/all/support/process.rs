@@ -25,11 +25,18 @@ pub(crate) fn sluice_bin() -> PathBuf {
     bin
 }
 
-/// Runs the `sluice` binary to completion (components compiled into a temporary cache).
+/// Where the `sluice` processes of the tests cache compiled components: inside the build cache
+/// (cargo's per-target temporary directory), so runs share it and `cargo clean` removes it,
+/// rather than leaving artifacts in the system's temporary directory.
+fn component_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+/// Runs the `sluice` binary to completion (components compiled into the tests' cache).
 pub(crate) fn sluice(args: &[&str]) -> Output {
     Command::new(sluice_bin())
         .args(args)
-        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
+        .env("SLUICE_CACHE_DIR", component_cache_dir())
         .output()
         .unwrap()
 }
@@ -40,7 +47,7 @@ pub(crate) async fn sluice_command(args: &[&str], token: Option<&str>) -> Output
     let mut command = tokio::process::Command::new(sluice_bin());
     command
         .args(args)
-        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
+        .env("SLUICE_CACHE_DIR", component_cache_dir())
         .env_remove("SLUICE_ADMIN_URL")
         .env_remove("SLUICE_ADMIN_TOKEN")
         // Errors as text: the tests read the `error:` line.
