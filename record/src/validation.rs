@@ -360,7 +360,8 @@ mod tests {
 
     #[test]
     fn each_field_limit_holds_at_its_bound_and_breaks_one_past_it() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut OutputRecord, usize)>, usize)> = vec![
+        type Set = Box<dyn Fn(&mut OutputRecord, usize)>;
+        let cases: Vec<(&str, Set, usize)> = vec![
             ("key", Box::new(|o, n| o.key = Some(vec![b'k'; n])), 100),
             (
                 "value",
