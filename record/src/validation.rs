@@ -117,7 +117,8 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    /// A violation of `field` (not of the record's size).
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             problem: problem.into(),
