@@ -11,4 +11,5 @@ mod pulsar_to_kafka;
 mod sandbox;
 mod support;
 mod transform;
+mod untrusted_outputs;
 mod zoo;
