@@ -90,6 +90,20 @@ pub(crate) fn check(args: CheckArgs) -> Result<()> {
             println!("  {}: {}", import.interface, import.access);
         }
     }
+    let limits = Limits::default();
+    let unset = |limit: Option<u64>| limit.map_or("unset".to_owned(), |l| l.to_string());
+    println!(
+        "outputs:   checked on the host before Kafka (set per transform in `limits`; \
+         docs/sandbox.md): topic per Kafka's rule, max_key_bytes = {}, max_value_bytes = {}, \
+         max_headers = {}, max_header_name_bytes = {}, max_header_value_bytes = {}, timestamp \
+         not negative and within the topic's window; the record must fit the producer's \
+         message.max.bytes",
+        limits.max_key_bytes,
+        unset(limits.max_value_bytes),
+        limits.max_headers,
+        limits.max_header_name_bytes,
+        unset(limits.max_header_value_bytes),
+    );
     println!("ok: implements {}", info.world);
     Ok(())
 }
