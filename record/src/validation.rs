@@ -140,25 +140,13 @@ pub fn check_fields(output: &OutputRecord, limits: &FieldLimits) -> Result<(), V
     if let Some(topic) = &output.topic {
         check_topic_name(topic).map_err(|problem| Violation::new("topic", problem))?;
     }
-    if let Some(key) = &output.key
-        && key.len() as u64 > limits.max_key_bytes
-    {
-        return Err(Violation::new(
-            "key",
-            format!(
-                "{} bytes, more than max_key_bytes = {}",
-                key.len(),
-                limits.max_key_bytes
-            ),
-        ));
+    if let Some(key) = &output.key {
+        within(key.len(), "max_key_bytes", Some(limits.max_key_bytes))
+            .map_err(|problem| Violation::new("key", problem))?;
     }
-    if let (Some(value), Some(limit)) = (&output.value, limits.max_value_bytes)
-        && value.len() as u64 > limit
-    {
-        return Err(Violation::new(
-            "value",
-            format!("{} bytes, more than max_value_bytes = {limit}", value.len()),
-        ));
+    if let Some(value) = &output.value {
+        within(value.len(), "max_value_bytes", limits.max_value_bytes)
+            .map_err(|problem| Violation::new("value", problem))?;
     }
     if output.headers.len() as u64 > limits.max_headers {
         return Err(Violation::new(
@@ -171,33 +159,19 @@ pub fn check_fields(output: &OutputRecord, limits: &FieldLimits) -> Result<(), V
         ));
     }
     for (h, header) in output.headers.iter().enumerate() {
-        if header.name.len() as u64 > limits.max_header_name_bytes {
-            return Err(Violation::new(
-                format!(
-                    "header {h} name ({:?})",
-                    bounded_to(&header.name, NAME_IN_REASON_BYTES)
-                ),
-                format!(
-                    "{} bytes, more than max_header_name_bytes = {}",
-                    header.name.len(),
-                    limits.max_header_name_bytes
-                ),
-            ));
-        }
-        if let Some(limit) = limits.max_header_value_bytes
-            && header.value.len() as u64 > limit
-        {
-            return Err(Violation::new(
-                format!(
-                    "header {h} value ({:?})",
-                    bounded_to(&header.name, NAME_IN_REASON_BYTES)
-                ),
-                format!(
-                    "{} bytes, more than max_header_value_bytes = {limit}",
-                    header.value.len()
-                ),
-            ));
-        }
+        let field = |part: &str| {
+            let name = bounded_to(&header.name, NAME_IN_REASON_BYTES);
+            format!("header {h} {part} ({name:?})")
+        };
+        let name_limit = Some(limits.max_header_name_bytes);
+        within(header.name.len(), "max_header_name_bytes", name_limit)
+            .map_err(|problem| Violation::new(field("name"), problem))?;
+        within(
+            header.value.len(),
+            "max_header_value_bytes",
+            limits.max_header_value_bytes,
+        )
+        .map_err(|problem| Violation::new(field("value"), problem))?;
     }
     if let Some(timestamp) = output.timestamp_ms
         && timestamp < 0
@@ -208,6 +182,16 @@ pub fn check_fields(output: &OutputRecord, limits: &FieldLimits) -> Result<(), V
         ));
     }
     Ok(())
+}
+
+/// Whether `bytes` stay within the limit `limit_name` (`None`: no limit); else the problem.
+fn within(bytes: usize, limit_name: &str, limit: Option<u64>) -> Result<(), String> {
+    match limit {
+        Some(limit) if bytes as u64 > limit => {
+            Err(format!("{bytes} bytes, more than {limit_name} = {limit}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks that `record`, about to be sent, fits what the sink takes (`limits`) at `now_ms`.

@@ -430,20 +430,25 @@ async fn a_stop_while_the_sink_is_stuck_gives_up_and_the_next_run_loses_nothing(
     again.stop().await.unwrap();
 }
 
-#[test]
-fn a_transform_that_refuses_its_config_gets_a_hint_about_the_config_and_a_bounded_error() {
+/// `sluice run` of the `bad-outputs` guest with `settings` lines in its transform table, against
+/// brokers that do not exist (it fails before it connects).
+fn run_offline_bad_outputs(settings: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let config = write_offline_config(dir.path(), sluice_tests::BAD_OUTPUTS);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("component = {:?}", sluice_tests::BAD_OUTPUTS),
-        &format!(
-            "component = {:?}\nconfig = {{ init_error_bytes = \"{}\" }}",
-            sluice_tests::BAD_OUTPUTS,
-            50 * 1024 * 1024
-        ),
-    );
+    let component = format!("component = {:?}", sluice_tests::BAD_OUTPUTS);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&component, &format!("{component}\n{settings}"));
     std::fs::write(&config, text).unwrap();
-    let output = sluice(&["run", "--config", config.to_str().unwrap()]);
+    sluice(&["run", "--config", config.to_str().unwrap()])
+}
+
+#[test]
+fn a_transform_that_refuses_its_config_gets_a_hint_about_the_config_and_a_bounded_error() {
+    let output = run_offline_bad_outputs(&format!(
+        "config = {{ init_error_bytes = \"{}\" }}",
+        50 * 1024 * 1024
+    ));
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = error_line(&output);
@@ -459,17 +464,9 @@ fn a_transform_that_refuses_its_config_gets_a_hint_about_the_config_and_a_bounde
 
 #[test]
 fn a_transform_whose_init_times_out_gets_a_hint_about_its_config_and_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_offline_config(dir.path(), sluice_tests::BAD_OUTPUTS);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("component = {:?}", sluice_tests::BAD_OUTPUTS),
-        &format!(
-            "component = {:?}\nconfig = {{ init_loop = \"yes\" }}\nlimits = {{ batch_timeout_ms = 200 }}",
-            sluice_tests::BAD_OUTPUTS
-        ),
+    let output = run_offline_bad_outputs(
+        "config = { init_loop = \"yes\" }\nlimits = { batch_timeout_ms = 200 }",
     );
-    std::fs::write(&config, text).unwrap();
-    let output = sluice(&["run", "--config", config.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     let line = error_line(&output);
     assert!(line.contains("failed to start (timeout)"), "{line}");
