@@ -12,9 +12,9 @@ pre-loaded with N keyed records and its own Kafka topic. Measured per contender:
     the topic: latency = time the consumer got it - stamp (publish -> readable in Kafka),
   - afterwards the whole topic is read back: every pre-loaded record must be there
     (duplicates are counted, not failed: every contender is at-least-once).
-Ceilings measured the same way: librdkafka's own produce rate into tansu, and the source's own
-consume rate (Pulsar: C++ client through the compat proxy and directly; Pub/Sub: Google's
-client's streaming pull).
+Ceilings measured the same way: librdkafka's own produce rate into Apache Kafka (same producer
+settings, same records, the same headers Sluice writes for that source), and the source's own
+consume rate (Pulsar: the C++ client; Pub/Sub: Google's client's streaming pull).
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ class Row:
     delivered: int | None = None  # pre-loaded records found in Kafka, duplicates included
     distinct: int | None = None
     stalled_at: int | None = None  # a peer that stopped moving: how many records it had moved
+    # records/s of distinct records: `rate` x distinct / delivered (a contender that writes
+    # duplicates lands records faster than it moves distinct ones)
+    distinct_rate: float | None = None
 
 
 @dataclass
@@ -104,7 +107,6 @@ class Bench:
         self.brokers = Brokers(
             kafka=os.environ["SLUICE_KAFKA_BROKERS"],
             pulsar_url=os.environ["SLUICE_PULSAR_URL"],
-            pulsar_lite_url=f"pulsar://{os.environ['SLUICE_PULSAR_LITE_ADDR']}",
             pubsub=os.environ["PUBSUB_EMULATOR_HOST"],
         )
         self.run_id = time.strftime("%Y%m%d%H%M%S")
@@ -127,7 +129,7 @@ class Bench:
 
         if source == "pulsar":
             topic = f"persistent://public/default/{self.name(tag)}"
-            workload.preload_pulsar(self.brokers.pulsar_lite_url, topic, count, size, preloading)
+            workload.preload_pulsar(self.brokers.pulsar_url, topic, count, size, preloading)
             return {"topic": topic, "subscription": "bench"}
         topic = self.name(tag)
         workload.create_pubsub_topic(topic, [f"{topic}-sub"])
@@ -231,6 +233,8 @@ class Bench:
         row.peak_rss_mib = process.peak_rss_bytes / 2**20
         self.progress.update("reading the Kafka topic back")
         row.delivered, row.distinct = workload.read_back(self.brokers, out_topic, PARTITIONS)
+        if row.delivered:
+            row.distinct_rate = row.rate * row.distinct / row.delivered
         if row.stalled_at is not None:
             self.progress.done(f"stalled: {row.stalled_at:,} of {count:,} records moved, then none for {stall_s:.0f} s "
                                f"({row.rate:,.0f} rec/s until then)")
@@ -301,13 +305,13 @@ class Bench:
         self.progress.done(f"{row.rate:,.0f} rec/s")
         return row
 
-    def kafka_ceiling(self, size: int, count: int) -> Row:
-        topic = self.name("kafka-ceiling", size, count)
+    def kafka_ceiling(self, source: str, size: int, count: int) -> Row:
+        """librdkafka's produce rate with the records and headers Sluice writes from `source`."""
+        topic = self.name("kafka-ceiling", source, size, count)
         workload.create_kafka_topic(self.brokers, topic, PARTITIONS)
         script = str(BENCH_DIR / "peers" / "ceilings.py")
-        return self.run_ceiling("kafka produce (librdkafka)",
-                                [self.python, script, "kafka-produce", self.brokers.kafka, topic, str(count), str(size)],
-                                f"kafka-ceiling-{size}-{count}")
+        argv = [self.python, script, "kafka-produce", self.brokers.kafka, topic, str(count), str(size), source]
+        return self.run_ceiling("kafka produce (librdkafka)", argv, f"kafka-ceiling-{source}-{size}-{count}")
 
     def source_ceilings(self, source: str, size: int, count: int) -> list[Row]:
         script = str(BENCH_DIR / "peers" / "ceilings.py")
@@ -317,27 +321,18 @@ class Bench:
         if source == "pubsub":
             argv = [self.python, script, "pubsub-consume", workload.PUBSUB_PROJECT, where["subscription"], str(count)]
             return [self.run_ceiling("pubsub streaming pull (Python client)", argv, tag)]
-        rows = []
-        for label, url, subscription in [
-            ("pulsar consume (C++ client, via proxy)", self.brokers.pulsar_url, "ceiling-proxy"),
-            ("pulsar consume (C++ client, direct)", self.brokers.pulsar_lite_url, "ceiling-direct"),
-        ]:
-            argv = [self.python, script, "pulsar-consume", url, where["topic"], subscription, str(count)]
-            rows.append(self.run_ceiling(label, argv, f"{tag}-{subscription}"))
-        return rows
+        argv = [self.python, script, "pulsar-consume", self.brokers.pulsar_url, where["topic"], "ceiling", str(count)]
+        return [self.run_ceiling("pulsar consume (C++ client)", argv, tag)]
 
     # ----------------------------------------------------------------------------------------
 
     def run(self) -> list[Group]:
         groups = []
         for size in self.args.sizes:
-            kafka_ceiling = None
             for source in self.args.sources:
                 count = self.args.records[source][size]
                 group = Group(source, size, count)
-                if kafka_ceiling is None or kafka_ceiling.records < count:
-                    kafka_ceiling = self.kafka_ceiling(size, count)
-                group.rows.append(kafka_ceiling)
+                group.rows.append(self.kafka_ceiling(source, size, count))
                 group.rows.extend(self.source_ceilings(source, size, count))
                 for name in CONTENDERS[source]:
                     if self.args.contenders and name not in self.args.contenders:
@@ -374,6 +369,7 @@ def main() -> None:
     parser.add_argument("--keep-work", action="store_true")
     parser.add_argument("--engine", help="criterion output directory (<target>/criterion), if run")
     parser.add_argument("--label", default="", help="what kind of run, for the report")
+    parser.add_argument("--brokers", default="", help="what the brokers are, for the report")
     args = parser.parse_args()
 
     bench = Bench(args)
@@ -381,6 +377,7 @@ def main() -> None:
     groups = bench.run()
     results = {
         "label": args.label,
+        "brokers": args.brokers,
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
         "seconds": time.time() - started,
         "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},

@@ -34,9 +34,8 @@ def rows_by_name(group: dict) -> dict:
 
 
 def ceiling_of(group: dict) -> dict:
-    """The lowest raw limit of the path: Kafka produce or the source's consume (for Pulsar,
-    through the compat proxy, the path every contender here takes)."""
-    ceilings = [r for r in group["rows"] if r["kind"] == "ceiling" and "direct" not in r["name"]]
+    """The lowest raw limit of the path: Kafka produce or the source's consume."""
+    ceilings = [r for r in group["rows"] if r["kind"] == "ceiling"]
     return min(ceilings, key=lambda r: r["rate"])
 
 
@@ -90,8 +89,9 @@ def summary(results: dict) -> list[str]:
             cell = "–" if row is None else f"{row['rate']:,.0f}"
             if row and row.get("stalled_at") is not None:
                 cell += f" (stalls at {row['stalled_at']:,})"
-            elif row and row.get("delivered") and row["delivered"] > row["records"]:
-                cell += f" ({row['delivered'] - row['records']:,} dups)"
+            elif row and row.get("delivered") and row["delivered"] > row["distinct"]:
+                distinct_rate = row.get("distinct_rate") or row["rate"] * row["distinct"] / row["delivered"]
+                cell += f" ({distinct_rate:,.0f} distinct/s; {row['delivered'] - row['distinct']:,} dups)"
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     ceilings = [ceiling_of(g) for g in groups]
@@ -105,9 +105,9 @@ def markdown(results: dict) -> str:
         "",
         f"Machine: {results['machine']['cpus']} CPUs, load average at the end "
         f"{', '.join(f'{x:.1f}' for x in results['machine']['load_avg_at_end'])}; the whole run took "
-        f"{results['seconds']:.0f} s. Brokers: tansu (Kafka API, sqlite), pulsar-lite behind the "
-        "compat proxy, Google's Pub/Sub emulator, all on 127.0.0.1. Other work shared the CPUs: "
-        "compare ratios within this run, not absolute figures across runs.",
+        f"{results['seconds']:.0f} s. Brokers: {results.get('brokers') or 'the local brokers'}, all on "
+        "127.0.0.1. Other work shared the CPUs: compare ratios within this run, not absolute figures "
+        "across runs.",
         "",
     ]
     lines += ["## Summary: records/s into Kafka", "", *summary(results), ""]
@@ -131,8 +131,10 @@ def markdown(results: dict) -> str:
         f"Latency: probes published one at a time at {results['latency']['rate']}/s for "
         f"{results['latency']['seconds']:g} s while the contender runs; publish call → read by a "
         "Kafka consumer tailing the topic. CPU seconds: the contender's processes while moving the "
-        "N records (start-up included). × ceiling: against the lower of librdkafka's own produce "
-        "rate and the source's own consume rate.",
+        "N records (start-up included). distinct/s: records/s × distinct / landed (a contender "
+        "writing duplicates lands records faster than it moves distinct ones). × ceiling: against "
+        "the lower of librdkafka's own produce rate (same records and headers) and the source's "
+        "own consume rate.",
         "",
     ]
     for group in results["groups"]:
@@ -142,9 +144,9 @@ def markdown(results: dict) -> str:
         lines += [
             f"### {SOURCE_TITLES[group['source']]}, {group['size']} B values, {group['records']:,} records",
             "",
-            "| contender | records/s | × best | × ceiling | p50 ms | p99 ms | CPU s | CPU µs/record "
-            "| peak RSS MiB | start-up s | in Kafka (distinct) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| contender | records/s | distinct/s | × best | × ceiling | p50 ms | p99 ms | CPU s "
+            "| CPU µs/record | peak RSS MiB | start-up s | in Kafka (distinct) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in group["rows"]:
             name = row["name"] if row["kind"] == "contender" else f"*ceiling: {row['name']}*"
@@ -153,7 +155,7 @@ def markdown(results: dict) -> str:
             if row.get("stalled_at") is not None:
                 landed += f", **stalled** after {row['stalled_at']:,}"
             lines.append(
-                f"| {name} | {row['rate']:,.0f} | "
+                f"| {name} | {row['rate']:,.0f} | {fmt(row.get('distinct_rate'), ',.0f')} | "
                 f"{fmt(row['rate'] / best if row['kind'] == 'contender' and best else None, '.2f')} | "
                 f"{row['rate'] / ceiling['rate']:.2f} | {fmt(row['latency_p50_ms'], '.1f')} | "
                 f"{fmt(row['latency_p99_ms'], '.1f')} | {fmt(row['cpu_s'], '.1f')} | {fmt(per_record, ',.0f')} | "

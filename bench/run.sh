@@ -9,7 +9,8 @@
 #   --smoke   tiny N, debug build, results in .sluice-dev/bench-smoke; checks the harness works
 #             (every contender moves every record), never the figures. scripts/test.sh runs it.
 # Uses running brokers (scripts/brokers.sh) or starts them and stops them again.
-# SLUICE_BENCH_VENV: the Python environment (default ~/.cache/sluice-build/bench-venv).
+# SLUICE_BENCH_VENV: the Python environment (default $SLUICE_BUILD_CACHE/bench-venv, i.e.
+# ~/.cache/sluice-build/bench-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -22,10 +23,10 @@ if [[ ${1:-} = --smoke ]]; then
 fi
 
 # The Python side, pinned, in a venv outside the clone (reused by every run and CI).
-venv=${SLUICE_BENCH_VENV:-$HOME/.cache/sluice-build/bench-venv}
+venv=${SLUICE_BENCH_VENV:-$SLUICE_BUILD_CACHE/bench-venv}
 wanted=$(sha256sum bench/requirements.txt | cut -d' ' -f1)
 if [[ ! -x $venv/bin/python || $(cat "$venv/.requirements.sha256" 2>/dev/null) != "$wanted" ]]; then
-    step "installing the benchmark's Python packages into $venv"
+    step "installing the benchmark's Python packages into $venv (first run: about a minute)"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
     echo "$wanted" >"$venv/.requirements.sha256"
@@ -59,6 +60,9 @@ if ! scripts/brokers.sh status --quiet; then
     scripts/brokers.sh up
 fi
 eval "$(scripts/brokers.sh env)"
+kafka_version=$(sed -n 's:.*<broker.version>\(.*\)</broker.version>.*:\1:p' scripts/brokers/kafka/pom.xml)
+pulsar_version=$(sed -n 's:.*<broker.version>\(.*\)</broker.version>.*:\1:p' scripts/brokers/pulsar/pom.xml)
+brokers_label="Apache Kafka $kafka_version (KRaft, one node), Apache Pulsar $pulsar_version standalone, Google's Pub/Sub emulator"
 
 if [[ $mode = smoke ]]; then
     step "transform engine: every criterion case once (cargo test --bench engine)"
@@ -72,6 +76,6 @@ fi
 
 step "end to end: Sluice and peers into Kafka (logs and configs: $work)"
 "$venv/bin/python" bench/driver.py --sluice "$sluice" --guests "$guests" --out "$out" --work "$work" \
-    "${driver_args[@]}" "${engine_args[@]}" "$@"
+    --brokers "$brokers_label" "${driver_args[@]}" "${engine_args[@]}" "$@"
 cat "$out/latest.md"
 rm -rf "$work"

@@ -33,13 +33,27 @@ def key_of(seq: int) -> str:
 @dataclass
 class Brokers:
     kafka: str  # host:port
-    pulsar_url: str  # through the compat proxy: what every Pulsar client here uses
-    pulsar_lite_url: str  # pulsar-lite itself, for the direct ceiling
+    pulsar_url: str  # pulsar://host:port
     pubsub: str  # emulator host:port
 
 
+def sluice_headers(source: str, seq: int) -> list[tuple[str, bytes]]:
+    """The headers Sluice writes on the Kafka record of pre-loaded record `seq` from `source`:
+    the source's attributes (Pub/Sub: `key`; the Pulsar records have no properties) and the
+    identity headers, with values as long as real ones (a Pulsar message id
+    `ledger:entry:partition:batch-index`, a Pub/Sub message id of 16 digits)."""
+    if source == "pulsar":
+        source_id = f"{10 + seq // 50_000}:{seq // 1000}:-1:{seq % 1000}"
+        attributes = []
+    else:
+        source_id = f"{18_000_000_000_000_000 + seq}"[:16]
+        attributes = [("key", key_of(seq).encode())]
+    return [*attributes, ("sluice.source.id", source_id.encode()), ("sluice.pipeline", b"bench"),
+            ("sluice.output.index", b"0")]
+
+
 # --------------------------------------------------------------------------------------------
-# Kafka (tansu)
+# Kafka
 
 
 def kafka_admin(brokers: Brokers):
@@ -51,9 +65,26 @@ def kafka_admin(brokers: Brokers):
 def create_kafka_topic(brokers: Brokers, topic: str, partitions: int) -> None:
     from confluent_kafka.admin import NewTopic
 
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
     admin = kafka_admin(brokers)  # kept alive until the result is in
     futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=30)
     futures[topic].result(timeout=60)
+    # Created is not yet served: wait until every partition has a leader that answers.
+    consumer = Consumer({"bootstrap.servers": brokers.kafka, "group.id": f"bench-create-{topic}"})
+    deadline = time.monotonic() + 60
+    try:
+        for partition in range(partitions):
+            while True:
+                try:
+                    consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                    break
+                except KafkaException:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+    finally:
+        consumer.close()
 
 
 class KafkaProgress:
@@ -64,9 +95,18 @@ class KafkaProgress:
 
         self._consumer = Consumer({"bootstrap.servers": brokers.kafka, "group.id": f"bench-watch-{topic}"})
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self._last = 0
 
     def count(self) -> int:
-        return sum(self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self._partitions)
+        """The sum of the high watermarks; the last sum while a broker cannot tell (a leader
+        moving, say)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self._last = sum(self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self._partitions)
+        except KafkaException:
+            pass
+        return self._last
 
     def close(self) -> None:
         self._consumer.close()
@@ -133,7 +173,7 @@ def read_back(brokers: Brokers, topic: str, partitions: int) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Pulsar (pulsar-lite behind the compat proxy)
+# Pulsar
 
 
 def pulsar_client(url: str):

@@ -1,41 +1,77 @@
 #!/usr/bin/env bash
-# Installs, starts and stops the local brokers the integration tests use, on 127.0.0.1 only:
-#   kafka         tansu (Kafka API, sqlite storage)                      SLUICE_KAFKA_PORT       9092
-#   pulsar-lite   pulsar-lite (Pulsar protocol, RocksDB storage)         SLUICE_PULSAR_LITE_PORT 6651
-#   pulsar-proxy  pulsar-compat-proxy in front of pulsar-lite            SLUICE_PULSAR_PORT      6650
-#                 (the `pulsar` crate cannot consume from pulsar-lite directly; see
-#                 tools/pulsar-compat-proxy/src/lib.rs)
-#   pubsub        Google's Pub/Sub emulator (in memory)                  SLUICE_PUBSUB_PORT      8085
-# Why these brokers and what they can't do: README.md, "Local brokers".
+# Installs, starts and stops the brokers Sluice is developed and tested against, on 127.0.0.1 only:
+#   kafka    Apache Kafka 4.4.0, one node in KRaft mode     SLUICE_KAFKA_PORT 9092
+#            (broker and controller in one JVM)             SLUICE_KAFKA_CONTROLLER_PORT 9093
+#   pulsar   Apache Pulsar 4.2.4 standalone (one broker,    SLUICE_PULSAR_PORT 6650
+#            one in-process bookie, RocksDB metadata)       SLUICE_PULSAR_HTTP_PORT 8080 (admin API)
+#                                                           SLUICE_PULSAR_BOOKIE_PORT 3181
+#   pubsub   Google's Pub/Sub emulator (in memory)          SLUICE_PUBSUB_PORT 8085
+# Kafka and Pulsar are assembled from their jars on Maven Central (poms and configs in
+# scripts/brokers/). What runs, how, and why: docs/local-brokers.md.
 #
-# Usage: scripts/brokers.sh up | down | status [--quiet] | setup | env | clean
+# Usage: scripts/brokers.sh up | down | status [--quiet] | setup | toolchain | env | clean
 #                           start <broker> | stop <broker> [--kill] | restart <broker> [--kill]
 #        (also start-kafka, stop-pulsar, restart-pubsub, ...)
-# <broker> is kafka, pulsar (= pulsar-lite + pulsar-proxy), pulsar-lite, pulsar-proxy or pubsub.
+#   setup     install what is missing (apt packages, the wasm32-wasip2 target, the brokers' jars)
+#   toolchain only what the build needs (apt packages, the wasm32-wasip2 target)
+#   up        setup, then start the brokers and wait until each one answers
+#   down      stop every broker this script started (SIGTERM, SIGKILL after a grace period)
+#   status    one line per broker: PID, port, resident memory, threads (exit 1 if one is down)
+#   env       the variables the tests, the demo and the benchmarks read, as `export` lines
+#   clean     down, then delete the brokers' data and logs
+#   stop/restart --kill   SIGKILL instead of SIGTERM (crash tests)
 #
-# SLUICE_BROKERS selects the brokers `up`, `setup`, `status` and `env` handle (default
-# "kafka pulsar pubsub"); `down` stops everything it started. State (data, logs, PID files) lives in SLUICE_DEV_DIR (default
-# <repo>/.sluice-dev); `down` keeps the data, `clean` deletes it. Only processes recorded in
-# the PID files are ever signalled.
+# Environment:
+#   SLUICE_BROKERS        the brokers up/setup/status/env handle (default "kafka pulsar pubsub")
+#   SLUICE_DEV_DIR        data, logs and PID files (default <repo>/.sluice-dev)
+#   SLUICE_BUILD_CACHE    caches outside the clone (default ~/.cache/sluice-build)
+#   SLUICE_BROKERS_CACHE  the brokers' jars (default $SLUICE_BUILD_CACHE/brokers/<name>-<version>)
+#   SLUICE_MAVEN_REPO     Maven's local repository (default Maven's own, ~/.m2/repository)
+#   SLUICE_JAVA           the java binary (default $JAVA_HOME/bin/java, else java on PATH)
+#   SLUICE_READY_TIMEOUT  seconds a broker may take to answer after its start (default 180)
+# Only processes recorded in the PID files are ever signalled.
 set -euo pipefail
 
 repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/env.sh
 source "$repo_dir/scripts/env.sh"
+config_dir=$repo_dir/scripts/brokers
 dev_dir=${SLUICE_DEV_DIR:-$repo_dir/.sluice-dev}
 data_dir=$dev_dir/data
 log_dir=$dev_dir/logs
 run_dir=$dev_dir/run
+brokers_cache=${SLUICE_BROKERS_CACHE:-$SLUICE_BUILD_CACHE/brokers}
+maven_repo=${SLUICE_MAVEN_REPO:-}
 
 kafka_port=${SLUICE_KAFKA_PORT:-9092}
-pulsar_lite_port=${SLUICE_PULSAR_LITE_PORT:-6651}
+kafka_controller_port=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
 pulsar_port=${SLUICE_PULSAR_PORT:-6650}
+pulsar_http_port=${SLUICE_PULSAR_HTTP_PORT:-8080}
+pulsar_bookie_port=${SLUICE_PULSAR_BOOKIE_PORT:-3181}
 pubsub_port=${SLUICE_PUBSUB_PORT:-8085}
 selected_brokers=${SLUICE_BROKERS:-kafka pulsar pubsub}
-ready_timeout_s=${SLUICE_READY_TIMEOUT:-60}
-stop_timeout_s=10
+ready_timeout_s=${SLUICE_READY_TIMEOUT:-180}
 
 pubsub_emulator=${SLUICE_PUBSUB_EMULATOR:-/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator}
+
+# Small JVMs: serial GC (no GC threads per core), bounded heaps, the client JIT (C1) only.
+# Measured on 2 shared cores: C1 only starts Kafka in 8-10 s instead of 13-14 s and Pulsar in
+# 12 s instead of 15-17 s, without C2's compile work competing with everything else, and moved
+# as much (librdkafka producing 100,000 records of 100 B into Kafka: 0.85-1.0 s, against
+# 1.2-1.4 s with C2 while it warms up and 0.7-1.0 s after; a Pulsar consumer taking 100,000:
+# 1.40-1.45 s against 1.63-1.65 s).
+kafka_java_opts=(-Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true)
+pulsar_java_opts=(-Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
+    -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true
+    # From Pulsar's bin/pulsar: Netty and the broker reach into these JDK internals.
+    -Dio.netty.tryReflectionSetAccessible=true
+    --add-opens java.base/java.io=ALL-UNNAMED --add-opens java.base/java.util.zip=ALL-UNNAMED
+    --add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/jdk.internal.misc=ALL-UNNAMED
+    --add-opens java.base/sun.net=ALL-UNNAMED --add-opens java.management/sun.management=ALL-UNNAMED
+    --add-opens java.base/jdk.internal.platform=ALL-UNNAMED
+    # The in-process bookie finds its metadata through Pulsar's metadata store.
+    -Dbookkeeper.metadata.bookie.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver
+    -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver)
 # Client JIT only, serial GC and a heap cap: starts in seconds and stays small (BROKERS.md).
 pubsub_java_opts="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx512m"
 
@@ -63,87 +99,102 @@ as_root() {
     fi
 }
 
+java_bin() {
+    if [[ -n ${SLUICE_JAVA:-} ]]; then
+        echo "$SLUICE_JAVA"
+    elif [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
+        echo "$JAVA_HOME/bin/java"
+    else
+        command -v java || die "no java found: apt-get install openjdk-17-jre-headless, or set SLUICE_JAVA"
+    fi
+}
+
+# Runs `command...` in the background with its output in `log`, printing `message` and how long
+# it has been running every 15 s until it ends; fails with the log's tail if it fails.
+with_progress() {
+    local message=$1 log=$2
+    shift 2
+    local started=$SECONDS pid
+    "$@" >"$log" 2>&1 &
+    pid=$!
+    # A background job ignores ctrl-c: pass it on, so an interrupted step leaves nothing behind.
+    trap 'kill "$pid" 2>/dev/null; exit 130' INT TERM
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        if (((SECONDS - started) % 15 == 0)); then say "$message: $((SECONDS - started)) s so far"; fi
+    done
+    trap - INT TERM
+    if ! wait "$pid"; then
+        tail -n 30 "$log" >&2
+        die "$message failed (log: $log)"
+    fi
+}
+
 # ---------------------------------------------------------------------------------------------
 # Installation
 
-# Tools every build needs: protoc (the pulsar crate compiles Pulsar's .proto at build time) and
-# the wasm32-wasip2 target (guest components).
-ensure_toolchain() {
-    if ! command -v protoc >/dev/null; then
-        say "installing protoc (Debian package protobuf-compiler)"
-        as_root apt-get update -q
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q protobuf-compiler
-    fi
+# Debian packages the build and the brokers need, by the command each provides: protoc (the
+# pulsar crate compiles Pulsar's .proto files at build time), mold (links the large debug
+# binaries in seconds), Maven and a Java 17 runtime (Kafka and Pulsar), curl (readiness checks).
+ensure_packages() {
+    local missing=() pair command package
+    for pair in protoc:protobuf-compiler mold:mold mvn:maven java:openjdk-17-jre-headless curl:curl python3:python3; do
+        command=${pair%%:*} package=${pair#*:}
+        command -v "$command" >/dev/null || missing+=("$package")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    say "installing Debian packages: ${missing[*]}"
+    mkdir -p "$log_dir"
+    with_progress "apt-get update" "$log_dir/apt-update.log" as_root apt-get update -q
+    with_progress "apt-get install ${missing[*]}" "$log_dir/apt-install.log" \
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+ensure_rust_target() {
     # Run from the repo so rustup applies rust-toolchain.toml's pinned toolchain.
     if ! (cd "$repo_dir" && rustup target list --installed | grep -qx wasm32-wasip2); then
-        say "adding the wasm32-wasip2 Rust target"
+        say "adding the wasm32-wasip2 Rust target (rustup target add wasm32-wasip2)"
         (cd "$repo_dir" && rustup target add wasm32-wasip2)
     fi
 }
 
-tansu_bin() {
-    local cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin/tansu
-    if command -v tansu >/dev/null; then
-        command -v tansu
-    elif [[ -x $cargo_bin ]]; then
-        echo "$cargo_bin"
-    else
-        return 1
-    fi
+# The version a broker's pom pins (its broker.version property).
+broker_version() {
+    sed -n 's:.*<broker.version>\(.*\)</broker.version>.*:\1:p' "$config_dir/$1/pom.xml"
 }
 
-ensure_tansu() {
-    tansu_bin >/dev/null && return 0
-    local install_log=$log_dir/tansu-install.log
-    say "installing tansu: cargo install tansu --locked --features dynostore,libsql"
-    say "the first build takes 25-36 minutes on 2 cores; full log: $install_log"
-    # Without these features tansu only has a "null" storage engine and refuses sqlite://.
-    cargo install tansu --locked --features dynostore,libsql >"$install_log" 2>&1 &
-    local install_pid=$! waited_s=0
-    # A background job ignores ctrl-c: pass it on, so an interrupted `up` leaves no build behind.
-    trap 'kill "$install_pid" 2>/dev/null; exit 130' INT TERM
-    while kill -0 "$install_pid" 2>/dev/null; do
-        sleep 1
-        waited_s=$((waited_s + 1))
-        if ((waited_s % 30 == 0)); then
-            say "still building tansu after ${waited_s} s: $(grep -c '^ *Compiling ' "$install_log" || true) crates compiled"
-        fi
-    done
-    trap - INT TERM
-    if ! wait "$install_pid"; then
-        tail -n 30 "$install_log" >&2
-        die "cargo install tansu failed (log: $install_log)"
-    fi
-    tansu_bin >/dev/null || die "cargo install tansu finished but no tansu binary was found"
-    say "tansu installed in ${waited_s} s"
+# Where a broker's jars live: <cache>/<name>-<version>/lib.
+broker_home() { echo "$brokers_cache/$1-$(broker_version "$1")"; }
+
+broker_title() {
+    case $1 in
+        kafka) echo "Apache Kafka $(broker_version kafka)" ;;
+        pulsar) echo "Apache Pulsar $(broker_version pulsar)" ;;
+    esac
 }
 
-pulsar_lite_bin() {
-    python3 -c 'import os, pulsar_lite; print(os.path.join(os.path.dirname(pulsar_lite.__file__), "bin", "pulsar-lite"))' 2>/dev/null
-}
-
-ensure_pulsar_lite() {
-    if ! python3 -c 'import pulsar_lite' 2>/dev/null; then
-        say "installing pulsar-lite (pip install pulsar-lite)"
-        python3 -m pip install --quiet pulsar-lite
-    fi
-    local bin
-    bin=$(pulsar_lite_bin) || die "python3 cannot import pulsar_lite after installing it"
-    [[ -x $bin ]] || die "the pulsar-lite package has no binary at $bin"
-}
-
-cargo_target_dir() {
-    local dir=${CARGO_TARGET_DIR:-target}
-    # cargo resolves a relative CARGO_TARGET_DIR against its working directory: the repo here.
-    [[ $dir = /* ]] || dir=$repo_dir/$dir
-    echo "$dir"
-}
-
-proxy_bin() { echo "$(cargo_target_dir)/debug/pulsar-compat-proxy"; }
-
-build_proxy() {
-    say "building pulsar-compat-proxy (cargo build -p pulsar-compat-proxy)"
-    (cd "$repo_dir" && cargo build -p pulsar-compat-proxy)
+# Materialises a broker's classpath from Maven Central (its pom's dependencies, with Maven's
+# dependency plugin) unless the cache holds one made from the same pom.
+ensure_maven_broker() {
+    local broker=$1 home pom_sum
+    home=$(broker_home "$broker")
+    pom_sum=$(sha256sum "$config_dir/$broker/pom.xml" | cut -d' ' -f1)
+    [[ $(cat "$home/.complete" 2>/dev/null) = "$pom_sum" ]] && return 0
+    local title maven_args=(-B -ntp) started=$SECONDS
+    title=$(broker_title "$broker")
+    [[ -n $maven_repo ]] && maven_args+=("-Dmaven.repo.local=$maven_repo")
+    say "downloading $title from Maven Central into $home (once per machine; Kafka ~45 MB, Pulsar ~250 MB)"
+    mkdir -p "$log_dir" "$brokers_cache"
+    rm -rf "$home.partial"
+    with_progress "downloading $title" "$log_dir/$broker-install.log" \
+        mvn "${maven_args[@]}" -f "$config_dir/$broker/pom.xml" \
+        org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$home.partial/lib"
+    # Written last, so an interrupted download is redone, never trusted.
+    echo "$pom_sum" >"$home.partial/.complete"
+    rm -rf "$home"
+    mv "$home.partial" "$home"
+    say "$title: $(find "$home/lib" -name '*.jar' | wc -l) jars, $(du -sh "$home/lib" | cut -f1) in $((SECONDS - started)) s"
 }
 
 ensure_pubsub_emulator() {
@@ -155,73 +206,57 @@ It comes from the Debian package google-cloud-cli-pubsub-emulator in Google's ap
         | sudo gpg --dearmor -o /usr/share/keyrings/cloud.google.gpg
     echo "deb [signed-by=/usr/share/keyrings/cloud.google.gpg] https://packages.cloud.google.com/apt cloud-sdk main" \\
         | sudo tee /etc/apt/sources.list.d/google-cloud-sdk.list
-    sudo apt-get update && sudo apt-get install google-cloud-cli-pubsub-emulator default-jre-headless
+    sudo apt-get update && sudo apt-get install google-cloud-cli-pubsub-emulator
 Or leave Pub/Sub out: SLUICE_BROKERS="kafka pulsar" $0 up
 EOF
         exit 1
     fi
-    command -v java >/dev/null ||
-        die "the Pub/Sub emulator needs Java: apt-get install default-jre-headless (or leave it out with SLUICE_BROKERS=\"kafka pulsar\")"
 }
 
-# Installs what the selected brokers need. Building the proxy is skipped when `rebuild_proxy` is
-# "no" and a binary exists (so a quick `start` does not wait for cargo's build lock).
 ensure_installed() {
-    local broker=$1 rebuild_proxy=${2:-yes}
-    case $broker in
-        kafka) ensure_tansu ;;
-        pulsar-lite) ensure_pulsar_lite ;;
-        pulsar-proxy)
-            if [[ $rebuild_proxy = yes || ! -x $(proxy_bin) ]]; then build_proxy; fi
-            ;;
+    case $1 in
+        kafka | pulsar) ensure_maven_broker "$1" ;;
         pubsub) ensure_pubsub_emulator ;;
-        *) die "unknown broker: $broker" ;;
     esac
 }
 
 # ---------------------------------------------------------------------------------------------
 # Processes
 
-# Fails unless every argument names a broker or one of its processes.
 check_broker_names() {
     local name
     for name in "$@"; do
         case $name in
-            kafka | pulsar | pulsar-lite | pulsar-proxy | pubsub) ;;
-            *) die "unknown broker: $name (expected kafka, pulsar, pulsar-lite, pulsar-proxy or pubsub)" ;;
+            kafka | pulsar | pubsub) ;;
+            *) die "unknown broker: $name (expected kafka, pulsar or pubsub)" ;;
         esac
     done
-}
-
-# The processes behind a broker name, in start order.
-services_of() {
-    case $1 in
-        kafka | pulsar-lite | pulsar-proxy | pubsub) echo "$1" ;;
-        pulsar) echo "pulsar-lite pulsar-proxy" ;;
-    esac
-}
-
-selected_services() {
-    local broker
-    for broker in $selected_brokers; do services_of "$broker"; done | tr ' ' '\n'
 }
 
 port_of() {
     case $1 in
         kafka) echo "$kafka_port" ;;
-        pulsar-lite) echo "$pulsar_lite_port" ;;
-        pulsar-proxy) echo "$pulsar_port" ;;
+        pulsar) echo "$pulsar_port" ;;
         pubsub) echo "$pubsub_port" ;;
     esac
 }
 
-# A word that the command line of the service's process contains; guards against signalling an
-# unrelated process that reused a stale PID.
+# The ports a broker listens on (all must be free before it starts).
+ports_of() {
+    case $1 in
+        kafka) echo "$kafka_port $kafka_controller_port" ;;
+        pulsar) echo "$pulsar_port $pulsar_http_port $pulsar_bookie_port" ;;
+        pubsub) echo "$pubsub_port" ;;
+    esac
+}
+
+# A string the command line of the broker's process contains: the marker of this checkout's
+# broker (its config file), so a stale PID reused by another process, or another checkout's
+# broker, is never signalled.
 cmdline_marker() {
     case $1 in
-        kafka) echo tansu ;;
-        pulsar-lite) echo pulsar-lite ;;
-        pulsar-proxy) echo pulsar-compat-proxy ;;
+        kafka) echo "$data_dir/kafka/server.properties" ;;
+        pulsar) echo "$data_dir/pulsar/standalone.conf" ;;
         pubsub) echo pubsub-emulator ;;
     esac
 }
@@ -237,14 +272,14 @@ process_alive() {
     [[ ${stat%% *} != Z ]]
 }
 
-# Prints the PID of the running service; fails (and drops a stale PID file) when it is not running.
+# Prints the PID of the running broker; fails (and drops a stale PID file) when it is not running.
 running_pid() {
-    local service=$1 file pid
-    file=$(pid_file "$service")
+    local broker=$1 file pid
+    file=$(pid_file "$broker")
     [[ -f $file ]] || return 1
     pid=$(<"$file")
     if [[ $pid =~ ^[0-9]+$ ]] && process_alive "$pid" &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$(cmdline_marker "$service")"; then
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$(cmdline_marker "$broker")"; then
         echo "$pid"
     else
         rm -f "$file"
@@ -254,205 +289,259 @@ running_pid() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-service_ready() {
+# Kafka answers requests only once it has caught up with its metadata and is unfenced (its port
+# accepts connections earlier): an ApiVersions request that gets an answer means it is ready.
+kafka_answers() {
+    python3 - "$kafka_port" <<'PY' 2>/dev/null
+import socket, struct, sys
+client = b"sluice-ready"
+request = struct.pack(">hhih", 18, 0, 1, len(client)) + client  # ApiVersions v0
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
+    s.settimeout(2)
+    s.sendall(struct.pack(">i", len(request)) + request)
+    header = s.recv(10)
+    size, correlation, error = struct.unpack(">iih", header[:10])
+    sys.exit(0 if correlation == 1 and error == 0 else 1)
+PY
+}
+
+# Pulsar is ready when the broker port is open and the admin API lists the default namespace
+# (standalone creates it once the broker runs).
+pulsar_answers() {
+    port_open "$pulsar_port" &&
+        curl -sf --max-time 2 "http://127.0.0.1:$pulsar_http_port/admin/v2/namespaces/public" | grep -q 'public/default'
+}
+
+broker_ready() {
     case $1 in
+        kafka) kafka_answers ;;
+        pulsar) pulsar_answers ;;
         pubsub) curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$pubsub_port/" ;;
-        *) port_open "$(port_of "$1")" ;;
     esac
 }
 
-# Starts `command...` in the background in `workdir`, logging to the service's log file, and
+# Starts `command...` in the background in `workdir`, logging to the broker's log file, and
 # records its PID. `exec` keeps the PID: it is the broker's own, not a wrapper's.
 spawn() {
-    local service=$1 workdir=$2
+    local broker=$1 workdir=$2
     shift 2
     local log
-    log=$(log_file "$service")
+    log=$(log_file "$broker")
     printf '\n=== %s: starting: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$log"
     (cd "$workdir" && exec nohup "$@" >>"$log" 2>&1 </dev/null) &
-    echo $! >"$(pid_file "$service")"
+    echo $! >"$(pid_file "$broker")"
+}
+
+# Writes a broker's config template with its @...@ placeholders filled in.
+render() {
+    local template=$1 out=$2
+    sed -e "s|@PORT@|$(port_of "${3}")|g" \
+        -e "s|@CONTROLLER_PORT@|$kafka_controller_port|g" \
+        -e "s|@HTTP_PORT@|$pulsar_http_port|g" \
+        -e "s|@DATA_DIR@|$data_dir/kafka/logs|g" \
+        "$template" >"$out"
 }
 
 launch() {
-    local service=$1 port
-    port=$(port_of "$service")
-    local workdir=$data_dir/$service
+    local broker=$1 workdir=$data_dir/$1 java
     mkdir -p "$workdir"
-    case $service in
+    case $broker in
         kafka)
-            # tansu resolves the sqlite path against its working directory (even sqlite:///abs).
-            spawn kafka "$workdir" "$(tansu_bin)" broker \
-                --listener-url "tcp://127.0.0.1:$port" \
-                --advertised-listener-url "tcp://127.0.0.1:$port" \
-                --storage-engine sqlite://tansu.db
+            java=$(java_bin)
+            local home
+            home=$(broker_home kafka)
+            render "$config_dir/kafka/server.properties" "$workdir/server.properties" kafka
+            cp "$config_dir/kafka/log4j2.properties" "$workdir/log4j2.properties"
+            # KRaft storage is formatted once, with a cluster id of its own.
+            if [[ ! -f $workdir/logs/meta.properties ]]; then
+                local cluster_id
+                cluster_id=$("$java" -cp "$home/lib/*" kafka.tools.StorageTool random-uuid 2>>"$(log_file kafka)")
+                "$java" -Dlog4j2.configurationFile="$workdir/log4j2.properties" -cp "$home/lib/*" \
+                    kafka.tools.StorageTool format -t "$cluster_id" -c "$workdir/server.properties" \
+                    --ignore-formatted >>"$(log_file kafka)" 2>&1 ||
+                    die "kafka: formatting its storage failed (log: $(log_file kafka))"
+            fi
+            spawn kafka "$workdir" "$java" "${kafka_java_opts[@]}" \
+                -Dlog4j2.configurationFile="$workdir/log4j2.properties" \
+                -cp "$home/lib/*" kafka.Kafka "$workdir/server.properties"
             ;;
-        pulsar-lite)
-            # Metrics would otherwise listen on 0.0.0.0:8080.
-            printf '[metrics]\nenabled = false\n' >"$workdir/pulsar-lite.toml"
-            spawn pulsar-lite "$workdir" "$(pulsar_lite_bin)" \
-                --config "$workdir/pulsar-lite.toml" --addr "127.0.0.1:$port" \
-                --db-path "$workdir/rocksdb" --log-level warn
-            ;;
-        pulsar-proxy)
-            spawn pulsar-proxy "$workdir" "$(proxy_bin)" \
-                --listen "127.0.0.1:$port" --upstream "127.0.0.1:$pulsar_lite_port"
+        pulsar)
+            java=$(java_bin)
+            render "$config_dir/pulsar/standalone.conf" "$workdir/standalone.conf" pulsar
+            cp "$config_dir/pulsar/log4j2.properties" "$workdir/log4j2.properties"
+            spawn pulsar "$workdir" "$java" "${pulsar_java_opts[@]}" \
+                -Dlog4j2.configurationFile="$workdir/log4j2.properties" \
+                -cp "$(broker_home pulsar)/lib/*" org.apache.pulsar.PulsarStandaloneStarter \
+                --config "$workdir/standalone.conf" --no-functions-worker \
+                --metadata-dir "$workdir/metadata" --bookkeeper-dir "$workdir/bookkeeper" \
+                --bookkeeper-port "$pulsar_bookie_port"
             ;;
         pubsub)
             # The emulator's launcher script execs java, so the recorded PID is java's.
             spawn pubsub "$workdir" env JAVA_OPTS="$pubsub_java_opts" "$pubsub_emulator" \
-                --host=127.0.0.1 --port="$port"
+                --host=127.0.0.1 --port="$pubsub_port"
             ;;
     esac
 }
 
-start_service() {
-    local service=$1 pid port started_ms
-    port=$(port_of "$service")
-    if pid=$(running_pid "$service"); then
-        say "$service: already running (pid $pid, 127.0.0.1:$port)"
+start_broker() {
+    local broker=$1 pid port started_ms
+    port=$(port_of "$broker")
+    if pid=$(running_pid "$broker"); then
+        say "$broker: already running (pid $pid, 127.0.0.1:$port)"
         return 0
     fi
-    # A broker killed a moment ago may still be letting go of its port.
-    local tries=50
-    while port_open "$port" && ((tries-- > 0)); do sleep 0.1; done
-    if port_open "$port"; then
-        die "$service: port $port on 127.0.0.1 is taken by a process this script did not start; stop it or pick another port (see the top of $0)"
-    fi
+    # A broker killed a moment ago may still be letting go of its ports.
+    for port in $(ports_of "$broker"); do
+        local tries=50
+        while port_open "$port" && ((tries-- > 0)); do sleep 0.1; done
+        if port_open "$port"; then
+            die "$broker: port $port on 127.0.0.1 is taken by a process this script did not start; stop it or pick other ports (see the top of $0)"
+        fi
+    done
+    port=$(port_of "$broker")
     mkdir -p "$data_dir" "$log_dir" "$run_dir"
     local log log_offset
-    log=$(log_file "$service")
+    log=$(log_file "$broker")
     # Where this start's output begins, so a failure shows this start's lines only.
     log_offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
     started_ms=$(now_ms)
-    launch "$service"
-    pid=$(<"$(pid_file "$service")")
-    until service_ready "$service"; do
-        if ! process_alive "$pid" || (($(now_ms) - started_ms >= ready_timeout_s * 1000)); then
+    launch "$broker"
+    pid=$(<"$(pid_file "$broker")")
+    local next_note_s=15
+    until broker_ready "$broker"; do
+        local waited_ms=$(($(now_ms) - started_ms))
+        if ! process_alive "$pid" || ((waited_ms >= ready_timeout_s * 1000)); then
             if process_alive "$pid"; then
-                printf 'error: %s: not ready on 127.0.0.1:%s after %s s; last log lines:\n' "$service" "$port" "$ready_timeout_s" >&2
+                printf 'error: %s: not ready on 127.0.0.1:%s after %s s; last log lines:\n' "$broker" "$port" "$ready_timeout_s" >&2
             else
-                printf 'error: %s: exited during startup; last log lines:\n' "$service" >&2
+                printf 'error: %s: exited during startup; last log lines:\n' "$broker" >&2
             fi
-            tail -c "+$((log_offset + 1))" "$log" | tail -n 30 >&2
-            [[ $service = kafka ]] &&
-                printf 'hint: tansu needs its sqlite engine: cargo install tansu --locked --features dynostore,libsql --force\n' >&2
+            tail -c "+$((log_offset + 1))" "$log" | tail -n 40 >&2
             # Signal the PID just spawned, not the PID file's: a launcher may have exec'd into
             # something whose command line the marker check would not recognise.
             kill -KILL "$pid" 2>/dev/null || true
-            rm -f "$(pid_file "$service")"
+            rm -f "$(pid_file "$broker")"
             exit 1
         fi
-        sleep 0.1
+        if ((waited_ms >= next_note_s * 1000)); then
+            say "$broker: starting, $next_note_s s so far"
+            next_note_s=$((next_note_s + 15))
+        fi
+        sleep 0.2
     done
-    [[ $service = kafka ]] && index_tansu_headers
-    say "$service: started (pid $pid, 127.0.0.1:$port) in $(($(now_ms) - started_ms)) ms; log: $log"
+    say "$broker: started (pid $pid, 127.0.0.1:$port) in $(($(now_ms) - started_ms)) ms; log: $log"
 }
 
-# tansu 0.6.0's sqlite schema has no index on header (topition, offset_id), and its fetch
-# looks up the headers of each record one by one: every fetched record scans every header in
-# the database. Measured: 10,000 records with 4 headers each read back in 0.7 s with this
-# index, and not within 120 s without it (the serial storage actor then starves metadata and
-# produce requests too). tansu creates its tables when it starts, so add the index right after.
-index_tansu_headers() {
-    python3 - "$data_dir/kafka/tansu.db" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=30)
-db.execute("create index if not exists sluice_header_record on header (topition, offset_id)")
-db.commit()
-PY
-}
-
-# Stops the service with SIGTERM (SIGKILL after $stop_timeout_s s), or at once with SIGKILL
-# when given --kill.
-stop_service() {
-    local service=$1 mode=${2:-} pid
-    if ! pid=$(running_pid "$service"); then
-        rm -f "$(pid_file "$service")"
-        say "$service: not running"
+# Stops the broker with SIGTERM (SIGKILL after a grace period), or at once with SIGKILL when
+# given --kill.
+stop_broker() {
+    local broker=$1 mode=${2:-} pid grace_s
+    if ! pid=$(running_pid "$broker"); then
+        rm -f "$(pid_file "$broker")"
+        say "$broker: not running"
         return 0
     fi
+    local started_ms
+    started_ms=$(now_ms)
     if [[ $mode = --kill ]]; then
         kill -KILL "$pid" 2>/dev/null || true
     else
+        # Kafka's controlled shutdown and Pulsar's closing of its topics and bookie take a few
+        # seconds; both flush what they hold.
+        case $broker in
+            pubsub) grace_s=10 ;;
+            *) grace_s=60 ;;
+        esac
         kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + stop_timeout_s))
+        local deadline=$((SECONDS + grace_s))
         while process_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
         if process_alive "$pid"; then
-            warn "$service (pid $pid) ignored SIGTERM for ${stop_timeout_s} s; sending SIGKILL"
+            warn "$broker (pid $pid) ignored SIGTERM for ${grace_s} s; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
-    local deadline=$((SECONDS + 5))
+    local deadline=$((SECONDS + 10))
     while process_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    process_alive "$pid" && die "$service (pid $pid) is still alive after SIGKILL"
-    rm -f "$(pid_file "$service")"
-    say "$service: stopped (pid $pid${mode:+, $mode})"
+    process_alive "$pid" && die "$broker (pid $pid) is still alive after SIGKILL"
+    rm -f "$(pid_file "$broker")"
+    say "$broker: stopped (pid $pid${mode:+, $mode}) in $(($(now_ms) - started_ms)) ms"
+}
+
+# Resident memory (MiB) and thread count of a process, from /proc.
+process_figures() {
+    awk '/^VmRSS:/ { rss = int($2 / 1024) } /^Threads:/ { threads = $2 }
+        END { printf "%d MiB, %d threads", rss, threads }' "/proc/$1/status" 2>/dev/null
 }
 
 # ---------------------------------------------------------------------------------------------
 # Commands
 
 print_env() {
-    local prefix=${1:-}
-    local broker
+    local prefix=${1:-} broker
     for broker in $selected_brokers; do
         case $broker in
             kafka) echo "${prefix}SLUICE_KAFKA_BROKERS=127.0.0.1:$kafka_port" ;;
             pulsar)
                 echo "${prefix}SLUICE_PULSAR_URL=pulsar://127.0.0.1:$pulsar_port"
-                echo "${prefix}SLUICE_PULSAR_LITE_ADDR=127.0.0.1:$pulsar_lite_port"
+                echo "${prefix}SLUICE_PULSAR_ADMIN_URL=http://127.0.0.1:$pulsar_http_port"
                 ;;
             pubsub) echo "${prefix}PUBSUB_EMULATOR_HOST=127.0.0.1:$pubsub_port" ;;
         esac
     done
 }
 
-cmd_setup() {
-    ensure_toolchain
-    local service
-    for service in $(selected_services); do ensure_installed "$service"; done
-    say "everything installed for: $selected_brokers"
+cmd_toolchain() {
+    ensure_packages
+    ensure_rust_target
 }
 
+cmd_setup() {
+    local started=$SECONDS broker
+    cmd_toolchain
+    for broker in $selected_brokers; do ensure_installed "$broker"; done
+    say "everything installed for: $selected_brokers ($((SECONDS - started)) s)"
+}
+
+# Starts the selected brokers side by side (their start-ups are mostly waiting), and fails if
+# any of them does not come up.
 cmd_up() {
     cmd_setup
-    local service
-    for service in $(selected_services); do start_service "$service"; done
+    local broker pids=() failed=0
+    mkdir -p "$data_dir" "$log_dir" "$run_dir"
+    for broker in $selected_brokers; do
+        start_broker "$broker" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    ((failed == 0)) || die "not every broker started (logs: $log_dir)"
     say "brokers are up; the tests read:"
     print_env
 }
 
-# Stops every service with a PID file, whatever SLUICE_BROKERS says, so nothing is left behind.
+# Stops every broker with a PID file, whatever SLUICE_BROKERS says, so nothing is left behind.
 cmd_down() {
-    local service
-    # The proxy before the broker behind it.
-    for service in pubsub pulsar-proxy pulsar-lite kafka; do stop_service "$service"; done
+    local broker
+    for broker in pubsub pulsar kafka; do stop_broker "$broker"; done
 }
 
 cmd_status() {
-    local quiet=${1:-} all_running=0 service pid
-    for service in $(selected_services); do
-        if pid=$(running_pid "$service"); then
-            [[ $quiet = --quiet ]] || printf '%-13s running (pid %s, 127.0.0.1:%s)\n' "$service" "$pid" "$(port_of "$service")"
+    local quiet=${1:-} all_running=0 broker pid
+    for broker in $selected_brokers; do
+        if pid=$(running_pid "$broker"); then
+            [[ $quiet = --quiet ]] ||
+                printf '%-7s running (pid %s, 127.0.0.1:%s): %s\n' "$broker" "$pid" "$(port_of "$broker")" "$(process_figures "$pid")"
         else
             all_running=1
-            [[ $quiet = --quiet ]] || printf '%-13s stopped\n' "$service"
+            [[ $quiet = --quiet ]] || printf '%-7s stopped\n' "$broker"
         fi
     done
     return "$all_running"
 }
 
 cmd_start() {
-    local service
-    for service in $(services_of "$1"); do
-        ensure_installed "$service" no
-        start_service "$service"
-    done
-}
-
-cmd_stop() {
-    local service
-    for service in $(services_of "$1" | tr ' ' '\n' | tac); do stop_service "$service" "${2:-}"; done
+    ensure_installed "$1"
+    start_broker "$1"
 }
 
 cmd_clean() {
@@ -463,7 +552,7 @@ cmd_clean() {
 }
 
 usage() {
-    sed -n '11,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '12,22p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -476,16 +565,17 @@ case $command in
     down) cmd_down ;;
     status) cmd_status "${1:-}" ;;
     setup) cmd_setup ;;
+    toolchain) cmd_toolchain ;;
     env) print_env "export " ;;
     clean) cmd_clean ;;
     start | stop | restart)
         [[ $# -ge 1 ]] || usage
         check_broker_names "$1"
-        [[ -z ${2:-} || ( $command != start && ${2:-} = --kill ) ]] || usage
+        [[ -z ${2:-} || ($command != start && ${2:-} = --kill) ]] || usage
         case $command in
             start) cmd_start "$1" ;;
-            stop) cmd_stop "$1" "${2:-}" ;;
-            restart) cmd_stop "$1" "${2:-}" && cmd_start "$1" ;;
+            stop) stop_broker "$1" "${2:-}" ;;
+            restart) stop_broker "$1" "${2:-}" && cmd_start "$1" ;;
         esac
         ;;
     start-* | stop-* | restart-*) "$0" "${command%%-*}" "${command#*-}" "$@" ;;

@@ -1,7 +1,19 @@
 # Shared settings for the project's scripts; sourced, not run.
-# A build cache outside the clone, reused across fresh clones on the same machine.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-build/target}"
+# Caches outside the clone, reused across fresh clones on the same machine: the Rust build
+# (CARGO_TARGET_DIR), the brokers' jars, the Python/JavaScript toolchains, the benchmark's venv.
+# Point SLUICE_BUILD_CACHE (and SLUICE_MAVEN_REPO, Maven's local repository) at an empty
+# directory to see what a first run on a new machine does.
+export SLUICE_BUILD_CACHE="${SLUICE_BUILD_CACHE:-$HOME/.cache/sluice-build}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_BUILD_CACHE/target}"
+export SLUICE_TOOLCHAINS_DIR="${SLUICE_TOOLCHAINS_DIR:-$SLUICE_BUILD_CACHE/toolchains}"
+# Where the brokers of scripts/brokers.sh listen (the tests, the demo and the benchmarks read these).
 export SLUICE_KAFKA_BROKERS="${SLUICE_KAFKA_BROKERS:-127.0.0.1:${SLUICE_KAFKA_PORT:-9092}}"
 export SLUICE_PULSAR_URL="${SLUICE_PULSAR_URL:-pulsar://127.0.0.1:${SLUICE_PULSAR_PORT:-6650}}"
-export SLUICE_PULSAR_LITE_ADDR="${SLUICE_PULSAR_LITE_ADDR:-127.0.0.1:${SLUICE_PULSAR_LITE_PORT:-6651}}"
+export SLUICE_PULSAR_ADMIN_URL="${SLUICE_PULSAR_ADMIN_URL:-http://127.0.0.1:${SLUICE_PULSAR_HTTP_PORT:-8080}}"
 export PUBSUB_EMULATOR_HOST="${PUBSUB_EMULATOR_HOST:-127.0.0.1:${SLUICE_PUBSUB_PORT:-8085}}"
+# mold links the large debug binaries in a few seconds instead of tens: `mold -run` swaps it in
+# for the system linker without changing any flag, so the build cache stays valid either way.
+# scripts/brokers.sh setup installs it; SLUICE_NO_MOLD=1 links with the system linker.
+if command -v mold >/dev/null && [[ -z ${SLUICE_NO_MOLD:-} ]]; then
+    cargo() { mold -run cargo "$@"; }
+fi

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: toolchain, lint gate, unit tests and integration tests against real
-# brokers (started here if they are not running, and then stopped again).
+# The whole test suite: toolchain, lint gate, unit tests and integration tests against the real
+# brokers (Apache Kafka, Apache Pulsar, Google's Pub/Sub emulator; started here if they are not
+# running, and then stopped again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-step() { printf '\n==> %s\n' "$*"; }
 started_at=$SECONDS
+step_started=$SECONDS
+step() {
+    if ((SECONDS > step_started)); then printf '    (%d s)\n' $((SECONDS - step_started)); fi
+    step_started=$SECONDS
+    printf '\n==> %s\n' "$*"
+}
 
-step "toolchain and brokers (first run: the tansu build takes 25-36 min)"
+step "toolchain and brokers (first run: Debian packages, the wasm32-wasip2 target, Kafka and Pulsar from Maven Central, about a minute)"
 scripts/brokers.sh setup
+source scripts/env.sh # mold, if setup just installed it
 if ! scripts/brokers.sh status --quiet; then
     trap 'scripts/brokers.sh down' EXIT
     scripts/brokers.sh up
@@ -34,9 +41,10 @@ for crate in sluice-engine sluice-pipeline; do
     fi
 done
 
-step "clippy"
+step "clippy (first run: builds the whole workspace, 7-14 minutes on 2 cores)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 (cd examples && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests" cargo clippy --release --locked -- -D warnings)
+(cd tests/guests && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/guests" cargo clippy --release --locked -- -D warnings)
 
 step "build the sluice binary (the tests run it as a child process)"
 cargo build --locked -p sluice --bin sluice
@@ -50,10 +58,10 @@ step "Python and JavaScript guest unit tests (native)"
 (cd examples/redact-js && node --test)
 
 step "workspace tests (integration tests use the brokers)"
-cargo test --workspace --all-features --locked
+cargo test --workspace --all-features --locked -- --show-output
 
 step "benchmark harness, smoke mode (tiny N: checks that it runs, not the figures)"
 bench/run.sh --smoke
 
-echo
+step "done"
 echo "all tests passed in $((SECONDS - started_at)) s"

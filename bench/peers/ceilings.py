@@ -1,8 +1,11 @@
 """The raw limits every contender runs into, measured with the brokers' own C/C++/Python
 clients and no bridge in between. Prints one JSON line: {"records": N, "seconds": S}.
 
-  ceilings.py kafka-produce BROKERS TOPIC COUNT SIZE   librdkafka producer (idempotent, acks=all),
-                                                       keyed records as the contenders write them
+  ceilings.py kafka-produce BROKERS TOPIC COUNT SIZE SOURCE
+                                                       librdkafka producer with Sluice's settings
+                                                       (idempotent, acks=all, murmur2_random), keyed
+                                                       records with the headers Sluice writes from
+                                                       SOURCE (pulsar, pubsub)
   ceilings.py pulsar-consume URL TOPIC SUBSCRIPTION COUNT
                                                        C++ client: receive + acknowledge the backlog
   ceilings.py pubsub-consume PROJECT SUBSCRIPTION COUNT
@@ -17,20 +20,23 @@ import threading
 import time
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
-from workload import key_of, value_of  # noqa: E402
+from workload import key_of, sluice_headers, value_of  # noqa: E402
 
 
-def kafka_produce(brokers: str, topic: str, count: int, size: int) -> dict:
+def kafka_produce(brokers: str, topic: str, count: int, size: int, source: str) -> dict:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all"})
-    values = [value_of(seq, size) for seq in range(count)]
+    producer = Producer(
+        {"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"}
+    )
+    records = [(value_of(seq, size), sluice_headers(source, seq)) for seq in range(count)]
     failed = []
     started = time.monotonic()
-    for seq, value in enumerate(values):
+    for seq, (value, headers) in enumerate(records):
         while True:
             try:
-                producer.produce(topic, key=key_of(seq), value=value, on_delivery=lambda e, _m: e and failed.append(e))
+                producer.produce(topic, key=key_of(seq), value=value, headers=headers,
+                                 on_delivery=lambda e, _m: e and failed.append(e))
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -95,7 +101,7 @@ def pubsub_consume(project: str, subscription: str, count: int) -> dict:
 def main() -> None:
     command, args = sys.argv[1], sys.argv[2:]
     if command == "kafka-produce":
-        result = kafka_produce(args[0], args[1], int(args[2]), int(args[3]))
+        result = kafka_produce(args[0], args[1], int(args[2]), int(args[3]), args[4])
     elif command == "pulsar-consume":
         result = pulsar_consume(args[0], args[1], args[2], int(args[3]))
     elif command == "pubsub-consume":

@@ -1,5 +1,5 @@
 """Quix Streams' own Pub/Sub → Kafka path: `PubSubSource` added to an `Application`
-(at-least-once, the default; tansu has no Kafka transactions), defaults otherwise. The source
+(at-least-once, the default, as Sluice's contenders are), defaults otherwise. The source
 runs in a child process, as Quix runs every source.
 
 Usage: quix_pubsub.py [--release-leases] PROJECT TOPIC SUBSCRIPTION KAFKA_BROKERS KAFKA_TOPIC STATE_DIR

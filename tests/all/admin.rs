@@ -4,31 +4,27 @@
 //! against the test's own counts, and a SIGTERM drain.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{SocketAddr, TcpListener};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_parse::{Scrape, Value as MetricValue};
 use serde_json::{Value, json};
-use sluice_tests::brokers::{KafkaRecord, PulsarRecord, publish_to_pulsar};
+use sluice_tests::kafka::KafkaRecord;
+use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 use sluice_tests::{OTHER_WORLD, PASSTHROUGH, REDACT, VERSION_STAMP_V1, VERSION_STAMP_V2};
 use tempfile::TempDir;
 
-use crate::support::{
-    Brokers, SluiceProcess, Topics, assert_per_key_order, brokers_and_topics, distinct_seqs,
-    error_line, named_transform_entry, pipeline_toml, read_at_least, read_until, read_until_seqs,
-    report_counts, seq_of, sluice_bin, write_offline_config,
-};
+use crate::support::assertions::{assert_per_key_order, distinct_seqs, report_counts, seq_of};
+use crate::support::brokers::{Brokers, Topics, brokers_and_topics};
+use crate::support::config::{named_transform_entry, pipeline_toml, write_offline_config};
+use crate::support::http::{AdminApi, free_loopback_address, json_of};
+use crate::support::process::{SluiceProcess, error_line, sluice_command};
+use crate::support::read::{read_at_least, read_until, read_until_seqs};
 
-/// How long a test waits for records to show up in Kafka before it fails.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long a test waits on the admin side: the API to come up or answer, a command to
-/// finish, counters to settle.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The pipeline's name in every config here (`support::pipeline_toml`).
 const PIPELINE: &str = "test";
 /// The `name` of the version-stamp transform in the configs here.
@@ -57,7 +53,7 @@ async fn deploy_and_rollback_while_streaming_swap_versions_in_order_and_lose_not
     // transform however long a swap takes.
     const TOTAL: u64 = 20_000;
     let stream = SteadyStream::start(&brokers, &topics, TOTAL, 7_000);
-    read_at_least(&brokers, &topics.output, 2_000, DELIVERY_TIMEOUT).await;
+    read_at_least(&brokers, &topics.output, 2_000).await;
     let deploy = admin_command(
         &["deploy", PIPELINE, VERSION_STAMP_V2, "--transform", STAMP],
         &run.api,
@@ -79,13 +75,7 @@ async fn deploy_and_rollback_while_streaming_swap_versions_in_order_and_lose_not
             stamped_v2 >= 2_000
         }
     };
-    read_until(
-        &brokers,
-        &topics.output,
-        DELIVERY_TIMEOUT,
-        enough_stamped_v2,
-    )
-    .await;
+    read_until(&brokers, &topics.output, enough_stamped_v2).await;
     let rollback = admin_command(
         &["rollback", PIPELINE, "--transform", STAMP],
         &run.api,
@@ -98,7 +88,7 @@ async fn deploy_and_rollback_while_streaming_swap_versions_in_order_and_lose_not
     stream.finish().await;
 
     let all: BTreeSet<u64> = (0..TOTAL).collect();
-    let output = read_until_seqs(&brokers, &topics.output, &all, DELIVERY_TIMEOUT).await;
+    let output = read_until_seqs(&brokers, &topics.output, &all).await;
     let versions = run.api.versions(PIPELINE, STAMP).await;
     runtime.terminate_and_wait_success();
 
@@ -166,7 +156,7 @@ async fn a_restart_after_a_deploy_runs_the_deployed_version() {
     publish(&brokers, &topics, &published).await;
     let mut second = SluiceProcess::run(&run.config);
     let expected: BTreeSet<u64> = published.collect();
-    let output = read_until_seqs(&brokers, &topics.output, &expected, DELIVERY_TIMEOUT).await;
+    let output = read_until_seqs(&brokers, &topics.output, &expected).await;
     let versions = run.api.versions(PIPELINE, STAMP).await;
     second.terminate_and_wait_success();
 
@@ -236,7 +226,7 @@ async fn a_broken_component_is_refused_and_the_old_version_keeps_running() {
     let published = 0..200;
     publish(&brokers, &topics, &published).await;
     let expected: BTreeSet<u64> = published.collect();
-    let output = read_until_seqs(&brokers, &topics.output, &expected, DELIVERY_TIMEOUT).await;
+    let output = read_until_seqs(&brokers, &topics.output, &expected).await;
     runtime.terminate_and_wait_success();
     assert_eq!(distinct_seqs(&output), expected);
     for record in &output {
@@ -336,8 +326,8 @@ async fn metrics_and_status_count_what_the_pipeline_did() {
         .await
         .unwrap();
     let (poison, good): (BTreeSet<u64>, BTreeSet<u64>) = (0..TOTAL).partition(|s| is_poison(*s));
-    read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
-    read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
+    read_until_seqs(&brokers, &topics.output, &good).await;
+    read_until_seqs(&brokers, &topics.dead_letter, &poison).await;
     // Kafka has the records before the runtime has counted their acks and released them.
     let pipeline = [("pipeline", PIPELINE)];
     let scrape = run
@@ -439,7 +429,7 @@ async fn sigterm_mid_stream_acks_everything_received_and_a_restart_delivers_the_
     let first_log = run.dir.path().join("first.log");
     let mut first =
         SluiceProcess::run_with_args_logging_to(&run.config, &["--log-format", "json"], &first_log);
-    let partial = read_at_least(&brokers, &topics.output, 1_000, DELIVERY_TIMEOUT).await;
+    let partial = read_at_least(&brokers, &topics.output, 1_000).await;
     first.terminate_and_wait_success();
     let first_log = std::fs::read_to_string(&first_log).unwrap();
     for line in first_log.lines().filter(|l| !l.trim().is_empty()) {
@@ -460,7 +450,7 @@ async fn sigterm_mid_stream_acks_everything_received_and_a_restart_delivers_the_
 
     let second_log = run.dir.path().join("second.log");
     let mut second = SluiceProcess::run_logging_to(&run.config, &second_log);
-    let output = read_until_seqs(&brokers, &topics.output, &all, DELIVERY_TIMEOUT).await;
+    let output = read_until_seqs(&brokers, &topics.output, &all).await;
     second.terminate_and_wait_success();
     let (received_again, _) = stopped_counters(&std::fs::read_to_string(&second_log).unwrap());
     let distinct = report_counts("after SIGTERM and restart", &output, &all);
@@ -568,177 +558,12 @@ fn admin_section(listen: &str, state_dir: &Path, token: Option<&str>) -> String 
     section
 }
 
-/// A loopback address nothing listens on right now (bound, read, released), for one runtime's
-/// admin API: each test has its own, so tests running side by side do not collide.
-fn free_loopback_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-/// The admin API of one `sluice run`, over HTTP.
-struct AdminApi {
-    base_url: String,
-    http: reqwest::Client,
-}
-
-/// `GET …/versions`: the current digest and every version's digest, oldest first.
-struct Versions {
-    current: String,
-    digests: Vec<String>,
-}
-
-impl AdminApi {
-    fn new(listen: SocketAddr) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(ADMIN_TIMEOUT)
-            .build()
-            .unwrap();
-        Self {
-            base_url: format!("http://{listen}"),
-            http,
-        }
-    }
-
-    /// The status code and body of `GET path`.
-    async fn get(&self, path: &str) -> reqwest::Result<(u16, String)> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base_url))
-            .send()
-            .await?;
-        Ok((response.status().as_u16(), response.text().await?))
-    }
-
-    /// The JSON body of `GET path`, which must answer 200.
-    async fn get_json(&self, path: &str) -> Value {
-        let (status, body) = self.get(path).await.unwrap();
-        assert_eq!(status, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-    }
-
-    /// `POST path` with `body`, as `Authorization: Bearer <token>` when a token is given.
-    async fn post(
-        &self,
-        path: &str,
-        body: Option<reqwest::Body>,
-        token: Option<&str>,
-    ) -> (u16, Value) {
-        let mut request = self.http.post(format!("{}{path}", self.base_url));
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, json_of(&response.text().await.unwrap()))
-    }
-
-    async fn deploy(
-        &self,
-        pipeline: &str,
-        transform: &str,
-        component: Vec<u8>,
-        token: Option<&str>,
-    ) -> (u16, Value) {
-        let path = format!("/v1/pipelines/{pipeline}/transforms/{transform}/deploy");
-        self.post(&path, Some(component.into()), token).await
-    }
-
-    /// Back to the version deployed before the current one.
-    async fn rollback(&self, pipeline: &str, transform: &str, token: Option<&str>) -> (u16, Value) {
-        let path = format!("/v1/pipelines/{pipeline}/transforms/{transform}/rollback");
-        self.post(&path, None, token).await
-    }
-
-    /// The versions list, checked for consistency: one entry marked current, the one named
-    /// `current`, and deploy times in order (oldest first).
-    async fn versions(&self, pipeline: &str, transform: &str) -> Versions {
-        let path = format!("/v1/pipelines/{pipeline}/transforms/{transform}/versions");
-        let body = self.get_json(&path).await;
-        let current = body["current"].as_str().unwrap_or_else(|| panic!("{body}"));
-        let entries = body["versions"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{body}"));
-        let marked: Vec<&Value> = entries.iter().filter(|v| v["current"] == true).collect();
-        assert_eq!(marked.len(), 1, "one version is current: {body}");
-        assert_eq!(marked[0]["digest"], current, "{body}");
-        let deployed_at: Vec<u64> = entries
-            .iter()
-            .map(|v| {
-                v["deployed_at_ms"]
-                    .as_u64()
-                    .unwrap_or_else(|| panic!("{body}"))
-            })
-            .collect();
-        assert!(deployed_at.is_sorted(), "oldest first: {body}");
-        Versions {
-            current: current.to_owned(),
-            digests: entries
-                .iter()
-                .map(|v| {
-                    v["digest"]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("{body}"))
-                        .to_owned()
-                })
-                .collect(),
-        }
-    }
-
-    /// `/metrics`, parsed, once `done` holds (polled; fails after `ADMIN_TIMEOUT`).
-    async fn metrics_when(&self, done: impl Fn(&Scrape) -> bool) -> Scrape {
-        let deadline = Instant::now() + ADMIN_TIMEOUT;
-        loop {
-            let (status, text) = self.get("/metrics").await.unwrap();
-            assert_eq!(status, 200, "GET /metrics: {text}");
-            let lines = text.lines().map(|line| Ok(line.to_owned()));
-            let scrape = Scrape::parse(lines).expect("/metrics is Prometheus text");
-            if done(&scrape) {
-                return scrape;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/metrics did not settle within {ADMIN_TIMEOUT:?}:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Waits until `/readyz` answers 200 (source and sink connected); fails if `runtime` exits
-    /// or `ADMIN_TIMEOUT` passes first.
-    async fn wait_ready(&self, runtime: &mut SluiceProcess) {
-        let deadline = Instant::now() + ADMIN_TIMEOUT;
-        loop {
-            if let Some(status) = runtime.exit_status() {
-                panic!("sluice exited ({status}) before it was ready");
-            }
-            let answer = self.get("/readyz").await;
-            if matches!(answer, Ok((200, _))) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready within {ADMIN_TIMEOUT:?}; last answer: {answer:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
 /// Every field of `expected` is in `actual` with the same value (`actual` may have more).
 fn assert_has_fields(actual: &Value, expected: &Value) {
     let expected = expected.as_object().expect("expected fields are an object");
     for (field, value) in expected {
         assert_eq!(&actual[field], value, "{field} in {actual}");
     }
-}
-
-/// A body as JSON; one that is not JSON becomes a JSON string, so assertions still show it.
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()))
 }
 
 /// The value of the one sample called `name` whose labels include `labels`, if there is one.
@@ -770,28 +595,6 @@ fn sample_values(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<f6
             ref other => panic!("{name} is not a single number: {other:?}"),
         })
         .collect()
-}
-
-/// Runs `sluice` with `args` to completion (at most `ADMIN_TIMEOUT`), with `token` as
-/// `SLUICE_ADMIN_TOKEN` and no admin URL or log format from the test's environment.
-async fn sluice_command(args: &[&str], token: Option<&str>) -> Output {
-    let mut command = tokio::process::Command::new(sluice_bin());
-    command
-        .args(args)
-        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
-        .env_remove("SLUICE_ADMIN_URL")
-        .env_remove("SLUICE_ADMIN_TOKEN")
-        // Errors as text: the tests read the `error:` line.
-        .env_remove("SLUICE_LOG_FORMAT")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(token) = token {
-        command.env("SLUICE_ADMIN_TOKEN", token);
-    }
-    tokio::time::timeout(ADMIN_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("sluice {args:?} did not finish within {ADMIN_TIMEOUT:?}"))
-        .unwrap()
 }
 
 /// `sluice <args> --admin <api>`: a client command (`deploy`, `rollback`, `status`).

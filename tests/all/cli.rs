@@ -1,6 +1,7 @@
 //! The `sluice` binary's contract: exit codes and one clear `error:` line naming the input.
 
-use crate::support::{error_line, sluice, write_offline_config};
+use crate::support::config::write_offline_config;
+use crate::support::process::{error_line, sluice};
 
 #[test]
 fn bad_config_exits_2_naming_the_key() {

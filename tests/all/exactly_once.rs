@@ -8,19 +8,21 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sluice_tests::brokers::{
-    KafkaRecord, PulsarRecord, kafka_topic_size, publish_to_pulsar, read_kafka_topics_to_end,
-};
+use sluice_tests::kafka::KafkaRecord;
 use sluice_tests::pubsub::{PubSubRecord, publish_to_pubsub};
+use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
+use sluice_tests::timeouts;
 
-use crate::pubsub_to_kafka::{PROJECT, Pull, pubsub_pipeline_toml, setup};
-use crate::support::{
-    BrokerUse, Brokers, InProcessPipeline, SluiceProcess, Topics, brokers_and_topics,
-    brokers_and_topics_for, brokers_script, pulsar_pipeline_toml, read_at_least, sink_toml,
-    transform_entry,
+use crate::support::assertions::header_u64;
+use crate::support::brokers::{
+    BrokerUse, Brokers, PROJECT, Topics, brokers_and_topics, brokers_and_topics_for,
+    brokers_script, pubsub_setup,
 };
-
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
+use crate::support::config::{
+    Pull, pubsub_pipeline_toml, pulsar_pipeline_toml, sink_toml, transform_entry, write_config,
+};
+use crate::support::process::{InProcessPipeline, SluiceProcess};
+use crate::support::read::{read_all, read_at_least, topic_size};
 
 /// Longer crash loops with `SLUICE_SOAK=1`.
 fn soak_factor() -> u64 {
@@ -115,7 +117,8 @@ async fn crash_loop(
         if let Chaos::KillBroker(broker) = chaos {
             brokers_script(&["restart", broker, "--kill"]);
         }
-        written = output_size(brokers, topics).await;
+        // Right after a broker restart the size may not be readable yet (0): keep the last.
+        written = output_size(brokers, topics).await.max(written);
         eprintln!(
             "kill {kill} at {:.1} s: {written} records in Kafka{}",
             started.elapsed().as_secs_f64(),
@@ -137,10 +140,9 @@ async fn crash_loop(
 /// Waits until the output topic holds `target` records; fails with the run's log when it
 /// stops growing for two minutes.
 async fn wait_for_outputs(brokers: &Brokers, topics: &Topics, target: i64, log: &Path) -> i64 {
-    const STALL: Duration = Duration::from_secs(120);
     let mut last = (output_size(brokers, topics).await, Instant::now());
     while last.0 < target {
-        if last.1.elapsed() > STALL {
+        if last.1.elapsed() > timeouts::STALL {
             panic!(
                 "outputs stuck at {} (waiting for {target}); the run's log:\n{}",
                 last.0,
@@ -159,7 +161,6 @@ async fn wait_for_outputs(brokers: &Brokers, topics: &Topics, target: i64, log: 
 /// Waits until all `expected` distinct outputs (by seq and output index) are in the output
 /// topic: with duplicates (at-least-once) the topic's size says too early.
 async fn wait_for_every_output(brokers: &Brokers, topics: &Topics, expected: usize, log: &Path) {
-    const STALL: Duration = Duration::from_secs(120);
     let mut last = (0, Instant::now());
     loop {
         wait_for_outputs(brokers, topics, expected as i64, log).await;
@@ -174,10 +175,11 @@ async fn wait_for_every_output(brokers: &Brokers, topics: &Topics, expected: usi
         }
         if distinct > last.0 {
             last = (distinct, Instant::now());
-        } else if last.1.elapsed() > STALL {
+        } else if last.1.elapsed() > timeouts::STALL {
             panic!(
-                "{distinct} of {expected} distinct outputs, no progress for {STALL:?}; the run's \
+                "{distinct} of {expected} distinct outputs, no progress for {:?}; the run's \
                  log:\n{}",
+                timeouts::STALL,
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
@@ -186,31 +188,7 @@ async fn wait_for_every_output(brokers: &Brokers, topics: &Topics, expected: usi
 }
 
 async fn output_size(brokers: &Brokers, topics: &Topics) -> i64 {
-    let (kafka, topic) = (brokers.kafka.clone(), topics.output.clone());
-    tokio::task::spawn_blocking(move || kafka_topic_size(&kafka, &topic))
-        .await
-        .unwrap()
-        .unwrap_or(0)
-}
-
-/// Every record of `topics`, to the end.
-async fn read_all(brokers: &Brokers, topics: &[&str]) -> Vec<KafkaRecord> {
-    let kafka = brokers.kafka.clone();
-    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        read_kafka_topics_to_end(&kafka, &topics, DELIVERY_TIMEOUT)
-    })
-    .await
-    .unwrap()
-    .unwrap()
-}
-
-fn header_u64(record: &KafkaRecord, name: &str) -> u64 {
-    record
-        .header(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("record without a numeric {name} header: {record:?}"))
+    topic_size(brokers, &topics.output).await
 }
 
 /// How the outputs in Kafka compare with what `count` records should have produced.
@@ -337,12 +315,6 @@ fn pulsar_config(
     )
 }
 
-fn write_config(dir: &Path, toml: &str) -> std::path::PathBuf {
-    let path = dir.join("sluice.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
-}
-
 fn print_check(context: &str, check: &OutputCheck) {
     eprintln!(
         "{context}: {} records in Kafka, {} distinct outputs, {} duplicates, {} missing",
@@ -361,7 +333,11 @@ async fn pulsar_crash_loop(
     let count = 50_000 * soak_factor();
     let kills = 10 * soak_factor();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &pulsar_config(&brokers, &topics, guarantee, 2));
+    let config = write_config(
+        dir.path(),
+        "sluice.toml",
+        &pulsar_config(&brokers, &topics, guarantee, 2),
+    );
     publish_to_pulsar(&brokers.pulsar, &topics.source, &pulsar_records(count))
         .await
         .unwrap();
@@ -429,7 +405,7 @@ batch_size = 16"
         .unwrap();
     let started = Instant::now();
     let pipeline = InProcessPipeline::start(&toml).await;
-    let output = read_at_least(&brokers, &topics.output, count as usize, DELIVERY_TIMEOUT).await;
+    let output = read_at_least(&brokers, &topics.output, count as usize).await;
     let elapsed = started.elapsed();
     pipeline.stop().await;
     let check = check_outputs(&output, count, |_| 1);
@@ -473,7 +449,8 @@ fn pubsub_messages(count: u64) -> Vec<PubSubRecord> {
 /// once its ack deadline passes, not what a killed streaming pull held (README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubsub_exactly_once_through_kills_of_runtime_and_kafka() {
-    let Some((brokers, emulator, topics)) = setup("eo-pubsub", BrokerUse::Exclusive).await else {
+    let Some((brokers, emulator, topics)) = pubsub_setup("eo-pubsub", BrokerUse::Exclusive).await
+    else {
         return;
     };
     let count = 20_000 * soak_factor();
@@ -491,7 +468,7 @@ async fn pubsub_exactly_once_through_kills_of_runtime_and_kafka() {
         &fan_out_transform(),
         Pull::Unary,
     );
-    let config = write_config(dir.path(), &toml);
+    let config = write_config(dir.path(), "sluice.toml", &toml);
     let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
 
     crash_loop(

@@ -5,22 +5,19 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use sluice_tests::brokers::{PulsarRecord, publish_to_pulsar};
+use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 use sluice_tests::{REDACT, REDACT_JS, REDACT_PY};
 
-use crate::support::{
-    SluiceProcess, brokers_and_topics, distinct_seqs, pipeline_toml, read_until_seqs, seq_of,
-    sluice, sluice_bin, transform_entry,
-};
+use crate::support::assertions::{distinct_seqs, seq_of};
+use crate::support::brokers::brokers_and_topics;
+use crate::support::config::{pipeline_toml, transform_entry};
+use crate::support::process::{SluiceProcess, sluice, sluice_bin};
+use crate::support::read::read_until_seqs;
 
 /// The redact config all three languages run with.
 const FIELDS: &str = "email, phone,ssn ,";
 const MASK: &str = "<hidden ✂>";
-
-/// How long an end-to-end test waits for records in Kafka.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A small deterministic generator (64-bit LCG), so the input is the same on every run.
 struct Rng(u64);
@@ -313,8 +310,8 @@ async fn redact_end_to_end(test: &str, component: &str) {
         .unwrap();
     let good: BTreeSet<u64> = (0..1000).filter(|s| s % 100 != 99).collect();
     let poison: BTreeSet<u64> = (0..1000).filter(|s| s % 100 == 99).collect();
-    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
-    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
+    let output = read_until_seqs(&brokers, &topics.output, &good).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison).await;
     sluice.terminate_and_wait_success();
 
     assert_eq!(distinct_seqs(&output), good, "every good record arrives");

@@ -8,6 +8,7 @@ mod languages;
 mod pipeline;
 mod pubsub_to_kafka;
 mod pulsar_to_kafka;
+mod real_brokers;
 mod sandbox;
 mod support;
 mod transform;

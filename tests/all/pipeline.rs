@@ -14,20 +14,15 @@ use sluice_pipeline::{
     PipelineStats,
 };
 use sluice_record::identity;
-use sluice_tests::brokers::{PulsarRecord, publish_to_pulsar};
+use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
+use sluice_tests::timeouts;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{
-    BrokerOutage, BrokerUse, InProcessPipeline, brokers_and_topics_for, pipeline_toml,
-    read_at_least, read_until_seqs, transform_entry,
-};
-
-/// How long a test waits for the pipeline to ack everything before it fails.
-const ACK_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A Kafka delivery fails after 10 s instead of librdkafka's 300 s.
-const DELIVERIES_FAIL_AFTER_10_S: &str = r#"properties = { "message.timeout.ms" = "10000" }"#;
+use crate::support::brokers::{BrokerOutage, BrokerUse, brokers_and_topics_for};
+use crate::support::config::{DELIVERIES_FAIL_AFTER_10_S, pipeline_toml, transform_entry};
+use crate::support::process::InProcessPipeline;
+use crate::support::read::{read_at_least, read_until_seqs};
 
 /// A pipeline from a [`MemorySource`] through the `examples/passthrough` component into a
 /// [`MemorySink`], running on its own task.
@@ -92,7 +87,7 @@ impl MemoryPipeline {
     }
 
     async fn wait_for_acks(&self, count: usize) {
-        let waited = tokio::time::timeout(ACK_TIMEOUT, async {
+        let waited = tokio::time::timeout(timeouts::DELIVERY, async {
             while self.source.acked().len() < count {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -107,7 +102,7 @@ impl MemoryPipeline {
     }
 
     async fn wait_for_restart(&self) {
-        tokio::time::timeout(ACK_TIMEOUT, async {
+        tokio::time::timeout(timeouts::DELIVERY, async {
             while self.stats.restarts.get() == 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -286,14 +281,14 @@ async fn records_received_counts_each_record_once_across_a_kafka_outage() {
     publish_to_pulsar(&brokers.pulsar, &topics.source, &records)
         .await
         .unwrap();
-    read_at_least(&brokers, &topics.output, 500, ACK_TIMEOUT).await;
+    read_at_least(&brokers, &topics.output, 500).await;
 
     let outage = BrokerOutage::begin("kafka");
     tokio::time::sleep(Duration::from_secs(20)).await;
     outage.end();
     let all: BTreeSet<u64> = (0..TOTAL).collect();
-    read_until_seqs(&brokers, &topics.output, &all, ACK_TIMEOUT).await;
-    tokio::time::timeout(ACK_TIMEOUT, async {
+    read_until_seqs(&brokers, &topics.output, &all).await;
+    tokio::time::timeout(timeouts::DELIVERY, async {
         while pipeline.stats.acked.get() < TOTAL {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

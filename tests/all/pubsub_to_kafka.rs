@@ -2,20 +2,20 @@
 //! outage, a 5 MB message, and a SIGKILL of the runtime.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use sluice_tests::pubsub::{
-    PubSubRecord, create_subscription, create_topic_and_subscription, publish_to_pubsub,
+use sluice_tests::pubsub::{PubSubRecord, create_subscription, publish_to_pubsub};
+
+use crate::support::assertions::{
+    assert_no_duplicates, assert_none_missing, assert_per_key_order,
+    assert_stall_and_recovery_logged, distinct_seqs, report_counts, seq_of,
 };
-
-use crate::support::{
-    BrokerUse, Brokers, InProcessPipeline, SluiceProcess, Topics, assert_per_key_order,
-    assert_stall_and_recovery_logged, brokers_and_topics_for, distinct_seqs, outage_of,
-    read_at_least, read_until_seqs, report_counts, seq_of, sink_toml, transform_entry,
+use crate::support::brokers::{BrokerUse, Brokers, PROJECT, Topics, outage_of, pubsub_setup};
+use crate::support::config::{
+    DELIVERIES_FAIL_AFTER_10_S, Pull, pubsub_pipeline_toml, transform_entry, with_sink_setting,
+    write_config,
 };
-
-pub(crate) const PROJECT: &str = "sluice-tests";
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(240);
+use crate::support::process::{InProcessPipeline, SluiceProcess};
+use crate::support::read::{read_all, read_at_least, read_until_seqs};
 
 /// `count` JSON messages over 20 ordering keys, with attributes; every 500th is not JSON.
 fn messages(count: u64) -> Vec<PubSubRecord> {
@@ -39,22 +39,6 @@ fn messages(count: u64) -> Vec<PubSubRecord> {
         .collect()
 }
 
-/// The source's `pull` setting.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Pull {
-    Streaming,
-    Unary,
-}
-
-impl Pull {
-    fn toml(self) -> &'static str {
-        match self {
-            Pull::Streaming => "streaming",
-            Pull::Unary => "unary",
-        }
-    }
-}
-
 /// A Pub/Sub pipeline config: `topics.subscription` → `transforms` → Kafka.
 fn pubsub_toml(brokers: &Brokers, emulator: &str, topics: &Topics, transforms: &str) -> String {
     pubsub_toml_pulling(brokers, emulator, topics, transforms, Pull::Streaming)
@@ -70,75 +54,12 @@ fn pubsub_toml_pulling(
     pubsub_pipeline_toml("pubsub", "", brokers, emulator, topics, transforms, pull)
 }
 
-/// A Pub/Sub pipeline called `name`, max 1,000 records in flight, with `settings` lines in
-/// its `[[pipeline]]` table: `topics.subscription` → `transforms` → Kafka.
-pub(crate) fn pubsub_pipeline_toml(
-    name: &str,
-    settings: &str,
-    brokers: &Brokers,
-    emulator: &str,
-    topics: &Topics,
-    transforms: &str,
-    pull: Pull,
-) -> String {
-    format!(
-        r#"
-[[pipeline]]
-name = "{name}"
-max_in_flight = 1000
-{settings}
-
-[pipeline.source]
-kind = "gcp_pubsub"
-project = "{PROJECT}"
-subscription = "{subscription}"
-endpoint = "http://{emulator}"
-pull = "{pull}"
-
-{transforms}
-{sink}"#,
-        subscription = topics.subscription,
-        pull = pull.toml(),
-        sink = sink_toml(brokers, topics, ""),
-    )
-}
-
-/// Brokers, topics, and a Pub/Sub topic + ordered subscription named after them.
-pub(crate) async fn setup(test: &str, usage: BrokerUse) -> Option<(Brokers, String, Topics)> {
-    let emulator = sluice_tests::broker_env_or_skip("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")?;
-    let (brokers, topics) = brokers_and_topics_for(test, 3, usage).await?;
-    let topic = topics.output.replace("-out", "-src");
-    create_topic_and_subscription(&emulator, PROJECT, &topic, &topics.subscription)
-        .await
-        .unwrap();
-    Some((
-        brokers,
-        emulator,
-        Topics {
-            source: topic,
-            ..topics
-        },
-    ))
-}
-
-/// Every expected sequence number arrived (the message names a few missing ones, not all).
-fn assert_none_missing(arrived: &BTreeSet<u64>, expected: &BTreeSet<u64>) {
-    let missing: Vec<u64> = expected.difference(arrived).copied().collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} expected messages missing, e.g. {:?}",
-        missing.len(),
-        expected.len(),
-        &missing[..missing.len().min(20)]
-    );
-}
-
 fn sets(count: u64) -> (BTreeSet<u64>, BTreeSet<u64>) {
     (0..count).partition(|s| s % 500 != 499)
 }
 
-/// Acceptance: 10,000 messages over 20 ordering keys with attributes → all in Kafka, order kept
-/// per key, attributes as headers; the sample guest (redact) runs unchanged on Pub/Sub input.
+/// Acceptance: 10,000 messages over 20 ordering keys with attributes → all in Kafka once, order
+/// kept per key, attributes as headers; the sample guest (redact) runs unchanged on Pub/Sub input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_ordered_messages_arrive_transformed() {
     ten_thousand_ordered_messages("ps-e2e", Pull::Streaming).await;
@@ -151,7 +72,7 @@ async fn ten_thousand_ordered_messages_arrive_transformed_with_unary_pull() {
 }
 
 async fn ten_thousand_ordered_messages(test: &str, pull: Pull) {
-    let Some((brokers, emulator, topics)) = setup(test, BrokerUse::Shared).await else {
+    let Some((brokers, emulator, topics)) = pubsub_setup(test, BrokerUse::Shared).await else {
         return;
     };
     publish_to_pubsub(&emulator, PROJECT, &topics.source, &messages(10_000))
@@ -167,12 +88,15 @@ async fn ten_thousand_ordered_messages(test: &str, pull: Pull) {
     ))
     .await;
     let (good, poison) = sets(10_000);
-    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
-    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
+    let output = read_until_seqs(&brokers, &topics.output, &good).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison).await;
     pipeline.stop().await;
 
     assert_none_missing(&distinct_seqs(&output), &good);
     assert_per_key_order(&output);
+    // Nothing failed and every lease was extended in time: nothing was redelivered.
+    let everything = read_all(&brokers, &[&topics.output, &topics.dead_letter]).await;
+    assert_no_duplicates(&everything);
     for record in &output {
         let seq = seq_of(record);
         assert_eq!(
@@ -217,13 +141,6 @@ fn redelivers_after_disconnect() -> bool {
     yes
 }
 
-/// Writes `toml` into `dir` and returns its path, for `sluice run --config`.
-fn write_config(dir: &tempfile::TempDir, toml: &str) -> std::path::PathBuf {
-    let path = dir.path().join("pubsub.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
-}
-
 /// For tests of `sluice run`: `count` messages published, and a config file (in the returned
 /// directory) running the redact guest over them.
 async fn redact_run_config(
@@ -232,21 +149,22 @@ async fn redact_run_config(
     count: u64,
     pull: Pull,
 ) -> Option<(Brokers, Topics, tempfile::TempDir, std::path::PathBuf)> {
-    let (brokers, emulator, topics) = setup(test, usage).await?;
+    let (brokers, emulator, topics) = pubsub_setup(test, usage).await?;
     publish_to_pubsub(&emulator, PROJECT, &topics.source, &messages(count))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let transforms = transform_entry(sluice_tests::REDACT, r#"fields = "email""#);
     let config = write_config(
-        &dir,
+        dir.path(),
+        "pubsub.toml",
         &pubsub_toml_pulling(&brokers, &emulator, &topics, &transforms, pull),
     );
     Some((brokers, topics, dir, config))
 }
 
-/// Acceptance: Kafka stopped for 20 s mid-stream, then restarted → zero lost, order kept per
-/// key; memory bounded while Kafka is down; the log says the pipeline stalled, was interrupted
+/// Acceptance: Kafka stopped (SIGTERM) for 20 s mid-stream, then restarted, with deliveries
+/// failing after 10 s → zero lost, order kept per key; memory bounded while Kafka is down; the log says the pipeline stalled, was interrupted
 /// and restarted. The streaming pull stays open throughout (records in flight are nacked on
 /// it), which the emulator handles. The same outage runs against Pulsar in `pulsar_to_kafka`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,18 +174,23 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     else {
         return;
     };
+    let toml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        with_sink_setting(&toml, DELIVERIES_FAIL_AFTER_10_S),
+    )
+    .unwrap();
     let log = dir.path().join("sluice.log");
     let mut runtime = SluiceProcess::run_logging_to(&config, &log);
-    let before = read_at_least(&brokers, &topics.output, 1_000, DELIVERY_TIMEOUT)
-        .await
-        .len();
+    let before = read_at_least(&brokers, &topics.output, 1_000).await.len();
 
     let memory = outage_of("kafka", 20, &mut runtime, &log).await;
 
     let (good, poison) = sets(6_000);
-    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
-    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
+    read_until_seqs(&brokers, &topics.output, &good).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison).await;
     runtime.terminate_and_wait_success();
+    let output = read_all(&brokers, &[&topics.output]).await;
     let log = std::fs::read_to_string(&log).unwrap();
     let distinct = report_counts(&memory.describe(before), &output, &good);
     assert_none_missing(&distinct, &good);
@@ -278,13 +201,13 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     assert_stall_and_recovery_logged(&log);
 }
 
-/// Acceptance: a 5 MB message (over librdkafka's default message.max.bytes and tansu's
-/// 4 MB limit) is dead-lettered with kind `too-large` and a reason naming the limit, its value
-/// left out; the messages around it are delivered. With `oversized = "fail"` the pipeline
+/// Acceptance: a 5 MB message (over the producer's message.max.bytes, librdkafka's default of
+/// 1,000,000, and over Kafka's 1 MiB) is dead-lettered with kind `too-large` and a reason naming
+/// the limit, its value left out; the messages around it are delivered. With `oversized = "fail"` the pipeline
 /// stops with that error instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_megabyte_message_is_dead_lettered_with_the_reason() {
-    let Some((brokers, emulator, topics)) = setup("ps-big", BrokerUse::Shared).await else {
+    let Some((brokers, emulator, topics)) = pubsub_setup("ps-big", BrokerUse::Shared).await else {
         return;
     };
     let big = PubSubRecord {
@@ -308,20 +231,8 @@ async fn five_megabyte_message_is_dead_lettered_with_the_reason() {
     let transforms = transform_entry(sluice_tests::PASSTHROUGH, "");
     let pipeline =
         InProcessPipeline::start(&pubsub_toml(&brokers, &emulator, &topics, &transforms)).await;
-    let output = read_until_seqs(
-        &brokers,
-        &topics.output,
-        &BTreeSet::from([0, 2]),
-        DELIVERY_TIMEOUT,
-    )
-    .await;
-    let dead = read_until_seqs(
-        &brokers,
-        &topics.dead_letter,
-        &BTreeSet::from([1]),
-        DELIVERY_TIMEOUT,
-    )
-    .await;
+    let output = read_until_seqs(&brokers, &topics.output, &BTreeSet::from([0, 2])).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &BTreeSet::from([1])).await;
     pipeline.stop().await;
 
     assert_eq!(distinct_seqs(&output), BTreeSet::from([0, 2]));
@@ -396,7 +307,7 @@ async fn sigkill_mid_stream(test: &str, pull: Pull, kills: usize) {
 
     for kill in 1..=kills {
         let mut runtime = SluiceProcess::run(&config);
-        let written = read_at_least(&brokers, &topics.output, 1_500 * kill, DELIVERY_TIMEOUT).await;
+        let written = read_at_least(&brokers, &topics.output, 1_500 * kill).await;
         runtime.kill();
         let distinct = distinct_seqs(&written);
         eprintln!(
@@ -412,8 +323,9 @@ async fn sigkill_mid_stream(test: &str, pull: Pull, kills: usize) {
     }
 
     let mut last = SluiceProcess::run(&config);
-    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
+    read_until_seqs(&brokers, &topics.output, &good).await;
     last.terminate_and_wait_success();
+    let output = read_all(&brokers, &[&topics.output]).await;
 
     let distinct = report_counts(&format!("after {kills} restarts"), &output, &good);
     assert_none_missing(&distinct, &good);
@@ -432,7 +344,8 @@ async fn pull_modes_throughput() {
     for max_in_flight in [1_000, 10_000] {
         for pull in [Pull::Streaming, Pull::Unary] {
             let test = format!("ps-bench-{}-{max_in_flight}", pull.toml());
-            let Some((brokers, emulator, topics)) = setup(&test, BrokerUse::Shared).await else {
+            let Some((brokers, emulator, topics)) = pubsub_setup(&test, BrokerUse::Shared).await
+            else {
                 return;
             };
             publish_to_pubsub(&emulator, PROJECT, &topics.source, &messages(COUNT))
@@ -446,7 +359,7 @@ async fn pull_modes_throughput() {
                 );
             let started = std::time::Instant::now();
             let pipeline = InProcessPipeline::start(&toml).await;
-            let output = read_until_seqs(&brokers, &topics.output, &all, DELIVERY_TIMEOUT).await;
+            let output = read_until_seqs(&brokers, &topics.output, &all).await;
             let seconds = started.elapsed().as_secs_f64();
             pipeline.stop().await;
             assert_none_missing(&distinct_seqs(&output), &all);
@@ -466,7 +379,8 @@ async fn pull_modes_throughput() {
 /// Kafka, the small ones around them are delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unary_pull_takes_messages_larger_together_than_one_response() {
-    let Some((brokers, emulator, topics)) = setup("ps-big-unary", BrokerUse::Shared).await else {
+    let Some((brokers, emulator, topics)) = pubsub_setup("ps-big-unary", BrokerUse::Shared).await
+    else {
         return;
     };
     let record = |seq: u64, data: Vec<u8>| PubSubRecord {
@@ -488,8 +402,8 @@ async fn unary_pull_takes_messages_larger_together_than_one_response() {
     let pipeline = InProcessPipeline::start(&toml).await;
     let small = BTreeSet::from([0, 4]);
     let big = BTreeSet::from([1, 2, 3]);
-    let output = read_until_seqs(&brokers, &topics.output, &small, DELIVERY_TIMEOUT).await;
-    let dead = read_until_seqs(&brokers, &topics.dead_letter, &big, DELIVERY_TIMEOUT).await;
+    let output = read_until_seqs(&brokers, &topics.output, &small).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &big).await;
     pipeline.stop().await;
 
     assert_eq!(distinct_seqs(&output), small);

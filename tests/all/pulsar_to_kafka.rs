@@ -1,19 +1,19 @@
 //! Pulsar → WASM transforms → Kafka against the real brokers started by `scripts/brokers.sh`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use sluice_tests::brokers::{PulsarRecord, publish_to_pulsar};
+use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 
-use crate::support::{
-    BrokerUse, InProcessPipeline, SluiceProcess, assert_per_key_order,
-    assert_stall_and_recovery_logged, brokers_and_topics, brokers_and_topics_for, distinct_seqs,
-    outage_of, pipeline_toml, read_at_least, read_until_seqs, report_counts, seq_of,
-    transform_entry,
+use crate::support::assertions::{
+    assert_no_duplicates, assert_per_key_order, assert_stall_and_recovery_logged, distinct_seqs,
+    report_counts, seq_of,
 };
-
-/// How long a test waits for records to show up in Kafka before it fails.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(180);
+use crate::support::brokers::{BrokerUse, brokers_and_topics, brokers_and_topics_for, outage_of};
+use crate::support::config::{
+    DELIVERIES_FAIL_AFTER_10_S, pipeline_toml, transform_entry, write_config,
+};
+use crate::support::process::{InProcessPipeline, SluiceProcess};
+use crate::support::read::{read_all, read_at_least, read_until_seqs};
 
 /// Orders for `count` sequence numbers over 20 keys; every 500th has a value that is not JSON.
 fn orders(count: u64) -> Vec<PulsarRecord> {
@@ -43,8 +43,9 @@ fn is_poison(seq: u64) -> bool {
     seq % 500 == 499
 }
 
-/// Acceptance: 10,000 keyed records with properties → redact guest → Kafka; none missing, per-key
-/// order kept, keys / headers / timestamps mapped, non-JSON records dead-lettered with headers.
+/// Acceptance: 10,000 keyed records with properties → redact guest → Kafka; none missing, none
+/// twice, per-key order kept, keys / headers / timestamps mapped, non-JSON records dead-lettered
+/// with headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_records_arrive_transformed_in_order() {
     let Some((brokers, topics)) = brokers_and_topics("e2e", 3).await else {
@@ -60,13 +61,17 @@ async fn ten_thousand_records_arrive_transformed_in_order() {
         .unwrap();
     let good: BTreeSet<u64> = (0..10_000).filter(|s| !is_poison(*s)).collect();
     let poison: BTreeSet<u64> = (0..10_000).filter(|s| is_poison(*s)).collect();
-    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
-    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison, DELIVERY_TIMEOUT).await;
+    let output = read_until_seqs(&brokers, &topics.output, &good).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &poison).await;
 
     pipeline.stop().await;
 
     assert_eq!(distinct_seqs(&output), good, "every good record arrives");
     assert_per_key_order(&output);
+    // Nothing failed, so nothing was redelivered: every record is in Kafka once.
+    let everything = read_all(&brokers, &[&topics.output, &topics.dead_letter]).await;
+    assert_no_duplicates(&everything);
+    assert_eq!(everything.len(), 10_000);
     for record in &output {
         let seq = seq_of(record);
         assert_eq!(
@@ -138,23 +143,11 @@ async fn router_branches_records_into_topics() {
         let expected: BTreeSet<u64> = (0..300)
             .filter(|s| s % 3 == i as u64 && !is_poison(*s) && *s != 7)
             .collect();
-        let records = read_until_seqs(
-            &brokers,
-            &format!("{prefix}{region}"),
-            &expected,
-            DELIVERY_TIMEOUT,
-        )
-        .await;
+        let records = read_until_seqs(&brokers, &format!("{prefix}{region}"), &expected).await;
         assert_eq!(distinct_seqs(&records), expected, "region {region}");
         per_region.insert(region, records.len());
     }
-    let dead = read_until_seqs(
-        &brokers,
-        &topics.dead_letter,
-        &BTreeSet::from([7]),
-        DELIVERY_TIMEOUT,
-    )
-    .await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &BTreeSet::from([7])).await;
     pipeline.stop().await;
     eprintln!("routed per region: {per_region:?}");
     let bad = dead.iter().find(|r| seq_of(r) == 7).unwrap();
@@ -193,18 +186,13 @@ async fn a_trapping_record_is_dead_lettered_and_the_rest_delivered() {
         .await
         .unwrap();
     let expected: BTreeSet<u64> = (0..200).filter(|s| *s != 100).collect();
-    let output = read_until_seqs(&brokers, &topics.output, &expected, DELIVERY_TIMEOUT).await;
-    let dead = read_until_seqs(
-        &brokers,
-        &topics.dead_letter,
-        &BTreeSet::from([100]),
-        DELIVERY_TIMEOUT,
-    )
-    .await;
+    let output = read_until_seqs(&brokers, &topics.output, &expected).await;
+    let dead = read_until_seqs(&brokers, &topics.dead_letter, &BTreeSet::from([100])).await;
     assert!(pipeline.is_running(), "the pipeline survives the trap");
     pipeline.stop().await;
 
     assert_eq!(distinct_seqs(&output), expected);
+    assert_no_duplicates(&read_all(&brokers, &[&topics.output]).await);
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].header("sluice.error.kind"), Some("trap"));
     assert!(
@@ -230,8 +218,7 @@ async fn sigkill_mid_stream_loses_nothing() {
     let transforms = transform_entry(sluice_tests::REDACT, r#"fields = "email""#);
     let toml = pipeline_toml(&brokers, &topics, &transforms, "");
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("kill.toml");
-    std::fs::write(&config_path, toml).unwrap();
+    let config_path = write_config(dir.path(), "kill.toml", &toml);
 
     let input = orders(10_000);
     publish_to_pulsar(&brokers.pulsar, &topics.source, &input)
@@ -240,22 +227,23 @@ async fn sigkill_mid_stream_loses_nothing() {
     let good: BTreeSet<u64> = (0..10_000).filter(|s| !is_poison(*s)).collect();
 
     let mut first = SluiceProcess::run(&config_path);
-    let partial = read_at_least(&brokers, &topics.output, 2_000, DELIVERY_TIMEOUT).await;
+    let partial = read_at_least(&brokers, &topics.output, 2_000).await;
     first.kill();
     eprintln!("SIGKILL after {} records were in Kafka", partial.len());
     assert!(partial.len() < good.len(), "the kill happened mid-stream");
 
     let mut second = SluiceProcess::run(&config_path);
-    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
+    read_until_seqs(&brokers, &topics.output, &good).await;
     second.terminate_and_wait_success();
+    let output = read_all(&brokers, &[&topics.output]).await;
 
     let distinct = report_counts("after restart", &output, &good);
     assert_eq!(distinct, good, "no record lost across SIGKILL");
     assert_per_key_order(&output);
 }
 
-/// Acceptance (issue 3's outage, on the Pulsar source): Kafka stopped for 20 s mid-stream, then
-/// restarted → zero lost, order kept per key; memory bounded while it is down (reading stops at
+/// Acceptance (issue 3's outage, on the Pulsar source): Kafka stopped (SIGTERM) for 20 s
+/// mid-stream, then restarted, with deliveries failing after 10 s → zero lost, order kept per key; memory bounded while it is down (reading stops at
 /// the in-flight limit); the stall, the interruption and the restart are logged; the runtime
 /// stays up and still drains and exits 0 on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,8 +254,11 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     };
     let transforms = transform_entry(sluice_tests::REDACT, r#"fields = "email""#);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("outage.toml");
-    std::fs::write(&config, pipeline_toml(&brokers, &topics, &transforms, "")).unwrap();
+    let config = write_config(
+        dir.path(),
+        "outage.toml",
+        &pipeline_toml(&brokers, &topics, &transforms, DELIVERIES_FAIL_AFTER_10_S),
+    );
     publish_to_pulsar(&brokers.pulsar, &topics.source, &orders(10_000))
         .await
         .unwrap();
@@ -275,12 +266,11 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
 
     let log = dir.path().join("sluice.log");
     let mut runtime = SluiceProcess::run_logging_to(&config, &log);
-    let before = read_at_least(&brokers, &topics.output, 2_000, DELIVERY_TIMEOUT)
-        .await
-        .len();
+    let before = read_at_least(&brokers, &topics.output, 2_000).await.len();
     let memory = outage_of("kafka", 20, &mut runtime, &log).await;
-    let output = read_until_seqs(&brokers, &topics.output, &good, DELIVERY_TIMEOUT).await;
+    read_until_seqs(&brokers, &topics.output, &good).await;
     runtime.terminate_and_wait_success();
+    let output = read_all(&brokers, &[&topics.output]).await;
 
     let distinct = report_counts(&memory.describe(before), &output, &good);
     assert_eq!(distinct, good, "no record lost across the outage");

@@ -16,7 +16,8 @@ use sluice_tests::{
     engine,
 };
 
-use crate::support::{sluice, write_offline_config};
+use crate::support::config::write_offline_config;
+use crate::support::process::sluice;
 
 fn spec(path: impl AsRef<Path>, limits: Limits, capabilities: Capabilities) -> TransformSpec {
     TransformSpec {

@@ -4,14 +4,16 @@
 //! within a stated bound.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use sluice_tests::brokers::{KafkaRecord, PulsarRecord, publish_to_pulsar, read_kafka_topics};
+use sluice_tests::kafka::{KafkaRecord, read_kafka_topics};
+use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
+use sluice_tests::timeouts;
 
-use crate::support::{
-    BrokerUse, Brokers, SluiceProcess, distinct_seqs, fresh_topics, named_pipeline_toml, seq_of,
-    transform_entry,
-};
+use crate::support::assertions::{distinct_seqs, seq_of};
+use crate::support::brokers::{BrokerUse, Brokers, fresh_topics};
+use crate::support::config::{named_pipeline_toml, transform_entry};
+use crate::support::process::SluiceProcess;
 
 /// Records per stream; every 100th is poison.
 const RECORDS: u64 = 300;
@@ -141,7 +143,7 @@ async fn every_hostile_guest_is_contained_and_only_its_records_dead_lettered() {
     let good: BTreeSet<u64> = (0..RECORDS).filter(|s| s % 100 != 99).collect();
     let poison: BTreeSet<u64> = (0..RECORDS).filter(|s| s % 100 == 99).collect();
     for (case, topics) in &pipelines {
-        let records = read_all(
+        let records = read_distinct(
             &brokers,
             &[&topics.output, &topics.dead_letter],
             good.len() + 3,
@@ -202,12 +204,12 @@ async fn every_hostile_guest_is_contained_and_only_its_records_dead_lettered() {
 }
 
 /// Reads `topics` until `count` distinct (topic, seq) pairs arrived.
-async fn read_all(brokers: &Brokers, topics: &[&str], count: usize) -> Vec<KafkaRecord> {
+async fn read_distinct(brokers: &Brokers, topics: &[&str], count: usize) -> Vec<KafkaRecord> {
     let kafka = brokers.kafka.clone();
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        read_kafka_topics(&kafka, &topics, Duration::from_secs(240), |records| {
+        read_kafka_topics(&kafka, &topics, timeouts::DELIVERY, |records| {
             let distinct: BTreeSet<(&str, u64)> = records
                 .iter()
                 .map(|r| (r.topic.as_str(), seq_of(r)))

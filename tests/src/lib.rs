@@ -1,14 +1,14 @@
-//! Shared helpers of the integration tests: the guest components `build.rs` compiled, one
-//! transform engine per test binary, unique names, and broker discovery.
+//! What the integration tests (`tests/all`) share: the guest components `build.rs` compiled, one
+//! transform engine per test binary, unique names; and, from `sluice-test-brokers` (re-exported),
+//! where the brokers are ([`addresses`]), how to talk to them ([`kafka`], [`pulsar`], [`pubsub`]),
+//! and the one set of [`timeouts`].
 
-pub mod brokers;
-pub mod pubsub;
+pub use sluice_test_brokers::{addresses, kafka, pubsub, pulsar, timeouts};
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice_engine::TransformEngine;
 
@@ -67,50 +67,6 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{millis}-{n}", std::process::id())
 }
 
-/// The broker address from env `var` (else `default_addr`) if something listens there.
-///
-/// When nothing does: with env `CI` set this panics (CI must run every test), otherwise it
-/// prints `skipping: <reason>` and returns `None`, so the caller can return early.
-pub fn broker_env_or_skip(var: &str, default_addr: &str) -> Option<String> {
-    let address = std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default_addr.to_owned());
-    match reachable(&address) {
-        Ok(()) => Some(address),
-        Err(reason) => {
-            let reason = format!(
-                "{var}={address} is not reachable ({reason}); start the brokers with scripts/ (see README.md)"
-            );
-            if std::env::var_os("CI").is_some() {
-                panic!("CI is set, so tests must not skip: {reason}");
-            }
-            eprintln!("skipping: {reason}");
-            None
-        }
-    }
-}
-
-/// Connects by TCP (1 s timeout) to `host:port`, also accepting `scheme://host:port[/…]` and
-/// comma-separated lists (the first entry is tried).
-fn reachable(address: &str) -> Result<(), String> {
-    let first = address.split(',').next().unwrap_or_default().trim();
-    let without_scheme = first.split_once("://").map_or(first, |(_, rest)| rest);
-    let host_port = without_scheme.split('/').next().unwrap_or_default();
-    let addresses: Vec<SocketAddr> = host_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host_port:?}: {e}"))?
-        .collect();
-    let mut last_error = format!("{host_port:?} resolves to no address");
-    for socket in addresses {
-        match TcpStream::connect_timeout(&socket, Duration::from_secs(1)) {
-            Ok(_) => return Ok(()),
-            Err(e) => last_error = format!("connect to {socket}: {e}"),
-        }
-    }
-    Err(last_error)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,20 +75,5 @@ mod tests {
     fn unique_names_differ() {
         assert_ne!(unique_name("t"), unique_name("t"));
         assert!(unique_name("topic").starts_with(&format!("topic-{}-", std::process::id())));
-    }
-
-    #[test]
-    fn reachability_understands_urls_and_lists() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        assert_eq!(reachable(&format!("127.0.0.1:{port}")), Ok(()));
-        assert_eq!(reachable(&format!("pulsar://127.0.0.1:{port}")), Ok(()));
-        assert_eq!(
-            reachable(&format!("http://127.0.0.1:{port}/x,127.0.0.1:1")),
-            Ok(())
-        );
-        drop(listener);
-        assert!(reachable(&format!("127.0.0.1:{port}")).is_err());
-        assert!(reachable("no-such-host.invalid:1").is_err());
     }
 }

@@ -10,8 +10,11 @@
 use std::time::Duration;
 
 use google_cloud_pubsub::client::Subscriber;
+use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler;
-use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior};
+use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior, ShutdownToken};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::config::PubSubSourceConfig;
 use super::error::PubSubError;
@@ -29,8 +32,31 @@ pub struct StreamingToken {
 }
 
 pub struct PubSubSource {
-    stream: MessageStream,
+    /// What the client's stream yields, read on a task of its own ([`read_stream`]).
+    messages: mpsc::Receiver<google_cloud_pubsub::Result<(Message, Handler)>>,
+    shutdown: ShutdownToken,
+    reader: JoinHandle<()>,
     mapping: RecordMapping,
+}
+
+/// Moves what `stream` yields into `messages`, one at a time, until the stream ends or the
+/// source is dropped.
+///
+/// Why a task: the source driver drops a pending `receive` whenever an ack or its 100 ms tick
+/// comes first, and `MessageStream::next` is not cancel-safe while it opens a streaming pull:
+/// dropped then, it abandons that stream and opens another on the next call. Against an
+/// emulator with nothing to deliver yet (no response headers) that was ten new streams a
+/// second, and Google's emulator keeps a thread for every stream it ever opened (issue 14:
+/// 10,000 threads in one CI run). Here the stream is only ever polled to completion.
+async fn read_stream(
+    mut stream: MessageStream,
+    messages: mpsc::Sender<google_cloud_pubsub::Result<(Message, Handler)>>,
+) {
+    while let Some(item) = stream.next().await {
+        if messages.send(item).await.is_err() {
+            break;
+        }
+    }
 }
 
 impl PubSubSource {
@@ -60,8 +86,12 @@ impl PubSubSource {
             .set_shutdown_behavior(ShutdownBehavior::NackImmediately)
             .build();
         tracing::info!(messaging.system = "gcp_pubsub", %subscription, "subscribed");
+        let shutdown = stream.shutdown_token();
+        let (sender, messages) = mpsc::channel(1);
         Ok(Self {
-            stream,
+            messages,
+            shutdown,
+            reader: tokio::spawn(read_stream(stream, sender)),
             mapping: RecordMapping::new(config),
         })
     }
@@ -76,7 +106,7 @@ impl SourceClient for PubSubSource {
         the messages in flight (up to one hour), after which Pub/Sub redelivers them";
 
     async fn receive(&mut self) -> Result<Option<Received<StreamingToken, String>>, PubSubError> {
-        match self.stream.next().await {
+        match self.messages.recv().await {
             Some(Ok((message, handler))) => Ok(Some(Received {
                 record: self.mapping.to_input_record(MessageParts {
                     data: message.data.to_vec(),
@@ -115,6 +145,17 @@ impl SourceClient for PubSubSource {
     }
 
     async fn close(&mut self) {
-        self.stream.shutdown_token().shutdown().await;
+        // What the reader took from the stream but nobody received is nacked (a dropped
+        // handler nacks) while the client still runs; then the client's shutdown nacks what it
+        // buffered and ends the stream, and with it the reader.
+        self.messages.close();
+        while self.messages.try_recv().is_ok() {}
+        self.shutdown.shutdown().await;
+    }
+}
+
+impl Drop for PubSubSource {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }

@@ -1,7 +1,8 @@
 //! Dropping redeliveries of messages this process already holds or has acked.
 //!
-//! Brokers redeliver: pulsar-lite re-sends unacked messages to an attached consumer many times
-//! over, Pub/Sub after a lease expires. Writing a redelivered message again would be a legal
+//! Brokers redeliver: Pulsar what was unacked on a connection that dropped, and after a broker
+//! crash what was acked but not yet persisted (docs/local-brokers.md); Pub/Sub after a lease
+//! expires. Writing a redelivered message again would be a legal
 //! at-least-once duplicate, but it is wasted work and noise for consumers; a message that is
 //! still in flight, or was acked moments ago, is dropped instead (and re-acked if acked).
 

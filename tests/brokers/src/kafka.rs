@@ -1,77 +1,19 @@
-//! Talking to the real brokers from tests and the demo: publish to Pulsar, create Kafka
-//! topics, read Kafka topics back.
+//! Apache Kafka from tests and the demo: create topics, read them back (readers that wait
+//! until a condition holds, or read to the end), count what a topic holds.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use pulsar::{ProducerOptions, Pulsar, TokioExecutor};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-/// A record to publish to Pulsar.
-#[derive(Debug, Clone, Default)]
-pub struct PulsarRecord {
-    pub key: Option<String>,
-    pub value: Vec<u8>,
-    pub properties: Vec<(String, String)>,
-    pub event_time_ms: Option<u64>,
-}
-
-/// Publishes `records` in order to `topic` (batched, waits for every receipt).
-pub async fn publish_to_pulsar(url: &str, topic: &str, records: &[PulsarRecord]) -> Result<()> {
-    let client = Pulsar::builder(url, TokioExecutor)
-        .build()
-        .await
-        .with_context(|| format!("cannot connect to Pulsar at {url}"))?;
-    let mut producer = client
-        .producer()
-        .with_topic(topic)
-        .with_options(ProducerOptions {
-            batch_size: Some(500),
-            batch_timeout: Some(Duration::from_millis(20)),
-            block_queue_if_full: true,
-            ..ProducerOptions::default()
-        })
-        .build()
-        .await
-        .with_context(|| format!("cannot create a producer for {topic}"))?;
-    let mut receipts = Vec::with_capacity(records.len());
-    for record in records {
-        let mut message = producer.create_message().with_content(record.value.clone());
-        if let Some(key) = &record.key {
-            message = message.with_key(key.clone());
-        }
-        for (name, value) in &record.properties {
-            message = message.with_property(name.clone(), value.clone());
-        }
-        if let Some(event_time) = record.event_time_ms {
-            message = message.event_time(event_time);
-        }
-        receipts.push(
-            message
-                .send_non_blocking()
-                .await
-                .context("publish failed")?,
-        );
-    }
-    producer
-        .send_batch()
-        .await
-        .context("flushing the producer batch failed")?;
-    for receipt in receipts {
-        receipt
-            .await
-            .context("Pulsar did not acknowledge a message")?;
-    }
-    producer.close().await.ok();
-    Ok(())
-}
+use crate::timeouts;
 
 fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
     ClientConfig::new()
@@ -87,7 +29,7 @@ pub async fn create_kafka_topics(brokers: &str, topics: &[&str], partitions: i32
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let options = AdminOptions::new().operation_timeout(Some(timeouts::BROKER_REQUEST));
     for result in admin.create_topics(&new_topics, &options).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -155,18 +97,7 @@ pub fn read_kafka_topics(
     timeout: Duration,
     mut done: impl FnMut(&[KafkaRecord]) -> bool,
 ) -> Result<Vec<KafkaRecord>> {
-    let mut config = ClientConfig::new();
-    if let Ok(debug) = std::env::var("SLUICE_TEST_KAFKA_DEBUG") {
-        // librdkafka debug contexts, e.g. `fetch,protocol`, to see what a broker answers.
-        config.set("debug", debug);
-    }
-    let consumer: BaseConsumer = config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("sluice-tests-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .context("cannot create a Kafka consumer")?;
+    let consumer = consumer(brokers, Isolation::ReadCommitted)?;
     let deadline = Instant::now() + timeout;
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
@@ -177,31 +108,62 @@ pub fn read_kafka_topics(
     consumer.assign(&assignment)?;
     let mut records = Vec::new();
     while !done(&records) && Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let message = message.context("reading from Kafka failed")?;
-        let header_list: Vec<(String, Vec<u8>)> = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let headers = header_list.iter().cloned().collect();
-        records.push(KafkaRecord {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers,
-            header_list,
-            timestamp_ms: message.timestamp().to_millis(),
-        });
+        if let Some(message) = consumer.poll(timeouts::KAFKA_POLL) {
+            records.push(record_of(&message.context("reading from Kafka failed")?));
+        }
     }
     Ok(records)
+}
+
+/// Which records of transactions a reader sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only committed ones (librdkafka's default, and what exactly-once consumers use).
+    ReadCommitted,
+    /// Also those of open and aborted transactions.
+    ReadUncommitted,
+}
+
+/// A consumer reading by assignment (no group membership, no commits).
+fn consumer(brokers: &str, isolation: Isolation) -> Result<BaseConsumer> {
+    let mut config = ClientConfig::new();
+    if let Ok(debug) = std::env::var("SLUICE_TEST_KAFKA_DEBUG") {
+        // librdkafka debug contexts, e.g. `fetch,protocol`, to see what a broker answers.
+        config.set("debug", debug);
+    }
+    let isolation = match isolation {
+        Isolation::ReadCommitted => "read_committed",
+        Isolation::ReadUncommitted => "read_uncommitted",
+    };
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("sluice-tests-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .context("cannot create a Kafka consumer")
+}
+
+fn record_of(message: &BorrowedMessage<'_>) -> KafkaRecord {
+    let header_list: Vec<(String, Vec<u8>)> = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    KafkaRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: header_list.iter().cloned().collect(),
+        header_list,
+        timestamp_ms: message.timestamp().to_millis(),
+    }
 }
 
 /// How many records `topic` holds (the sum of its partitions' watermark spans); 0 when it
@@ -212,7 +174,7 @@ pub fn kafka_topic_size(brokers: &str, topic: &str) -> Result<i64> {
         .create()
         .context("cannot create a Kafka consumer")?;
     let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .fetch_metadata(Some(topic), timeouts::BROKER_REQUEST)
         .with_context(|| format!("cannot read metadata of {topic}"))?;
     let mut size = 0;
     for partition in metadata
@@ -222,46 +184,68 @@ pub fn kafka_topic_size(brokers: &str, topic: &str) -> Result<i64> {
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
     {
         let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .fetch_watermarks(topic, partition, timeouts::BROKER_REQUEST)
             .with_context(|| format!("cannot read the offsets of {topic}/{partition}"))?;
         size += high - low;
     }
     Ok(size)
 }
 
-/// Reads every record of `topics` from the start up to the end each partition had when the
-/// read began (the whole topics once their writers are gone), failing after `timeout`.
+/// Reads every committed record of `topics` from the start up to the end each partition had
+/// when the read began (the whole topics once their writers are gone), failing after `timeout`.
 pub fn read_kafka_topics_to_end(
     brokers: &str,
     topics: &[&str],
     timeout: Duration,
 ) -> Result<Vec<KafkaRecord>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .context("cannot create a Kafka consumer")?;
+    read_to_end(brokers, topics, timeout, Isolation::ReadCommitted)
+}
+
+/// Like [`read_kafka_topics_to_end`], seeing what `isolation` shows. The end of a partition is
+/// reached when the consumer's position passes the end offset it had at the start, so
+/// transaction markers (which take offsets but are no records) and aborted records hidden by
+/// `read_committed` end the read too.
+pub fn read_to_end(
+    brokers: &str,
+    topics: &[&str],
+    timeout: Duration,
+    isolation: Isolation,
+) -> Result<Vec<KafkaRecord>> {
+    let consumer = consumer(brokers, isolation)?;
     let deadline = Instant::now() + timeout;
-    // Per partition: the offset of its last record.
-    let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
     for topic in topics {
         for partition in wait_for_partitions(&consumer, topic, deadline)? {
             let (low, high) = consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .fetch_watermarks(topic, partition, timeouts::BROKER_REQUEST)
                 .with_context(|| format!("cannot read the offsets of {topic}/{partition}"))?;
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
             if high > low {
-                last.insert(((*topic).to_owned(), partition), high - 1);
+                ends.insert(((*topic).to_owned(), partition), high);
             }
         }
     }
-    let records = read_kafka_topics(brokers, topics, timeout, move |records| {
-        if let Some(record) = records.last() {
-            let key = (record.topic.clone(), record.partition);
-            if last.get(&key).is_some_and(|end| record.offset >= *end) {
-                last.remove(&key);
-            }
+    consumer.assign(&assignment)?;
+    let mut records = Vec::new();
+    while !ends.is_empty() {
+        if Instant::now() >= deadline {
+            bail!(
+                "not at the end of {ends:?} after {timeout:?} ({} records read)",
+                records.len()
+            );
         }
-        last.is_empty()
-    })?;
+        if let Some(message) = consumer.poll(timeouts::KAFKA_POLL) {
+            records.push(record_of(&message.context("reading from Kafka failed")?));
+        }
+        let positions = consumer.position()?;
+        ends.retain(|(topic, partition), end| {
+            let position = positions
+                .find_partition(topic, *partition)
+                .and_then(|p| p.offset().to_raw());
+            position.is_none_or(|position| position < *end)
+        });
+    }
     Ok(records)
 }
 
@@ -274,7 +258,7 @@ fn wait_for_partitions(
 ) -> Result<Vec<i32>> {
     loop {
         let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .fetch_metadata(Some(topic), timeouts::BROKER_REQUEST)
             .with_context(|| format!("cannot read metadata of {topic}"))?;
         let partitions: Vec<i32> = metadata
             .topics()
@@ -288,6 +272,6 @@ fn wait_for_partitions(
         if Instant::now() >= deadline {
             bail!("Kafka topic {topic} does not exist");
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(timeouts::RECHECK);
     }
 }

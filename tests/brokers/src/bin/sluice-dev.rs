@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sluice_tests::brokers::{PulsarRecord, publish_to_pulsar, read_kafka_topics};
+use sluice_test_brokers::kafka::read_kafka_topics;
+use sluice_test_brokers::pulsar::{PulsarRecord, publish_to_pulsar};
 
 #[derive(Parser)]
 #[command(about = "Publish sample records to Pulsar and read Kafka topics back (demo helper)")]
