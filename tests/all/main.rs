@@ -13,4 +13,5 @@ mod sandbox;
 mod support;
 mod transform;
 mod untrusted_outputs;
+mod untrusted_outputs_on_brokers;
 mod zoo;

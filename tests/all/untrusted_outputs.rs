@@ -20,7 +20,8 @@ use sluice_record::text::MAX_GUEST_TEXT_BYTES;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{error_line, sluice, write_offline_config};
+use crate::support::config::write_offline_config;
+use crate::support::process::{error_line, sluice};
 
 /// How long a test waits for something that should happen at once before it fails.
 const WAIT: Duration = Duration::from_secs(120);
@@ -458,7 +459,9 @@ fn a_transform_that_refuses_its_config_gets_a_hint_about_the_config_and_a_bounde
     let hint = stderr.lines().find(|l| l.starts_with("hint:")).unwrap();
     assert!(hint.contains("config"), "{hint}");
     assert!(!hint.contains("cargo build"), "{hint}");
+    // The log (stderr) too: no line longer than docs/sandbox.md's bound of 8 KiB.
     let longest = stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest <= 8 * 1024, "a stderr line of {longest} bytes");
     eprintln!("50 MiB init error: exit 2, longest stderr line {longest} bytes; {hint}");
 }
 

@@ -24,13 +24,32 @@ fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
 
 /// Creates Kafka topics (an existing topic is fine).
 pub async fn create_kafka_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<()> {
-    let admin = admin(brokers)?;
     let new_topics: Vec<_> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
         .collect();
+    create(brokers, &new_topics).await
+}
+
+/// Creates one Kafka topic with topic-level `config` (e.g. `("cleanup.policy", "compact")`);
+/// an existing topic is fine.
+pub async fn create_kafka_topic_with_config(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> Result<()> {
+    let new_topic = config.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(1)),
+        |new_topic, (name, value)| new_topic.set(name, value),
+    );
+    create(brokers, &[new_topic]).await
+}
+
+async fn create(brokers: &str, new_topics: &[NewTopic<'_>]) -> Result<()> {
+    let admin = admin(brokers)?;
     let options = AdminOptions::new().operation_timeout(Some(timeouts::BROKER_REQUEST));
-    for result in admin.create_topics(&new_topics, &options).await? {
+    for result in admin.create_topics(new_topics, &options).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => bail!("cannot create Kafka topic {topic}: {code}"),

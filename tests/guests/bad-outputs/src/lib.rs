@@ -2,12 +2,14 @@
 //! through unless the value asks for a bad output or a huge text.
 //!
 //! Written against the raw `wit-bindgen` bindings, as a user with their own toolchain would,
-//! not the guest SDK (which would refuse to build some of these outputs). Markers (the whole
-//! value, UTF-8); `N` is a decimal number:
+//! not the guest SDK (which would refuse to build some of these outputs). The value (UTF-8) is a
+//! marker, or several joined by `;` and applied in order to the one output (`topic:T;key-none`);
+//! `N` is a decimal number:
 //!
 //! | value | what the guest returns |
 //! |---|---|
 //! | `key:N` / `value:N` | one output whose key / value is N bytes |
+//! | `key-none` | one output without a key |
 //! | `headers:N` | one output with N headers |
 //! | `header-name:N` / `header-value:N` | one output with a header whose name / value is N bytes |
 //! | `topic-len:N` | one output routed to a topic of N `t`s |
@@ -54,16 +56,25 @@ impl Guest for BadOutputs {
 }
 
 fn transform(record: &InputRecord) -> RecordResult {
-    let marker = record
+    let markers = record
         .value
         .as_deref()
         .and_then(|v| std::str::from_utf8(v).ok())
         .unwrap_or("");
+    let mut output = passthrough(record);
+    for marker in markers.split(';') {
+        apply(marker, record, &mut output)?;
+    }
+    Ok(vec![output])
+}
+
+/// Applies one marker to `output`, or returns the error it asks for.
+fn apply(marker: &str, record: &InputRecord, output: &mut OutputRecord) -> Result<(), TransformError> {
     let (name, argument) = marker.split_once(':').unwrap_or((marker, ""));
     let size = || argument.parse::<usize>().unwrap_or(0);
-    let mut output = passthrough(record);
     match name {
         "key" => output.key = Some(vec![b'k'; size()]),
+        "key-none" => output.key = None,
         "value" => output.value = Some(vec![b'v'; size()]),
         "headers" => {
             output.headers = (0..size())
@@ -101,7 +112,7 @@ fn transform(record: &InputRecord) -> RecordResult {
         }
         _ => {}
     }
-    Ok(vec![output])
+    Ok(())
 }
 
 fn passthrough(record: &InputRecord) -> OutputRecord {
