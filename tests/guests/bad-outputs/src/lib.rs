@@ -69,7 +69,11 @@ fn transform(record: &InputRecord) -> RecordResult {
 }
 
 /// Applies one marker to `output`, or returns the error it asks for.
-fn apply(marker: &str, record: &InputRecord, output: &mut OutputRecord) -> Result<(), TransformError> {
+fn apply(
+    marker: &str,
+    record: &InputRecord,
+    output: &mut OutputRecord,
+) -> Result<(), TransformError> {
     let (name, argument) = marker.split_once(':').unwrap_or((marker, ""));
     let size = || argument.parse::<usize>().unwrap_or(0);
     match name {
