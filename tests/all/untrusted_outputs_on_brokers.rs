@@ -8,7 +8,7 @@ use std::path::Path;
 
 use prometheus_parse::{Scrape, Value as MetricValue};
 use sluice_record::text::MAX_GUEST_TEXT_BYTES;
-use sluice_tests::kafka::{KafkaRecord, create_kafka_topic_with_config};
+use sluice_tests::kafka::{KafkaRecord, create_kafka_topic_with_config, wait_for_leaders};
 use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 
 use crate::support::assertions::{assert_per_key_order, report_counts, seq_of};
@@ -398,6 +398,17 @@ async fn sigterm_while_kafka_is_stuck_returns_within_the_drain_bound_and_a_resta
     let in_flight = pipeline_metric(&scrape, "sluice_records_in_flight");
     let (status, took) = runtime.terminate_and_wait();
     pause.end();
+    // Kafka's broker missed its heartbeats to its controller while paused: it serves the
+    // topics again once it is no longer fenced. The tests after this one need it too.
+    let kafka = brokers.kafka.clone();
+    let output_topics = [topics.output.clone(), topics.dead_letter.clone()];
+    tokio::task::spawn_blocking(move || {
+        let output_topics: Vec<&str> = output_topics.iter().map(String::as_str).collect();
+        wait_for_leaders(&kafka, &output_topics, sluice_tests::timeouts::ADMIN)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
     eprintln!(
         "SIGTERM with Kafka stuck and {in_flight} records in flight: exit code {:?} after {:.1} s \
