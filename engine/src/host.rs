@@ -21,9 +21,11 @@ use super::capabilities::Grants;
 use super::determinism::PinnedInputs;
 use super::error::{Error, boxed};
 use super::limits::{GuestLimiter, Limits};
+use sluice_record::text::{MAX_GUEST_TEXT_BYTES, cut};
 
-/// Longest log line kept; longer lines (and unterminated output) are cut here.
-const MAX_LINE_BYTES: usize = 4096;
+/// Longest guest line kept (a `log` message, a line of stdout or stderr); the rest of a
+/// longer line is dropped and counted in the line's cut marker.
+const MAX_LINE_BYTES: usize = MAX_GUEST_TEXT_BYTES;
 /// Token bucket for guest log lines, per instance: burst and refill per second.
 const LOG_BURST_LINES: f64 = 200.0;
 const LOG_LINES_PER_SECOND: f64 = 100.0;
@@ -212,8 +214,8 @@ pub(crate) struct GuestLog(Arc<Mutex<LogState>>);
 
 struct LogState {
     transform: String,
-    stdout_partial: Vec<u8>,
-    stderr_partial: Vec<u8>,
+    stdout_partial: PartialLine,
+    stderr_partial: PartialLine,
     recent_stderr: VecDeque<String>,
     tokens: f64,
     refilled_at: Instant,
@@ -224,8 +226,8 @@ impl GuestLog {
     fn new(transform: &str) -> Self {
         Self(Arc::new(Mutex::new(LogState {
             transform: transform.to_owned(),
-            stdout_partial: Vec::new(),
-            stderr_partial: Vec::new(),
+            stdout_partial: PartialLine::default(),
+            stderr_partial: PartialLine::default(),
             recent_stderr: VecDeque::new(),
             tokens: LOG_BURST_LINES,
             refilled_at: Instant::now(),
@@ -251,7 +253,7 @@ impl GuestLog {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let partial = std::mem::take(state.partial(stream));
             if !partial.is_empty() {
-                state.emit(stream, &partial);
+                state.emit(stream, &partial.kept, partial.cut);
             }
         }
         if state.suppressed > 0 && state.take_token() {
@@ -283,40 +285,50 @@ impl GuestLog {
 
     /// A complete message (a `log` call).
     pub(crate) fn line(&self, stream: Stream, message: &[u8]) {
-        self.lock().emit(stream, message);
+        let kept = &message[..message.len().min(MAX_LINE_BYTES)];
+        self.lock().emit(stream, kept, message.len() - kept.len());
     }
 
-    /// Raw bytes written to stdout or stderr: split into lines, cutting lines that grow
-    /// beyond [`MAX_LINE_BYTES`].
+    /// Raw bytes written to stdout or stderr: split into lines; of a line longer than
+    /// [`MAX_LINE_BYTES`] only the start is kept, and the rest is counted.
     fn write(&self, stream: Stream, bytes: &[u8]) {
         let mut state = self.lock();
         for piece in bytes.split_inclusive(|&b| b == b'\n') {
-            let (mut text, ends_line) = match piece.strip_suffix(b"\n") {
+            let (text, ends_line) = match piece.strip_suffix(b"\n") {
                 Some(text) => (text, true),
                 None => (piece, false),
             };
-            let mut cut = false;
-            while !text.is_empty() {
-                let partial = state.partial(stream);
-                let take = text.len().min(MAX_LINE_BYTES - partial.len());
-                partial.extend_from_slice(&text[..take]);
-                text = &text[take..];
-                cut = partial.len() >= MAX_LINE_BYTES;
-                if cut {
-                    let line = std::mem::take(state.partial(stream));
-                    state.emit(stream, &line);
-                }
-            }
-            if ends_line && !(cut && state.partial(stream).is_empty()) {
+            state.partial(stream).push(text);
+            if ends_line {
                 let line = std::mem::take(state.partial(stream));
-                state.emit(stream, &line);
+                state.emit(stream, &line.kept, line.cut);
             }
         }
     }
 }
 
+/// The unterminated line of a stream: its first [`MAX_LINE_BYTES`], and how many bytes of it
+/// were dropped.
+#[derive(Default)]
+struct PartialLine {
+    kept: Vec<u8>,
+    cut: usize,
+}
+
+impl PartialLine {
+    fn push(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(MAX_LINE_BYTES - self.kept.len());
+        self.kept.extend_from_slice(&bytes[..take]);
+        self.cut += bytes.len() - take;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.cut == 0
+    }
+}
+
 impl LogState {
-    fn partial(&mut self, stream: Stream) -> &mut Vec<u8> {
+    fn partial(&mut self, stream: Stream) -> &mut PartialLine {
         match stream {
             Stream::Stderr => &mut self.stderr_partial,
             Stream::Stdout | Stream::Log(_) => &mut self.stdout_partial,
@@ -336,13 +348,15 @@ impl LogState {
         }
     }
 
-    fn emit(&mut self, stream: Stream, message: &[u8]) {
-        let message = &message[..message.len().min(MAX_LINE_BYTES)];
+    /// Logs one guest line: `message`, of which `cut_before` further bytes were dropped
+    /// already, within [`MAX_LINE_BYTES`] with a marker when cut.
+    fn emit(&mut self, stream: Stream, message: &[u8], cut_before: usize) {
         let text = String::from_utf8_lossy(message);
         let text = text.trim_end_matches('\r');
-        if text.trim().is_empty() {
+        if text.trim().is_empty() && cut_before == 0 {
             return;
         }
+        let text = cut(text, cut_before, MAX_LINE_BYTES);
         if let Stream::Stderr = stream
             && !text.starts_with("note: run with `RUST_BACKTRACE=1`")
         {
@@ -465,18 +479,31 @@ mod tests {
     }
 
     #[test]
-    fn long_lines_are_cut() {
+    fn a_long_line_keeps_its_start_and_says_how_much_was_cut() {
         let log = GuestLog::new("t@sha256:0");
-        log.write(Stream::Stderr, &vec![b'x'; MAX_LINE_BYTES * 2 + 10]);
+        let total = MAX_LINE_BYTES * 2 + 10;
+        log.write(Stream::Stderr, &vec![b'x'; total - 100]);
+        log.write(Stream::Stderr, &[b'x'; 100]);
         log.end_call();
         let state = log.lock();
-        assert_eq!(state.recent_stderr.len(), 3);
+        assert_eq!(state.recent_stderr.len(), 1);
+        let line = &state.recent_stderr[0];
+        assert!(line.len() <= MAX_LINE_BYTES, "{}", line.len());
+        let kept = line.find('…').unwrap();
         assert!(
-            state
-                .recent_stderr
-                .iter()
-                .all(|line| line.len() <= MAX_LINE_BYTES)
+            line.ends_with(&format!("[{} bytes cut]", total - kept)),
+            "{line}"
         );
+    }
+
+    #[test]
+    fn a_huge_log_message_is_cut_to_the_bound() {
+        let log = GuestLog::new("t@sha256:0");
+        log.begin_call();
+        log.line(Stream::Stderr, &vec![b'y'; 50 << 20]);
+        let line = log.recent_stderr().unwrap();
+        assert!(line.len() <= MAX_LINE_BYTES);
+        assert!(line.ends_with("bytes cut]"), "{}", &line[line.len() - 40..]);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use super::host::HostState;
 use super::limits::Limits;
 use super::outcome::{FailureKind, RecordOutcome, TransformId};
 use super::spec::TransformSpec;
+use sluice_record::text::bound;
+use sluice_record::validation;
 use sluice_record::{InputRecord, OutputRecord};
 
 /// What one call into a guest made of one record: outputs, or the record's final outcome.
@@ -293,7 +295,7 @@ impl TransformInstance {
         store.data().log.end_call();
         match result {
             Ok(Ok(())) => Ok(LiveInstance { store, bindings }),
-            Ok(Err(reason)) => Err(StartError::Refused(reason)),
+            Ok(Err(reason)) => Err(StartError::Refused(bound(reason))),
             Err(error) => Err(StartError::Failed(self.classify(&error, &store))),
         }
     }
@@ -320,13 +322,14 @@ impl TransformInstance {
         state.log.begin_call();
     }
 
-    /// Tells apart the failures by the trap's type (not its text).
+    /// Tells apart the failures by the trap's type (not its text). The reason may quote the
+    /// guest's stderr: it is bounded.
     fn classify(&self, error: &wasmtime::Error, store: &Store<HostState>) -> Failure {
         let state = store.data();
         let refused_memory = state.limiter.refused_memory_growth();
         let with_stderr = |reason: String| match state.log.recent_stderr() {
-            Some(stderr) => format!("{reason}; guest stderr: {stderr}"),
-            None => reason,
+            Some(stderr) => bound(format!("{reason}; guest stderr: {stderr}")),
+            None => bound(reason),
         };
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => Failure {
@@ -380,11 +383,22 @@ impl TransformInstance {
                         ),
                     }));
                 }
-                Ok(outputs.into_iter().map(lift).collect())
+                let outputs: Vec<OutputRecord> = outputs.into_iter().map(lift).collect();
+                let fields = limits.output_fields();
+                for (index, output) in outputs.iter().enumerate() {
+                    if let Err(violation) = validation::check_fields(output, &fields) {
+                        return Err(self.dead_letter(Failure {
+                            kind: FailureKind::InvalidOutput,
+                            reason: format!("output {index}: {violation}"),
+                        }));
+                    }
+                }
+                Ok(outputs)
             }
+            // Guest text enters the host here: bounded before anything repeats it.
             Err(bindings::TransformError::Skip(reason)) => Err(RecordOutcome::Skip {
                 transform: self.id.clone(),
-                reason,
+                reason: bound(reason),
             }),
             Err(bindings::TransformError::DeadLetter(reason)) => Err(self.dead_letter(Failure {
                 kind: FailureKind::DeadLetter,
@@ -405,14 +419,14 @@ impl TransformInstance {
         RecordOutcome::DeadLetter {
             transform: self.id.clone(),
             kind: failure.kind,
-            reason: failure.reason,
+            reason: bound(failure.reason),
         }
     }
 
     fn fatal(&self, reason: String) -> RecordOutcome {
         RecordOutcome::Fatal {
             transform: self.id.clone(),
-            reason,
+            reason: bound(reason),
         }
     }
 }

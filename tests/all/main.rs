@@ -12,4 +12,6 @@ mod real_brokers;
 mod sandbox;
 mod support;
 mod transform;
+mod untrusted_outputs;
+mod untrusted_outputs_on_brokers;
 mod zoo;

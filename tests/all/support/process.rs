@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_pipeline::{PipelineError, PipelineStats};
 use sluice_runtime::config::Config;
@@ -153,17 +153,23 @@ impl SluiceProcess {
 
     /// SIGTERM, then the process must drain and exit 0 within [`timeouts::DRAIN`].
     pub(crate) fn terminate_and_wait_success(&mut self) {
+        let (status, _) = self.terminate_and_wait();
+        assert!(
+            status.success(),
+            "sluice exited with {status} after SIGTERM"
+        );
+    }
+
+    /// SIGTERM, then the exit status and how long the process took to exit; fails if it is
+    /// still running after [`timeouts::DRAIN`].
+    pub(crate) fn terminate_and_wait(&mut self) -> (std::process::ExitStatus, Duration) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + timeouts::DRAIN;
-        while Instant::now() < deadline {
+        let sent = Instant::now();
+        while sent.elapsed() < timeouts::DRAIN {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "sluice exited with {status} after SIGTERM"
-                );
-                return;
+                return (status, sent.elapsed());
             }
             std::thread::sleep(timeouts::RECHECK);
         }
