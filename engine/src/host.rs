@@ -19,6 +19,7 @@ use wasmtime_wasi::{FsPerms, HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCt
 use super::bindings::{self, LogLevel, Transformer};
 use super::capabilities::Grants;
 use super::determinism::PinnedInputs;
+use super::engine::{EPOCH_TICK, EpochCount};
 use super::error::{Error, boxed};
 use super::limits::{GuestLimiter, Limits};
 use sluice_record::text::{MAX_GUEST_TEXT_BYTES, cut};
@@ -44,7 +45,16 @@ pub(crate) struct HostState {
     pub(crate) limiter: GuestLimiter,
     pub(crate) log: GuestLog,
     /// When the current call's time is up; guest sleeps end there at the latest.
-    pub(crate) call_deadline: Option<Instant>,
+    pub(crate) call_deadline: Option<CallDeadline>,
+}
+
+/// When the current call's time is up (set by `TransformInstance::arm`).
+pub(crate) struct CallDeadline {
+    /// Guest sleeps end here at the latest: a little after the epoch deadline.
+    pub(crate) at: Instant,
+    /// The engine's epoch count by which the store's epoch deadline has certainly passed.
+    pub(crate) epoch: u64,
+    pub(crate) epochs: EpochCount,
 }
 
 impl HostState {
@@ -105,15 +115,16 @@ impl HostState {
     fn bounded_sleep(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
         let now = Instant::now();
         let wanted = now.checked_add(duration);
-        let until = match (wanted, self.call_deadline) {
-            (Some(wanted), Some(deadline)) => wanted.min(deadline),
-            (None, Some(deadline)) => deadline,
-            (Some(wanted), None) => wanted,
+        let (until, cut_at) = match (wanted, &self.call_deadline) {
+            (Some(wanted), Some(deadline)) if wanted < deadline.at => (wanted, None),
+            (_, Some(deadline)) => (deadline.at, Some((deadline.epochs.clone(), deadline.epoch))),
+            (Some(wanted), None) => (wanted, None),
             // Unrepresentable and no call in progress: cannot happen; do not block long.
-            (None, None) => now,
+            (None, None) => (now, None),
         };
         let sleep = self.table.push(BoundedSleep {
             until: until.into(),
+            cut_at,
         })?;
         wasmtime_wasi::p2::subscribe(&mut self.table, sleep)
     }
@@ -138,12 +149,23 @@ impl HostMonotonicClock for ProcessClock {
 /// A guest sleep, ready at `until`.
 struct BoundedSleep {
     until: tokio::time::Instant,
+    /// Set when the sleep was cut at the call's deadline: the epoch count to wait for.
+    cut_at: Option<(EpochCount, u64)>,
 }
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for BoundedSleep {
     async fn ready(&mut self) {
         tokio::time::sleep_until(self.until).await;
+        // A sleep cut at the deadline wakes the guest only once the epoch has passed the
+        // store's deadline, so the guest traps as timed out on waking. Waiting for the
+        // ticker (not the wall clock) matters on a loaded machine: a descheduled ticker
+        // thread once let a cut sleep return early and the guest finish its record.
+        if let Some((epochs, deadline)) = &self.cut_at {
+            while epochs.now() < *deadline {
+                tokio::time::sleep(EPOCH_TICK).await;
+            }
+        }
     }
 }
 

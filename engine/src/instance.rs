@@ -10,9 +10,9 @@ use super::bindings::{self, Transformer, TransformerPre};
 use super::capabilities::Grants;
 use super::component::LoadedComponent;
 use super::determinism::{PinnedInputs, is_nondeterministic};
-use super::engine::EPOCH_TICK;
+use super::engine::{EPOCH_TICK, EpochCount, TransformEngine};
 use super::error::Error;
-use super::host::HostState;
+use super::host::{CallDeadline, HostState};
 use super::limits::Limits;
 use super::outcome::{FailureKind, RecordOutcome, TransformId};
 use super::spec::TransformSpec;
@@ -59,6 +59,7 @@ pub(crate) struct TransformInstance {
     limits: Limits,
     grants: Grants,
     engine: wasmtime::Engine,
+    epochs: EpochCount,
     pre: TransformerPre<HostState>,
     live: Option<LiveInstance>,
     /// Instances re-created after a trap, for metrics.
@@ -73,11 +74,12 @@ impl TransformInstance {
     /// Instantiates the loaded component with `grants` and calls `init` with the spec's
     /// config.
     pub(crate) fn start(
-        engine: &wasmtime::Engine,
+        transform_engine: &TransformEngine,
         spec: &TransformSpec,
         loaded: LoadedComponent,
         grants: Grants,
     ) -> Result<Self, Error> {
+        let engine = transform_engine.wasmtime();
         let nondeterministic = loaded
             .component
             .component_type()
@@ -97,6 +99,7 @@ impl TransformInstance {
             limits: spec.limits.clone(),
             grants,
             engine: engine.clone(),
+            epochs: transform_engine.epochs().clone(),
             pre: loaded.pre,
             live: None,
             recycles: 0,
@@ -316,8 +319,15 @@ impl TransformInstance {
         // the ticker ran late (its thread may be descheduled for a few ticks).
         let timeout_ms = self.limits.batch_timeout_ms;
         let margin_ms = timeout_ms / 10 + 3 * EPOCH_TICK.as_millis() as u64;
-        state.call_deadline =
-            Instant::now().checked_add(Duration::from_millis(timeout_ms.saturating_add(margin_ms)));
+        state.call_deadline = Instant::now()
+            .checked_add(Duration::from_millis(timeout_ms.saturating_add(margin_ms)))
+            .map(|at| CallDeadline {
+                at,
+                // The epoch is at most one ahead of the count: +1 covers that, +1 more
+                // covers a trap that needs the epoch strictly past the deadline.
+                epoch: self.epochs.now() + ticks + 2,
+                epochs: self.epochs.clone(),
+            });
         state.limiter.reset_refusal();
         state.log.begin_call();
     }
