@@ -11,6 +11,7 @@
 #
 # Usage: scripts/brokers.sh up | down | status [--quiet] | setup | toolchain | env | clean
 #                           start <broker> | stop <broker> [--kill] | restart <broker> [--kill]
+#                           pause <broker> | resume <broker>
 #        (also start-kafka, stop-pulsar, restart-pubsub, ...)
 #   setup     install what is missing (apt packages, the wasm32-wasip2 target, the brokers' jars)
 #   toolchain only what the build needs (apt packages, the wasm32-wasip2 target)
@@ -20,6 +21,8 @@
 #   env       the variables the tests, the demo and the benchmarks read, as `export` lines
 #   clean     down, then delete the brokers' data and logs
 #   stop/restart --kill   SIGKILL instead of SIGTERM (crash tests)
+#   pause/resume  SIGSTOP / SIGCONT: the broker keeps its connections open and answers nothing
+#             (a stuck broker, for tests of what a stuck sink does)
 #
 # Environment:
 #   SLUICE_BROKERS        the brokers up/setup/status/env handle (default "kafka pulsar pubsub")
@@ -72,7 +75,7 @@ pulsar_java_opts=(-Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m -XX:+UseSerialG
     # The in-process bookie finds its metadata through Pulsar's metadata store.
     -Dbookkeeper.metadata.bookie.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver
     -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver)
-# Client JIT only, serial GC and a heap cap: starts in seconds and stays small (BROKERS.md).
+# Client JIT only, serial GC and a heap cap: starts in seconds and stays small (docs/local-brokers.md).
 pubsub_java_opts="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx512m"
 
 # Milliseconds since the epoch (EPOCHREALTIME: bash >= 5; the separator follows the locale).
@@ -454,6 +457,8 @@ stop_broker() {
             *) grace_s=60 ;;
         esac
         kill -TERM "$pid" 2>/dev/null || true
+        # A paused broker (`pause`) acts on SIGTERM only once it runs again.
+        kill -CONT "$pid" 2>/dev/null || true
         local deadline=$((SECONDS + grace_s))
         while process_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
         if process_alive "$pid"; then
@@ -544,6 +549,17 @@ cmd_start() {
     start_broker "$1"
 }
 
+# SIGSTOP (pause) or SIGCONT (resume) to a running broker.
+cmd_signal() {
+    local command=$1 broker=$2 pid
+    pid=$(running_pid "$broker") || die "$broker is not running"
+    case $command in
+        pause) kill -STOP "$pid" ;;
+        resume) kill -CONT "$pid" ;;
+    esac
+    say "$broker: ${command}d (pid $pid)"
+}
+
 cmd_clean() {
     cmd_down
     say "deleting broker data and logs in $dev_dir"
@@ -552,7 +568,7 @@ cmd_clean() {
 }
 
 usage() {
-    sed -n '12,22p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '12,25p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -577,6 +593,11 @@ case $command in
             stop) stop_broker "$1" "${2:-}" ;;
             restart) stop_broker "$1" "${2:-}" && cmd_start "$1" ;;
         esac
+        ;;
+    pause | resume)
+        [[ $# -eq 1 ]] || usage
+        check_broker_names "$1"
+        cmd_signal "$command" "$1"
         ;;
     start-* | stop-* | restart-*) "$0" "${command%%-*}" "${command#*-}" "$@" ;;
     *) usage ;;

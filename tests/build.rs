@@ -30,6 +30,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "version_stamp_v1",
             "version_stamp_v2",
             "fan_out_work",
+            "bad_outputs",
         ],
     ),
 ];

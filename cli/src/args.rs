@@ -149,6 +149,19 @@ pub(crate) struct RunArgs {
     #[arg(short, long, default_value = "sluice.toml", env = "SLUICE_CONFIG")]
     pub(crate) config: PathBuf,
 
+    /// Longest a stop (SIGTERM, SIGINT) may take, in seconds. Past three quarters of it the
+    /// records Kafka has not acknowledged are given up: left unacked for the source to deliver
+    /// again, and `sluice run` exits 1 saying how many. Keep it under your orchestrator's grace
+    /// period (Kubernetes: 30 s).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SLUICE_DRAIN_TIMEOUT",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub(crate) drain_timeout: u64,
+
     #[command(flatten)]
     pub(crate) cache: CacheArgs,
 }

@@ -3,28 +3,40 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sluice_connectors::sink::SinkError;
 use sluice_engine::{Limits, TransformChain, TransformEngine, TransformSpec};
 use sluice_pipeline::PipelineError;
-use sluice_runtime::RuntimeError;
 use sluice_runtime::config::{Config, ConfigError};
+use sluice_runtime::{RuntimeError, Shutdown};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{CacheArgs, CheckArgs, ExecArgs, RunArgs};
 
-/// `sluice run`: the runtime application until SIGINT/SIGTERM, then a drain.
+/// `sluice run`: the runtime application until SIGINT/SIGTERM, then a drain within
+/// `--drain-timeout`.
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let config = Config::load(&args.config)?;
     let engine = engine(&args.cache)?;
+    let shutdown = Shutdown {
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let stop = CancellationToken::new();
         tokio::spawn(stop_on_signal(stop.clone()));
-        Ok(sluice_runtime::run(config, engine, stop).await?)
-    })
+        Ok(sluice_runtime::run_with(config, engine, stop, shutdown).await?)
+    });
+    // Blocking work left behind by a pipeline dropped at the drain bound (a metadata lookup,
+    // a transform thread's join) must not hold the exit.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    result
 }
+
+/// How long `sluice run` waits for leftover blocking work once the runtime is done.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 async fn stop_on_signal(stop: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -78,6 +90,20 @@ pub(crate) fn check(args: CheckArgs) -> Result<()> {
             println!("  {}: {}", import.interface, import.access);
         }
     }
+    let limits = Limits::default();
+    let unset = |limit: Option<u64>| limit.map_or("unset".to_owned(), |l| l.to_string());
+    println!(
+        "outputs:   checked on the host before Kafka (set per transform in `limits`; \
+         docs/sandbox.md): topic per Kafka's rule, max_key_bytes = {}, max_value_bytes = {}, \
+         max_headers = {}, max_header_name_bytes = {}, max_header_value_bytes = {}, timestamp \
+         not negative and within the topic's window; the record must fit the producer's \
+         message.max.bytes",
+        limits.max_key_bytes,
+        unset(limits.max_value_bytes),
+        limits.max_headers,
+        limits.max_header_name_bytes,
+        unset(limits.max_header_value_bytes),
+    );
     println!("ok: implements {}", info.world);
     Ok(())
 }
@@ -165,11 +191,57 @@ pub(crate) fn hint(error: &anyhow::Error) -> Option<String> {
                 "create topic {topic:?} first, or set `create_topics = true` in [pipeline.sink]"
             ));
         }
-        if let Some(error) = cause.downcast_ref::<sluice_engine::Error>()
-            && error.is_user_input_error()
+        if let Some(error) = cause.downcast_ref::<sluice_engine::Error>() {
+            return engine_hint(error);
+        }
+        if let Some(RuntimeError::Undrained { drain_timeout, .. }) =
+            cause.downcast_ref::<RuntimeError>()
         {
-            return Some("build transforms with `cargo build --release --target wasm32-wasip2` against wit/ (see README.md)".into());
+            return Some(match drain_timeout {
+                Some(_) => "Kafka did not acknowledge them in time; nothing is lost (they were \
+                    not acked at the source). Check that Kafka is reachable, or give a stop more \
+                    time with --drain-timeout"
+                    .into(),
+                None => "nothing is lost (they were not acked at the source); check that Kafka \
+                    is reachable"
+                    .into(),
+            });
         }
     }
     None
+}
+
+/// What to do about a transform that cannot load or start: fix its build when the file is
+/// wrong, its config when it refused it or failed in `init`.
+fn engine_hint(error: &sluice_engine::Error) -> Option<String> {
+    use sluice_engine::Error;
+    match error {
+        Error::InitRefused { transform, .. } => Some(format!(
+            "the component refused the `config = {{ … }}` of transform {transform:?}: fix that \
+             table (try it with `sluice exec COMPONENT -c key=value`)"
+        )),
+        Error::InitFailed {
+            transform, kind, ..
+        } => Some(match kind {
+            sluice_engine::FailureKind::Timeout => format!(
+                "transform {transform:?} did not finish `init` within its `limits.batch_timeout_ms`: \
+                 check its `config = {{ … }}` (what init does with it), or raise that limit"
+            ),
+            _ => format!(
+                "transform {transform:?} failed in `init`: check its `config = {{ … }}` and its \
+                 `limits` (try it with `sluice exec COMPONENT -c key=value`)"
+            ),
+        }),
+        Error::Capability { .. } => Some(
+            "grant only environment variables that are set and directories that exist \
+             (`capabilities` of the transform)"
+                .into(),
+        ),
+        error if error.is_user_input_error() => Some(
+            "build transforms with `cargo build --release --target wasm32-wasip2` against wit/ \
+             (see README.md)"
+                .into(),
+        ),
+        _ => None,
+    }
 }

@@ -12,6 +12,7 @@ use std::future::Future;
 use serde::Deserialize;
 use sluice_record::OutputRecord;
 use sluice_record::identity::WrittenOutput;
+use sluice_record::validation::SinkLimits;
 
 use crate::transactions::{Resume, TransactionalWriter, WriterScope};
 
@@ -19,8 +20,9 @@ use crate::transactions::{Resume, TransactionalWriter, WriterScope};
 pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What can go wrong writing to the sink. The pipeline acts on the class: a transient failure
-/// gets a new connection and the unacked records again, `TooLarge` may dead-letter the record,
-/// `Config` and `MissingTopic` are the user's to fix.
+/// (the connection) gets a new connection and the unacked records again, a refusal of one
+/// record (`Refused`) dead-letters that record, `Config` and `MissingTopic` are the user's to
+/// fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("invalid Kafka producer configuration")]
@@ -45,15 +47,15 @@ pub enum SinkError {
         #[source]
         source: ClientError,
     },
-    #[error(
-        "a record of {bytes} bytes for topic {topic:?} is larger than the producer's \
-         message.max.bytes ({limit}); raise sink.properties.\"message.max.bytes\" (and the \
-         broker's max.message.bytes) to pass such records"
-    )]
-    TooLarge {
+    /// Kafka (or its client) refused this one record — too large, an invalid topic or
+    /// timestamp, a record the broker found invalid — while the connection is fine.
+    #[error("Kafka refused a record for topic {topic:?}{}", if *too_large { " as too large" } else { "" })]
+    Refused {
         topic: String,
-        bytes: usize,
-        limit: String,
+        /// Refused for its size (`sink.oversized` decides what happens).
+        too_large: bool,
+        #[source]
+        source: ClientError,
     },
     #[error("Kafka did not acknowledge a record for topic {topic:?}")]
     Delivery {
@@ -73,6 +75,23 @@ pub enum SinkError {
          instance took over"
     )]
     Fenced { transactional_id: String },
+    /// With transactions: Kafka refused an output in its delivery report (after the pre-send
+    /// checks and the client took it). Kafka then aborts the whole transaction, so the record
+    /// cannot be dead-lettered alone, as it is outside transactions; and since it would fail
+    /// every transaction it is written in again, this is not retried: the pipeline stops.
+    #[error(
+        "Kafka refused an output of the transaction of transactional.id {transactional_id:?} \
+         in its delivery report, after the pre-send checks let it through: the transaction was \
+         aborted (nothing of it is visible; its source records stay unacked and come again). \
+         A refused record fails every transaction it is in, so the pipeline stops rather than \
+         retry it; check the topic's config (max.message.bytes, timestamps, policies) against \
+         the sink's limits"
+    )]
+    RefusedInTransaction {
+        transactional_id: String,
+        #[source]
+        source: Box<SinkError>,
+    },
     #[error("Kafka transaction of transactional.id {transactional_id:?} failed")]
     Transaction {
         transactional_id: String,
@@ -93,6 +112,12 @@ impl SinkError {
     /// runtime failure.
     pub fn is_user_input_error(&self) -> bool {
         matches!(self, SinkError::Config(_) | SinkError::MissingTopic { .. })
+    }
+
+    /// Whether the sink refused one record (its size or content), not the connection: the
+    /// record is the problem, and dead-lettering it lets the others go on.
+    pub fn is_record_refusal(&self) -> bool {
+        matches!(self, SinkError::Refused { .. })
     }
 
     /// Whether the broker failed (unreachable, restarting, refusing requests) rather than the
@@ -119,12 +144,13 @@ pub enum TopicStatus {
     Missing,
 }
 
-/// `sink.oversized`: a record the sink cannot take (larger than `message.max.bytes`).
+/// `sink.oversized`: a record the sink cannot take (larger than `message.max.bytes`, or than
+/// the topic's `max.message.bytes`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OversizedPolicy {
-    /// Dead-letter the source record with kind `too-large`, its value left out (the copy must
-    /// fit), and go on.
+    /// Dead-letter the source record with kind `too-large` (its copy reduced until it fits),
+    /// and go on.
     #[default]
     DeadLetter,
     /// Stop the pipeline with an error; the record is not acked and comes back on restart.
@@ -161,6 +187,15 @@ pub trait Sink: Send + Sync + 'static {
 
     /// What to do with a record larger than the sink takes.
     fn oversized(&self) -> OversizedPolicy;
+
+    /// What `topic` takes of one record: checked before each send, so that a record the sink
+    /// would refuse is dead-lettered instead (docs/sandbox.md, "What a guest returns"). Known
+    /// once [`Sink::ensure_topic`] (or the connection, for the sink and dead-letter topics)
+    /// looked the topic up; the defaults of Kafka and librdkafka before.
+    fn record_limits(&self, topic: &str) -> SinkLimits {
+        let _ = topic;
+        SinkLimits::default()
+    }
 
     /// Whether `topic` exists, creating it if configured to.
     fn ensure_topic(

@@ -40,7 +40,7 @@ impl LoadedTransform {
     pub fn load(engine: &TransformEngine, spec: &TransformSpec) -> Result<Self, Error> {
         let grants = spec.capabilities.resolve(&spec.name)?;
         let loaded = component::load(engine, &spec.component, &spec.limits)?;
-        let instance = TransformInstance::start(engine.wasmtime(), spec, loaded, grants)?;
+        let instance = TransformInstance::start(engine, spec, loaded, grants)?;
         tracing::info!(
             transform = %instance.id(),
             path = %spec.component.display(),

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,22 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// code each). Beyond this the memo starts over: it only saves recompiling.
 const MEMO_CAPACITY: usize = 64;
 
+/// How many times an engine's ticker has advanced its epoch. The ticker counts right after
+/// each advance, so the engine's epoch is never behind this count (at most one ahead): a
+/// host call that waits for the count to pass a store's deadline knows the guest will trap.
+#[derive(Clone, Default)]
+pub(crate) struct EpochCount(Arc<AtomicU64>);
+
+impl EpochCount {
+    pub(crate) fn now(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn advanced(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// A compiled-component engine shared by all pipelines (cheap to clone).
 ///
 /// Holds the wasmtime `Engine` (component model, epoch interruption), the host linker, and
@@ -32,6 +49,7 @@ pub struct TransformEngine {
 struct EngineInner {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
+    epochs: EpochCount,
     cache_dir: Option<PathBuf>,
     /// Hex digest of everything that makes a precompiled artifact loadable by this engine.
     compatibility: String,
@@ -53,13 +71,15 @@ impl TransformEngine {
             .concurrency_support(false)
             .parallel_compilation(true);
         let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Engine(boxed(e)))?;
-        start_epoch_ticker(&engine)?;
+        let epochs = EpochCount::default();
+        start_epoch_ticker(&engine, epochs.clone())?;
         let linker = host::linker(&engine)?;
         let compatibility = compatibility_digest(&engine);
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
+                epochs,
                 cache_dir,
                 compatibility,
                 compiled: Mutex::default(),
@@ -87,6 +107,10 @@ impl TransformEngine {
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.engine
+    }
+
+    pub(crate) fn epochs(&self) -> &EpochCount {
+        &self.inner.epochs
     }
 
     pub(crate) fn linker(&self) -> &Linker<HostState> {
@@ -175,7 +199,7 @@ impl TransformEngine {
 
 /// Advances the epoch of `engine` every [`EPOCH_TICK`] until the engine is dropped. The
 /// thread holds only a weak reference, so it never keeps the engine alive.
-fn start_epoch_ticker(engine: &wasmtime::Engine) -> Result<(), Error> {
+fn start_epoch_ticker(engine: &wasmtime::Engine, epochs: EpochCount) -> Result<(), Error> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("sluice-epoch".into())
@@ -183,7 +207,10 @@ fn start_epoch_ticker(engine: &wasmtime::Engine) -> Result<(), Error> {
             loop {
                 std::thread::sleep(EPOCH_TICK);
                 match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
+                    Some(engine) => {
+                        engine.increment_epoch();
+                        epochs.advanced();
+                    }
                     None => break,
                 }
             }

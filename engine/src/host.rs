@@ -19,11 +19,14 @@ use wasmtime_wasi::{FsPerms, HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCt
 use super::bindings::{self, LogLevel, Transformer};
 use super::capabilities::Grants;
 use super::determinism::PinnedInputs;
+use super::engine::{EPOCH_TICK, EpochCount};
 use super::error::{Error, boxed};
 use super::limits::{GuestLimiter, Limits};
+use sluice_record::text::{MAX_GUEST_TEXT_BYTES, cut};
 
-/// Longest log line kept; longer lines (and unterminated output) are cut here.
-const MAX_LINE_BYTES: usize = 4096;
+/// Longest guest line kept (a `log` message, a line of stdout or stderr); the rest of a
+/// longer line is dropped and counted in the line's cut marker.
+const MAX_LINE_BYTES: usize = MAX_GUEST_TEXT_BYTES;
 /// Token bucket for guest log lines, per instance: burst and refill per second.
 const LOG_BURST_LINES: f64 = 200.0;
 const LOG_LINES_PER_SECOND: f64 = 100.0;
@@ -42,7 +45,16 @@ pub(crate) struct HostState {
     pub(crate) limiter: GuestLimiter,
     pub(crate) log: GuestLog,
     /// When the current call's time is up; guest sleeps end there at the latest.
-    pub(crate) call_deadline: Option<Instant>,
+    pub(crate) call_deadline: Option<CallDeadline>,
+}
+
+/// When the current call's time is up (set by `TransformInstance::arm`).
+pub(crate) struct CallDeadline {
+    /// Guest sleeps end here at the latest: a little after the epoch deadline.
+    pub(crate) at: Instant,
+    /// The engine's epoch count by which the store's epoch deadline has certainly passed.
+    pub(crate) epoch: u64,
+    pub(crate) epochs: EpochCount,
 }
 
 impl HostState {
@@ -103,15 +115,16 @@ impl HostState {
     fn bounded_sleep(&mut self, duration: Duration) -> wasmtime::Result<Resource<DynPollable>> {
         let now = Instant::now();
         let wanted = now.checked_add(duration);
-        let until = match (wanted, self.call_deadline) {
-            (Some(wanted), Some(deadline)) => wanted.min(deadline),
-            (None, Some(deadline)) => deadline,
-            (Some(wanted), None) => wanted,
+        let (until, cut_at) = match (wanted, &self.call_deadline) {
+            (Some(wanted), Some(deadline)) if wanted < deadline.at => (wanted, None),
+            (_, Some(deadline)) => (deadline.at, Some((deadline.epochs.clone(), deadline.epoch))),
+            (Some(wanted), None) => (wanted, None),
             // Unrepresentable and no call in progress: cannot happen; do not block long.
-            (None, None) => now,
+            (None, None) => (now, None),
         };
         let sleep = self.table.push(BoundedSleep {
             until: until.into(),
+            cut_at,
         })?;
         wasmtime_wasi::p2::subscribe(&mut self.table, sleep)
     }
@@ -136,12 +149,23 @@ impl HostMonotonicClock for ProcessClock {
 /// A guest sleep, ready at `until`.
 struct BoundedSleep {
     until: tokio::time::Instant,
+    /// Set when the sleep was cut at the call's deadline: the epoch count to wait for.
+    cut_at: Option<(EpochCount, u64)>,
 }
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for BoundedSleep {
     async fn ready(&mut self) {
         tokio::time::sleep_until(self.until).await;
+        // A sleep cut at the deadline wakes the guest only once the epoch has passed the
+        // store's deadline, so the guest traps as timed out on waking. Waiting for the
+        // ticker (not the wall clock) matters on a loaded machine: a descheduled ticker
+        // thread once let a cut sleep return early and the guest finish its record.
+        if let Some((epochs, deadline)) = &self.cut_at {
+            while epochs.now() < *deadline {
+                tokio::time::sleep(EPOCH_TICK).await;
+            }
+        }
     }
 }
 
@@ -212,8 +236,8 @@ pub(crate) struct GuestLog(Arc<Mutex<LogState>>);
 
 struct LogState {
     transform: String,
-    stdout_partial: Vec<u8>,
-    stderr_partial: Vec<u8>,
+    stdout_partial: PartialLine,
+    stderr_partial: PartialLine,
     recent_stderr: VecDeque<String>,
     tokens: f64,
     refilled_at: Instant,
@@ -224,8 +248,8 @@ impl GuestLog {
     fn new(transform: &str) -> Self {
         Self(Arc::new(Mutex::new(LogState {
             transform: transform.to_owned(),
-            stdout_partial: Vec::new(),
-            stderr_partial: Vec::new(),
+            stdout_partial: PartialLine::default(),
+            stderr_partial: PartialLine::default(),
             recent_stderr: VecDeque::new(),
             tokens: LOG_BURST_LINES,
             refilled_at: Instant::now(),
@@ -251,7 +275,7 @@ impl GuestLog {
         for stream in [Stream::Stdout, Stream::Stderr] {
             let partial = std::mem::take(state.partial(stream));
             if !partial.is_empty() {
-                state.emit(stream, &partial);
+                state.emit(stream, &partial.kept, partial.cut);
             }
         }
         if state.suppressed > 0 && state.take_token() {
@@ -283,40 +307,50 @@ impl GuestLog {
 
     /// A complete message (a `log` call).
     pub(crate) fn line(&self, stream: Stream, message: &[u8]) {
-        self.lock().emit(stream, message);
+        let kept = &message[..message.len().min(MAX_LINE_BYTES)];
+        self.lock().emit(stream, kept, message.len() - kept.len());
     }
 
-    /// Raw bytes written to stdout or stderr: split into lines, cutting lines that grow
-    /// beyond [`MAX_LINE_BYTES`].
+    /// Raw bytes written to stdout or stderr: split into lines; of a line longer than
+    /// [`MAX_LINE_BYTES`] only the start is kept, and the rest is counted.
     fn write(&self, stream: Stream, bytes: &[u8]) {
         let mut state = self.lock();
         for piece in bytes.split_inclusive(|&b| b == b'\n') {
-            let (mut text, ends_line) = match piece.strip_suffix(b"\n") {
+            let (text, ends_line) = match piece.strip_suffix(b"\n") {
                 Some(text) => (text, true),
                 None => (piece, false),
             };
-            let mut cut = false;
-            while !text.is_empty() {
-                let partial = state.partial(stream);
-                let take = text.len().min(MAX_LINE_BYTES - partial.len());
-                partial.extend_from_slice(&text[..take]);
-                text = &text[take..];
-                cut = partial.len() >= MAX_LINE_BYTES;
-                if cut {
-                    let line = std::mem::take(state.partial(stream));
-                    state.emit(stream, &line);
-                }
-            }
-            if ends_line && !(cut && state.partial(stream).is_empty()) {
+            state.partial(stream).push(text);
+            if ends_line {
                 let line = std::mem::take(state.partial(stream));
-                state.emit(stream, &line);
+                state.emit(stream, &line.kept, line.cut);
             }
         }
     }
 }
 
+/// The unterminated line of a stream: its first [`MAX_LINE_BYTES`], and how many bytes of it
+/// were dropped.
+#[derive(Default)]
+struct PartialLine {
+    kept: Vec<u8>,
+    cut: usize,
+}
+
+impl PartialLine {
+    fn push(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(MAX_LINE_BYTES - self.kept.len());
+        self.kept.extend_from_slice(&bytes[..take]);
+        self.cut += bytes.len() - take;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.cut == 0
+    }
+}
+
 impl LogState {
-    fn partial(&mut self, stream: Stream) -> &mut Vec<u8> {
+    fn partial(&mut self, stream: Stream) -> &mut PartialLine {
         match stream {
             Stream::Stderr => &mut self.stderr_partial,
             Stream::Stdout | Stream::Log(_) => &mut self.stdout_partial,
@@ -336,13 +370,15 @@ impl LogState {
         }
     }
 
-    fn emit(&mut self, stream: Stream, message: &[u8]) {
-        let message = &message[..message.len().min(MAX_LINE_BYTES)];
+    /// Logs one guest line: `message`, of which `cut_before` further bytes were dropped
+    /// already, within [`MAX_LINE_BYTES`] with a marker when cut.
+    fn emit(&mut self, stream: Stream, message: &[u8], cut_before: usize) {
         let text = String::from_utf8_lossy(message);
         let text = text.trim_end_matches('\r');
-        if text.trim().is_empty() {
+        if text.trim().is_empty() && cut_before == 0 {
             return;
         }
+        let text = cut(text, cut_before, MAX_LINE_BYTES);
         if let Stream::Stderr = stream
             && !text.starts_with("note: run with `RUST_BACKTRACE=1`")
         {
@@ -465,18 +501,31 @@ mod tests {
     }
 
     #[test]
-    fn long_lines_are_cut() {
+    fn a_long_line_keeps_its_start_and_says_how_much_was_cut() {
         let log = GuestLog::new("t@sha256:0");
-        log.write(Stream::Stderr, &vec![b'x'; MAX_LINE_BYTES * 2 + 10]);
+        let total = MAX_LINE_BYTES * 2 + 10;
+        log.write(Stream::Stderr, &vec![b'x'; total - 100]);
+        log.write(Stream::Stderr, &[b'x'; 100]);
         log.end_call();
         let state = log.lock();
-        assert_eq!(state.recent_stderr.len(), 3);
+        assert_eq!(state.recent_stderr.len(), 1);
+        let line = &state.recent_stderr[0];
+        assert!(line.len() <= MAX_LINE_BYTES, "{}", line.len());
+        let kept = line.find('…').unwrap();
         assert!(
-            state
-                .recent_stderr
-                .iter()
-                .all(|line| line.len() <= MAX_LINE_BYTES)
+            line.ends_with(&format!("[{} bytes cut]", total - kept)),
+            "{line}"
         );
+    }
+
+    #[test]
+    fn a_huge_log_message_is_cut_to_the_bound() {
+        let log = GuestLog::new("t@sha256:0");
+        log.begin_call();
+        log.line(Stream::Stderr, &vec![b'y'; 50 << 20]);
+        let line = log.recent_stderr().unwrap();
+        assert!(line.len() <= MAX_LINE_BYTES);
+        assert!(line.ends_with("bytes cut]"), "{}", &line[line.len() - 40..]);
     }
 
     #[test]

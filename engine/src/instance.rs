@@ -10,12 +10,14 @@ use super::bindings::{self, Transformer, TransformerPre};
 use super::capabilities::Grants;
 use super::component::LoadedComponent;
 use super::determinism::{PinnedInputs, is_nondeterministic};
-use super::engine::EPOCH_TICK;
+use super::engine::{EPOCH_TICK, EpochCount, TransformEngine};
 use super::error::Error;
-use super::host::HostState;
+use super::host::{CallDeadline, HostState};
 use super::limits::Limits;
 use super::outcome::{FailureKind, RecordOutcome, TransformId};
 use super::spec::TransformSpec;
+use sluice_record::text::bound;
+use sluice_record::validation;
 use sluice_record::{InputRecord, OutputRecord};
 
 /// What one call into a guest made of one record: outputs, or the record's final outcome.
@@ -57,6 +59,7 @@ pub(crate) struct TransformInstance {
     limits: Limits,
     grants: Grants,
     engine: wasmtime::Engine,
+    epochs: EpochCount,
     pre: TransformerPre<HostState>,
     live: Option<LiveInstance>,
     /// Instances re-created after a trap, for metrics.
@@ -71,11 +74,12 @@ impl TransformInstance {
     /// Instantiates the loaded component with `grants` and calls `init` with the spec's
     /// config.
     pub(crate) fn start(
-        engine: &wasmtime::Engine,
+        transform_engine: &TransformEngine,
         spec: &TransformSpec,
         loaded: LoadedComponent,
         grants: Grants,
     ) -> Result<Self, Error> {
+        let engine = transform_engine.wasmtime();
         let nondeterministic = loaded
             .component
             .component_type()
@@ -95,6 +99,7 @@ impl TransformInstance {
             limits: spec.limits.clone(),
             grants,
             engine: engine.clone(),
+            epochs: transform_engine.epochs().clone(),
             pre: loaded.pre,
             live: None,
             recycles: 0,
@@ -293,7 +298,7 @@ impl TransformInstance {
         store.data().log.end_call();
         match result {
             Ok(Ok(())) => Ok(LiveInstance { store, bindings }),
-            Ok(Err(reason)) => Err(StartError::Refused(reason)),
+            Ok(Err(reason)) => Err(StartError::Refused(bound(reason))),
             Err(error) => Err(StartError::Failed(self.classify(&error, &store))),
         }
     }
@@ -314,19 +319,27 @@ impl TransformInstance {
         // the ticker ran late (its thread may be descheduled for a few ticks).
         let timeout_ms = self.limits.batch_timeout_ms;
         let margin_ms = timeout_ms / 10 + 3 * EPOCH_TICK.as_millis() as u64;
-        state.call_deadline =
-            Instant::now().checked_add(Duration::from_millis(timeout_ms.saturating_add(margin_ms)));
+        state.call_deadline = Instant::now()
+            .checked_add(Duration::from_millis(timeout_ms.saturating_add(margin_ms)))
+            .map(|at| CallDeadline {
+                at,
+                // The epoch is at most one ahead of the count: +1 covers that, +1 more
+                // covers a trap that needs the epoch strictly past the deadline.
+                epoch: self.epochs.now() + ticks + 2,
+                epochs: self.epochs.clone(),
+            });
         state.limiter.reset_refusal();
         state.log.begin_call();
     }
 
-    /// Tells apart the failures by the trap's type (not its text).
+    /// Tells apart the failures by the trap's type (not its text). The reason may quote the
+    /// guest's stderr: it is bounded.
     fn classify(&self, error: &wasmtime::Error, store: &Store<HostState>) -> Failure {
         let state = store.data();
         let refused_memory = state.limiter.refused_memory_growth();
         let with_stderr = |reason: String| match state.log.recent_stderr() {
-            Some(stderr) => format!("{reason}; guest stderr: {stderr}"),
-            None => reason,
+            Some(stderr) => bound(format!("{reason}; guest stderr: {stderr}")),
+            None => bound(reason),
         };
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => Failure {
@@ -380,11 +393,22 @@ impl TransformInstance {
                         ),
                     }));
                 }
-                Ok(outputs.into_iter().map(lift).collect())
+                let outputs: Vec<OutputRecord> = outputs.into_iter().map(lift).collect();
+                let fields = limits.output_fields();
+                for (index, output) in outputs.iter().enumerate() {
+                    if let Err(violation) = validation::check_fields(output, &fields) {
+                        return Err(self.dead_letter(Failure {
+                            kind: FailureKind::InvalidOutput,
+                            reason: format!("output {index}: {violation}"),
+                        }));
+                    }
+                }
+                Ok(outputs)
             }
+            // Guest text enters the host here: bounded before anything repeats it.
             Err(bindings::TransformError::Skip(reason)) => Err(RecordOutcome::Skip {
                 transform: self.id.clone(),
-                reason,
+                reason: bound(reason),
             }),
             Err(bindings::TransformError::DeadLetter(reason)) => Err(self.dead_letter(Failure {
                 kind: FailureKind::DeadLetter,
@@ -405,14 +429,14 @@ impl TransformInstance {
         RecordOutcome::DeadLetter {
             transform: self.id.clone(),
             kind: failure.kind,
-            reason: failure.reason,
+            reason: bound(failure.reason),
         }
     }
 
     fn fatal(&self, reason: String) -> RecordOutcome {
         RecordOutcome::Fatal {
             transform: self.id.clone(),
-            reason,
+            reason: bound(reason),
         }
     }
 }

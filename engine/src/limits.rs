@@ -1,6 +1,7 @@
 //! Resource limits of one transform, and the store limiter that enforces the memory part.
 
 use serde::Deserialize;
+use sluice_record::validation::FieldLimits;
 
 /// Limits for one transform (docs/sandbox.md). Every field has a safe default, so a config may
 /// set only the ones it cares about. A record that breaks a limit is dead-lettered with the
@@ -33,6 +34,29 @@ pub struct Limits {
     /// Default 16 MiB: above Kafka's default largest message (1 MiB) with room for fan-out,
     /// and small enough that a runaway output cannot exhaust the host.
     pub max_output_bytes_per_record: u64,
+    /// Bytes of an output's key; a longer key dead-letters the record (`invalid-output`).
+    ///
+    /// Default 65,536: keys are hashed for partitioning and kept by compaction; real ones
+    /// (ids, Pulsar keys, Pub/Sub ordering keys of at most 1 KB) are far shorter.
+    pub max_key_bytes: u64,
+    /// Bytes of an output's value, if set; a larger value dead-letters the record.
+    ///
+    /// Default unset: the record's size as the producer counts it bounds the value
+    /// (`message.max.bytes`, 1,000,000 by default; larger records are dead-lettered as
+    /// `too-large`).
+    pub max_value_bytes: Option<u64>,
+    /// Headers of one output; more dead-letters the record.
+    ///
+    /// Default 1,000: tracing and routing use a handful; a runaway list costs every consumer.
+    pub max_headers: u32,
+    /// Bytes of one header name; a longer name dead-letters the record.
+    ///
+    /// Default 1,024: header names are short identifiers (Pub/Sub allows 256 bytes).
+    pub max_header_name_bytes: u64,
+    /// Bytes of one header value, if set; a larger value dead-letters the record.
+    ///
+    /// Default unset: the record's size as the producer counts it bounds header values.
+    pub max_header_value_bytes: Option<u64>,
     /// Size of the component file, in MiB; a bigger file is refused at load, before it is
     /// read.
     ///
@@ -49,6 +73,11 @@ impl Default for Limits {
             batch_timeout_ms: 1000,
             max_outputs_per_record: 10_000,
             max_output_bytes_per_record: 16 * 1024 * 1024,
+            max_key_bytes: 65_536,
+            max_value_bytes: None,
+            max_headers: 1_000,
+            max_header_name_bytes: 1_024,
+            max_header_value_bytes: None,
             max_component_mib: 64,
         }
     }
@@ -58,6 +87,18 @@ impl Limits {
     /// The memory limit in bytes.
     pub fn memory_bytes(&self) -> usize {
         usize::try_from(u64::from(self.memory_mib) * 1024 * 1024).unwrap_or(usize::MAX)
+    }
+
+    /// The limits every output of the transform is checked against
+    /// (`sluice_record::validation`).
+    pub fn output_fields(&self) -> FieldLimits {
+        FieldLimits {
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+            max_headers: self.max_headers.into(),
+            max_header_name_bytes: self.max_header_name_bytes,
+            max_header_value_bytes: self.max_header_value_bytes,
+        }
     }
 
     /// The component size limit in bytes.

@@ -36,6 +36,9 @@ pub enum FailureKind {
     Trap,
     /// The record's outputs exceeded `max_outputs_per_record` or `max_output_bytes_per_record`.
     OutputLimit,
+    /// An output breaks Kafka's rules or a field limit of the transform (a topic name Kafka
+    /// refuses, a key, header or timestamp out of bounds).
+    InvalidOutput,
 }
 
 impl FailureKind {
@@ -48,6 +51,7 @@ impl FailureKind {
             FailureKind::StackOverflow => "stack-overflow",
             FailureKind::Trap => "trap",
             FailureKind::OutputLimit => "output-limit",
+            FailureKind::InvalidOutput => "invalid-output",
         }
     }
 }

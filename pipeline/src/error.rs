@@ -52,6 +52,19 @@ pub enum PipelineError {
         pipeline: String,
         transactional_id: String,
     },
+    /// Told to stop, it gave up on records it could not finish (the sink was down or stuck
+    /// past the drain bound): they were not acked, and the source delivers them again.
+    #[error(
+        "pipeline {pipeline:?}: stopped with {unacked} record(s) not acked; the source will \
+         deliver them again"
+    )]
+    Undrained {
+        pipeline: String,
+        unacked: usize,
+        /// What kept them from being acked, if it was an error.
+        #[source]
+        cause: Option<Box<PipelineError>>,
+    },
 }
 
 impl PipelineError {
@@ -66,6 +79,14 @@ impl PipelineError {
         PipelineError::Source {
             pipeline: pipeline.to_owned(),
             source,
+        }
+    }
+
+    /// Records not acked when the pipeline stopped short of draining, if it did.
+    pub fn undrained(&self) -> Option<usize> {
+        match self {
+            PipelineError::Undrained { unacked, .. } => Some(*unacked),
+            _ => None,
         }
     }
 

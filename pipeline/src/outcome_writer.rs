@@ -2,6 +2,14 @@
 //! stamped with its identity (pipeline, source message id, output index). With exactly-once
 //! read back, outputs the sink already has are not sent again; with transactions, outputs go
 //! into their scope's transaction, and a record a commit already covers is not written again.
+//!
+//! Outputs are untrusted: before any is sent, each is checked against what the sink takes
+//! ([`OutcomeWriter::unwritable`]; docs/sandbox.md, "What a guest returns"). A record the sink
+//! refuses — at that check, when handed to the client, or in its delivery report — is
+//! dead-lettered, and the other records go on. With transactions the first two happen inside
+//! the record's transaction (its dead-letter copy commits with it); a refusal in a delivery
+//! report dooms the whole transaction instead, and the pipeline stops with
+//! [`SinkError::RefusedInTransaction`] (docs/delivery-guarantees.md).
 
 use std::sync::Arc;
 
@@ -9,11 +17,12 @@ use futures::future::BoxFuture;
 use sluice_connectors::sink::{OversizedPolicy, Sink, SinkError, TopicStatus};
 use sluice_connectors::source::Placement;
 use sluice_engine::RecordOutcome;
-use sluice_record::dead_letter::{DeadLetter, dead_letter_record};
+use sluice_record::dead_letter::{DeadLetter, Destination, dead_letter_record};
 use sluice_record::identity;
+use sluice_record::validation::{self, Violation};
 use sluice_record::{InputRecord, OutputRecord};
 
-use crate::error::PipelineError;
+use crate::error::{PipelineError, error_chain};
 use crate::exactly_once::{self, Admission, ExactlyOnce, ReadBack};
 use crate::stats::PipelineStats;
 
@@ -47,6 +56,54 @@ pub(crate) struct OutcomeWriter<S: Sink> {
     pub(crate) deliveries: Vec<S::Delivery>,
 }
 
+/// What a record's ack waits for.
+pub(crate) enum Awaited<D> {
+    /// Outside transactions: the deliveries of what was sent for it (a refusal in one of
+    /// them is dead-lettered by the stages, [`OutcomeWriter::refused_delivery`]).
+    Deliveries(Vec<D>),
+    /// With transactions: the commit of its transaction, or a settlement already known.
+    Settle(Settle),
+}
+
+/// What was sent for one record.
+pub(crate) struct Written<D> {
+    /// What its ack waits for.
+    pub(crate) awaited: Awaited<D>,
+    /// The output index a dead-letter copy takes if the sink refuses a delivery: one past
+    /// every output (stable across replays, so exactly-once finds it).
+    pub(crate) next_index: u32,
+    /// The deliveries are of its dead-letter copy: a refusal of it cannot be dead-lettered.
+    pub(crate) dead_lettered: bool,
+}
+
+impl<D> Written<D> {
+    fn settled(how: Settled) -> Self {
+        Self {
+            awaited: Awaited::Settle(settled(how)),
+            next_index: 0,
+            dead_lettered: false,
+        }
+    }
+}
+
+/// What was sent for one record, its deliveries aside (they gather in
+/// [`OutcomeWriter::deliveries`], or in the transaction).
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// Anything at all (exactly-once may find everything written already).
+    any: bool,
+    next_index: u32,
+    dead_lettered: bool,
+}
+
+impl Sent {
+    const NOTHING: Sent = Sent {
+        any: false,
+        next_index: 0,
+        dead_lettered: false,
+    };
+}
+
 impl<S: Sink> OutcomeWriter<S> {
     /// Produces the outputs of `record` (or its dead-letter copy) and returns what its ack
     /// waits for.
@@ -55,11 +112,11 @@ impl<S: Sink> OutcomeWriter<S> {
         record: &InputRecord,
         placement: &Placement,
         outcome: RecordOutcome,
-    ) -> Result<Settle, PipelineError> {
+    ) -> Result<Written<S::Delivery>, PipelineError> {
         if let Some(ExactlyOnce::Transactions(transactions)) = &mut self.exactly_once {
             match transactions.admit(&self.sink, record, placement).await? {
                 Admission::Write => {}
-                Admission::Relinquish => return Ok(settled(Settled::Relinquish)),
+                Admission::Relinquish => return Ok(Written::settled(Settled::Relinquish)),
                 Admission::Done if !matches!(outcome, RecordOutcome::Fatal { .. }) => {
                     let outputs = match &outcome {
                         RecordOutcome::Outputs(outputs) => outputs.len(),
@@ -67,36 +124,57 @@ impl<S: Sink> OutcomeWriter<S> {
                         _ => 0,
                     };
                     self.stats.deduplicated.inc_by(outputs as u64);
-                    return Ok(settled(Settled::Done));
+                    return Ok(Written::settled(Settled::Done));
                 }
                 Admission::Done => {}
             }
         }
         self.deliveries.clear();
-        let written = self.write_outcome(record, placement, outcome).await;
+        let sent = self.write_outcome(record, placement, outcome).await;
         match &mut self.exactly_once {
-            Some(ExactlyOnce::Transactions(transactions)) => match written {
-                Ok(sent) => Ok(transactions.finish(record, placement, sent)),
+            Some(ExactlyOnce::Transactions(transactions)) => match sent {
+                Ok(sent) => Ok(Written {
+                    awaited: Awaited::Settle(transactions.finish(record, placement, sent.any)),
+                    next_index: sent.next_index,
+                    dead_lettered: sent.dead_lettered,
+                }),
                 Err(PipelineError::Sink {
                     source: SinkError::Fenced { .. },
                     ..
                 }) => {
                     transactions.fenced_while_writing(placement)?;
-                    Ok(settled(Settled::Relinquish))
+                    Ok(Written::settled(Settled::Relinquish))
                 }
                 Err(error) => Err(error),
             },
             _ => {
-                written?;
-                let deliveries = std::mem::take(&mut self.deliveries);
-                Ok(Box::pin(async move {
-                    for delivery in deliveries {
-                        delivery.await?;
-                    }
-                    Ok(Settled::Done)
-                }))
+                let sent = sent?;
+                Ok(Written {
+                    awaited: Awaited::Deliveries(std::mem::take(&mut self.deliveries)),
+                    next_index: sent.next_index,
+                    dead_lettered: sent.dead_lettered,
+                })
             }
         }
+    }
+
+    /// The sink refused the delivery of output `index` of `record` (`error`; outside
+    /// transactions, where a delivery report concerns one record): the deliveries of the
+    /// record's dead-letter copy, as that output.
+    pub(crate) async fn refused_delivery(
+        &mut self,
+        record: &InputRecord,
+        placement: &Placement,
+        index: u32,
+        error: SinkError,
+    ) -> Result<Vec<S::Delivery>, PipelineError> {
+        debug_assert!(
+            !matches!(self.exactly_once, Some(ExactlyOnce::Transactions(_))),
+            "a transaction's deliveries are settled by its commit"
+        );
+        self.deliveries.clear();
+        self.refused(record, placement, index, error).await?;
+        Ok(std::mem::take(&mut self.deliveries))
     }
 
     /// When the next transaction is due at the latest (transactions only).
@@ -115,68 +193,39 @@ impl<S: Sink> OutcomeWriter<S> {
         }
     }
 
-    /// Writes the outputs of `record`, or its dead-letter copy; whether anything was sent.
+    /// Writes the outputs of `record`, or its dead-letter copy.
     async fn write_outcome(
         &mut self,
         record: &InputRecord,
         placement: &Placement,
         outcome: RecordOutcome,
-    ) -> Result<bool, PipelineError> {
+    ) -> Result<Sent, PipelineError> {
         let dead_letter = match outcome {
             RecordOutcome::Outputs(outputs) if outputs.is_empty() => {
                 self.stats.filtered.inc();
-                return Ok(false);
+                return Ok(Sent::NOTHING);
             }
             RecordOutcome::Outputs(outputs) => {
-                match unwritable_topic(&*self.sink, self.read_back(), &outputs).await {
-                    Ok(None) => {
-                        let mut sent = false;
-                        let mut too_large = None;
-                        for (index, output) in outputs.into_iter().enumerate() {
-                            let index = index as u32;
-                            match self.send(record, placement, index, output).await {
-                                Ok(delivered) => sent |= delivered,
-                                Err(error @ SinkError::TooLarge { .. })
-                                    if self.sink.oversized() == OversizedPolicy::DeadLetter =>
-                                {
-                                    too_large = Some((index, error));
-                                    break;
-                                }
-                                Err(error) => {
-                                    return Err(PipelineError::sink(&self.pipeline, error));
-                                }
-                            }
-                        }
-                        let Some((index, error)) = too_large else {
-                            return Ok(sent);
-                        };
-                        // Outputs already queued still go out; the record itself goes to the DLQ,
-                        // as the output it could not write.
-                        let dead_letter = too_large_dead_letter(&error);
-                        let copied = self
-                            .dead_letter(record, placement, index, dead_letter)
-                            .await?;
-                        return Ok(sent || copied);
-                    }
-                    Ok(Some(dead_letter)) => dead_letter,
-                    Err(error) => return Err(PipelineError::sink(&self.pipeline, error)),
+                let next_index = outputs.len() as u32;
+                let outputs: Vec<OutputRecord> = (0..next_index)
+                    .zip(outputs)
+                    .map(|(index, output)| self.stamped(record, index, output))
+                    .collect();
+                match self.unwritable(record, &outputs).await? {
+                    None => return self.send_all(record, placement, outputs).await,
+                    Some(dead_letter) => dead_letter,
                 }
             }
             RecordOutcome::Skip { transform, reason } => {
                 self.stats.skipped.inc();
                 tracing::debug!(pipeline = %self.pipeline, %transform, reason, "record skipped");
-                return Ok(false);
+                return Ok(Sent::NOTHING);
             }
             RecordOutcome::DeadLetter {
                 transform,
                 kind,
                 reason,
-            } => DeadLetter {
-                kind: kind.as_str().to_owned(),
-                transform: transform.to_string(),
-                reason,
-                drop_value: false,
-            },
+            } => DeadLetter::new(kind.as_str(), &transform.to_string(), reason),
             RecordOutcome::Fatal { transform, reason } => {
                 return Err(PipelineError::Fatal {
                     pipeline: self.pipeline.clone(),
@@ -189,24 +238,78 @@ impl<S: Sink> OutcomeWriter<S> {
         self.dead_letter(record, placement, 0, dead_letter).await
     }
 
-    /// Sends output `index` of `record`; `false` when exactly-once finds Kafka has it already.
-    async fn send(
+    /// Sends `outputs` (stamped) in order. When the client refuses one, the outputs already
+    /// queued still go out and the record goes to the dead-letter topic as the output it
+    /// could not write (with transactions, in the same transaction).
+    async fn send_all(
+        &mut self,
+        record: &InputRecord,
+        placement: &Placement,
+        outputs: Vec<OutputRecord>,
+    ) -> Result<Sent, PipelineError> {
+        let next_index = outputs.len() as u32;
+        let mut any = false;
+        for (index, output) in (0..next_index).zip(outputs) {
+            match self.emit(record, placement, index, output).await {
+                Ok(sent) => {
+                    if sent {
+                        self.stats.produced.inc();
+                    }
+                    any |= sent;
+                }
+                Err(error) if error.is_record_refusal() => {
+                    let copied = self.refused(record, placement, index, error).await?;
+                    return Ok(Sent {
+                        any: any || copied.any,
+                        ..copied
+                    });
+                }
+                Err(error) => return Err(PipelineError::sink(&self.pipeline, error)),
+            }
+        }
+        Ok(Sent {
+            any,
+            next_index,
+            dead_lettered: false,
+        })
+    }
+
+    /// The sink refused output `index` of `record` (`error`): its dead-letter copy, as that
+    /// output, unless `sink.oversized` says a record too large stops the pipeline.
+    async fn refused(
         &mut self,
         record: &InputRecord,
         placement: &Placement,
         index: u32,
-        output: OutputRecord,
-    ) -> Result<bool, SinkError> {
-        let sent = self.emit(record, placement, index, output).await?;
-        if sent {
-            self.stats.produced.inc();
+        error: SinkError,
+    ) -> Result<Sent, PipelineError> {
+        let too_large = matches!(
+            error,
+            SinkError::Refused {
+                too_large: true,
+                ..
+            }
+        );
+        if too_large && self.sink.oversized() == OversizedPolicy::Fail {
+            return Err(PipelineError::sink(&self.pipeline, error));
         }
-        Ok(sent)
+        let kind = if too_large { "too-large" } else { "refused" };
+        let reason = error_chain(&error);
+        self.dead_letter(record, placement, index, DeadLetter::new(kind, "sink", reason))
+            .await
     }
 
-    /// Writes `output` as output `index` of `record`, stamped with its identity, unless the
-    /// read-back finds Kafka has it already (then `false`, counted as deduplicated). Outside
-    /// transactions its delivery joins the record's.
+    /// `output` stamped as output `index` of `record`.
+    fn stamped(&self, record: &InputRecord, index: u32, mut output: OutputRecord) -> OutputRecord {
+        let policy = exactly_once::source_id_policy(self.exactly_once.as_ref());
+        let source_id = &record.source.message_id;
+        identity::stamp(&mut output, &self.pipeline, source_id, index, policy);
+        output
+    }
+
+    /// Writes `output` (stamped) as output `index` of `record`, unless the read-back finds
+    /// Kafka has it already (then `false`, counted as deduplicated). With transactions it goes
+    /// into the record's transaction; outside them its delivery joins the record's.
     async fn emit(
         &mut self,
         record: &InputRecord,
@@ -215,15 +318,12 @@ impl<S: Sink> OutcomeWriter<S> {
         output: OutputRecord,
     ) -> Result<bool, SinkError> {
         let source_id = &record.source.message_id;
-        if let Some(ExactlyOnce::ReadBack(read_back)) = &self.exactly_once
+        if let Some(read_back) = self.read_back()
             && read_back.already_written(source_id, index)
         {
             self.stats.deduplicated.inc();
             return Ok(false);
         }
-        let mut output = output;
-        let policy = exactly_once::source_id_policy(self.exactly_once.as_ref());
-        identity::stamp(&mut output, &self.pipeline, source_id, index, policy);
         match &mut self.exactly_once {
             Some(ExactlyOnce::Transactions(transactions)) => {
                 transactions.send(placement, &output).await?;
@@ -237,14 +337,15 @@ impl<S: Sink> OutcomeWriter<S> {
         Ok(true)
     }
 
-    /// Produces the dead-letter copy of `record` as its output `index`; whether it was sent.
+    /// Produces the dead-letter copy of `record` as its output `index`, built to fit the
+    /// dead-letter topic.
     async fn dead_letter(
         &mut self,
         record: &InputRecord,
         placement: &Placement,
         index: u32,
         dead_letter: DeadLetter,
-    ) -> Result<bool, PipelineError> {
+    ) -> Result<Sent, PipelineError> {
         let Some(topic) = self.sink.dead_letter_topic() else {
             return Err(PipelineError::NoDeadLetterTopic {
                 pipeline: self.pipeline.clone(),
@@ -254,7 +355,14 @@ impl<S: Sink> OutcomeWriter<S> {
             });
         };
         tracing::debug!(pipeline = %self.pipeline, kind = %dead_letter.kind, reason = %dead_letter.reason, "record dead-lettered");
-        let copy = dead_letter_record(record, &dead_letter, topic);
+        let to = Destination {
+            topic,
+            limits: self.sink.record_limits(topic),
+            reserved_bytes: identity::stamp_bytes(&self.pipeline, &record.source.message_id),
+            now_ms: sluice_record::now_ms(),
+        };
+        let copy = dead_letter_record(record, &dead_letter, &to);
+        let copy = self.stamped(record, index, copy);
         let sent = self
             .emit(record, placement, index, copy)
             .await
@@ -262,7 +370,96 @@ impl<S: Sink> OutcomeWriter<S> {
         if sent {
             self.stats.count_dead_letter(&dead_letter.kind);
         }
-        Ok(sent)
+        Ok(Sent {
+            any: sent,
+            next_index: index + 1,
+            dead_lettered: true,
+        })
+    }
+
+    /// Why the outputs (stamped) cannot be written, checked before any is sent: an invalid
+    /// topic name; a routed topic that does not exist (and was not created) or, read back,
+    /// one the config does not declare; a record the topic would refuse (too large as the
+    /// producer counts it, a timestamp outside its window, no key for a compacted topic).
+    async fn unwritable(
+        &self,
+        record: &InputRecord,
+        outputs: &[OutputRecord],
+    ) -> Result<Option<DeadLetter>, PipelineError> {
+        let invalid = |index: usize, violation: Violation| {
+            let kind = if violation.too_large {
+                "too-large"
+            } else {
+                "invalid-output"
+            };
+            DeadLetter::new(kind, "sink", format!("output {index}: {violation}"))
+        };
+        let now_ms = sluice_record::now_ms();
+        for (index, output) in outputs.iter().enumerate() {
+            let topic = match output.topic.as_deref() {
+                None => self.sink.default_topic(),
+                Some(topic) => {
+                    // Checked first: a name Kafka refuses must not reach its client.
+                    if let Err(problem) = validation::check_topic_name(topic) {
+                        return Ok(Some(invalid(index, Violation::new("topic", problem))));
+                    }
+                    if let Some(undeclared) = self.undeclared_or_missing(topic).await? {
+                        return Ok(Some(undeclared));
+                    }
+                    topic
+                }
+            };
+            let limits = self.sink.record_limits(topic);
+            if let Err(violation) = validation::check_for_sink(output, &limits, now_ms) {
+                if violation.too_large && self.sink.oversized() == OversizedPolicy::Fail {
+                    return Err(PipelineError::sink(
+                        &self.pipeline,
+                        SinkError::Refused {
+                            topic: topic.to_owned(),
+                            too_large: true,
+                            source: format!(
+                                "message {}: output {index}: {violation}",
+                                record.source.message_id
+                            )
+                            .into(),
+                        },
+                    ));
+                }
+                return Ok(Some(invalid(index, violation)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why an output cannot go to `topic` (not the default one): read back, it is not
+    /// declared; or it does not exist (and is not created).
+    async fn undeclared_or_missing(
+        &self,
+        topic: &str,
+    ) -> Result<Option<DeadLetter>, PipelineError> {
+        if topic == self.sink.default_topic() {
+            return Ok(None);
+        }
+        if let Some(undeclared) = self.read_back().and_then(|r| r.undeclared(topic)) {
+            return Ok(Some(undeclared));
+        }
+        let status = self.sink.ensure_topic(topic).await;
+        match status {
+            Ok(TopicStatus::Exists) => Ok(None),
+            Ok(TopicStatus::Missing) => Ok(Some(DeadLetter::new(
+                "unknown-topic",
+                "sink",
+                format!(
+                    "topic {topic:?} does not exist (set sink.create_topics = true to create it)"
+                ),
+            ))),
+            Err(error) if error.is_record_refusal() => Ok(Some(DeadLetter::new(
+                "invalid-output",
+                "sink",
+                error_chain(&error),
+            ))),
+            Err(error) => Err(PipelineError::sink(&self.pipeline, error)),
+        }
     }
 
     fn read_back(&self) -> Option<&ReadBack> {
@@ -270,47 +467,5 @@ impl<S: Sink> OutcomeWriter<S> {
             Some(ExactlyOnce::ReadBack(read_back)) => Some(read_back),
             _ => None,
         }
-    }
-}
-
-/// Why the outputs cannot be written: a routed topic that does not exist (and was not
-/// created), or, read back, one the config does not declare.
-async fn unwritable_topic(
-    sink: &impl Sink,
-    read_back: Option<&ReadBack>,
-    outputs: &[OutputRecord],
-) -> Result<Option<DeadLetter>, SinkError> {
-    let sink_topic = |kind: &str, reason: String| DeadLetter {
-        kind: kind.into(),
-        transform: "sink".into(),
-        reason,
-        drop_value: false,
-    };
-    for topic in outputs.iter().filter_map(|o| o.topic.as_deref()) {
-        if topic == sink.default_topic() {
-            continue;
-        }
-        if let Some(undeclared) = read_back.and_then(|r| r.undeclared(topic)) {
-            return Ok(Some(undeclared));
-        }
-        if sink.ensure_topic(topic).await? == TopicStatus::Missing {
-            return Ok(Some(sink_topic(
-                "unknown-topic",
-                format!(
-                    "topic {topic:?} does not exist (set sink.create_topics = true to create it)"
-                ),
-            )));
-        }
-    }
-    Ok(None)
-}
-
-/// Why a record whose output Kafka cannot take goes to the dead-letter topic.
-fn too_large_dead_letter(error: &SinkError) -> DeadLetter {
-    DeadLetter {
-        kind: "too-large".into(),
-        transform: "sink".into(),
-        reason: format!("{error}; the value is left out of this dead-letter copy"),
-        drop_value: true,
     }
 }

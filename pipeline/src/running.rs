@@ -22,7 +22,7 @@ use crate::error::{PipelineError, error_chain};
 use crate::exactly_once::{ExactlyOnce, ReadBack, Tracker, TrackingObserver, Transactions};
 use crate::lanes::LanesInput;
 use crate::pipeline::{Pipeline, connect_sink};
-use crate::restart::{Renew, RestartPolicy};
+use crate::restart::{self, Renew, RestartPolicy};
 use crate::settings::{ExactlyOnceMode, PipelineSettings};
 use crate::stages::Stages;
 use crate::stats::PipelineStats;
@@ -34,14 +34,31 @@ impl<C: ConnectSink> Pipeline<C> {
     /// Runs until `stop` is cancelled (then drains in-flight records) or it fails for a
     /// reason the restart policy cannot cure.
     pub async fn run(self, stop: CancellationToken) -> Result<(), PipelineError> {
+        self.run_bounded(stop, CancellationToken::new()).await
+    }
+
+    /// Like [`Pipeline::run`], giving up the drain when `give_up` is cancelled (the runtime
+    /// does so when the drain takes too long, docs/delivery-guarantees.md): the records not
+    /// yet acked are left unacked for the source to deliver again, and it ends with
+    /// [`PipelineError::Undrained`]. So does a stop while the sink is down.
+    pub async fn run_bounded(
+        self,
+        stop: CancellationToken,
+        give_up: CancellationToken,
+    ) -> Result<(), PipelineError> {
         let control = self.control.clone();
         let (name, stats) = (self.settings.name.clone(), control.stats.clone());
         let halt = stop.child_token();
         let progress = tokio::spawn(report_progress(name.clone(), stats.clone(), halt.clone()));
         let mut restarts = RestartPolicy::new(&control, &stop);
-        let mut running = Running::new(self, &stop);
+        let mut running = Running::new(self, &stop, &give_up);
         let result = loop {
-            let error = match running.bring_up().await {
+            let brought_up = tokio::select! {
+                biased;
+                _ = give_up.cancelled() => Err(running.given_up(None)),
+                brought_up = running.bring_up() => brought_up,
+            };
+            let error = match brought_up {
                 Ok(sink) => match running.flow(sink, &mut restarts).await {
                     Ok(()) => break Ok(()),
                     Err(error) => error,
@@ -53,6 +70,18 @@ impl<C: ConnectSink> Pipeline<C> {
                 Ok(None) => break Ok(()),
                 Err(error) => break Err(error),
             }
+        };
+        // Stopped short of draining (the sink failed or was down): say what is left.
+        let result = match result {
+            Ok(()) if !running.replay.is_empty() => Err(running.given_up(None)),
+            Err(error)
+                if stop.is_cancelled()
+                    && !running.replay.is_empty()
+                    && restart::renew_for(&error).is_some() =>
+            {
+                Err(running.given_up(Some(error)))
+            }
+            result => result,
         };
         control.set_state(match result {
             Ok(()) => PipelineState::Stopped,
@@ -89,16 +118,23 @@ pub(crate) struct Running<'a, C: ConnectSink> {
     /// Exactly-once: the sink was renewed, so read back what the replayed records reached, or
     /// open new transactional writers.
     catch_up: bool,
+    /// Cancelled when a stop gives up draining: the stages stop at once.
+    give_up: &'a CancellationToken,
 }
 
 impl<'a, C: ConnectSink> Running<'a, C> {
-    pub(crate) fn new(pipeline: Pipeline<C>, stop: &'a CancellationToken) -> Self {
+    pub(crate) fn new(
+        pipeline: Pipeline<C>,
+        stop: &'a CancellationToken,
+        give_up: &'a CancellationToken,
+    ) -> Self {
         Self {
             settings: pipeline.settings,
             source: pipeline.source,
             connector: pipeline.connect_sink,
             control: pipeline.control,
             stop,
+            give_up,
             chains: pipeline.chains,
             sink: Some(pipeline.sink),
             session: None,
@@ -205,7 +241,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             stats: self.control.stats.clone(),
             exactly_once: self.exactly_once.take(),
         };
-        let (leftovers, result) = stages.run().await;
+        let (leftovers, result) = stages.run(self.give_up).await;
         tracing::debug!(pipeline = %name, ok = result.is_ok(), "stages ended");
         let Some(leftovers) = leftovers else {
             // The chains died with their thread: nothing to restart with.
@@ -220,11 +256,24 @@ impl<'a, C: ConnectSink> Running<'a, C> {
         if let Some(session) = &mut self.session {
             session.records = Some(leftovers.records);
         }
+        if self.give_up.is_cancelled() {
+            return Err(self.given_up(result.err()));
+        }
         result?;
         // The source's channel closed: a stop (drained), or the source ended.
         self.end_session()
             .await
             .map_err(|source| PipelineError::source(&name, source))
+    }
+
+    /// The pipeline stops without draining: the records it holds are not acked (`cause`
+    /// kept them from it, if an error did).
+    pub(crate) fn given_up(&self, cause: Option<PipelineError>) -> PipelineError {
+        PipelineError::Undrained {
+            pipeline: self.settings.name.clone(),
+            unacked: self.replay.len(),
+            cause: cause.map(Box::new),
+        }
     }
 
     /// Drops what the restart policy renews; [`Running::bring_up`] makes it again.

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! source records ──▶ transform lanes ──batches──▶ sink stage ──settlements──▶ ack stage
+//!                                                     ▲                           │
+//!                                                     └──── refused deliveries ───┘
 //! ```
 //! When a stage fails the others stop at once, and every record not yet acked is handed back
 //! with its ack handle, in source order, together with the chain and the source's record
@@ -9,21 +11,26 @@
 //! a Kafka failure neither loses nor reorders what was in flight, and nothing depends on the
 //! source redelivering it. With exactly-once on transactions, the sink stage also commits the
 //! transactions that are due (after each batch, on a timer, and all of them when the input
-//! ends), and a record's ack waits for the commit of its transaction.
+//! ends), and a record's ack waits for the commit of its transaction. Outside transactions,
+//! a record whose delivery the sink refused goes back to the sink stage for its dead-letter
+//! copy (with transactions, a refused delivery fails the commit instead:
+//! `SinkError::RefusedInTransaction`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use sluice_connectors::sink::{Sink, SinkError};
-use sluice_connectors::source::SourceMessage;
+use sluice_connectors::source::{Placement, SourceMessage};
 use sluice_engine::TransformChain;
-use tokio::sync::mpsc;
+use sluice_record::InputRecord;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::PipelineError;
 use crate::exactly_once::ExactlyOnce;
 use crate::lanes::{self, LanesInput, TransformedBatch};
-use crate::outcome_writer::{OutcomeWriter, Settle, Settled};
+use crate::outcome_writer::{Awaited, OutcomeWriter, Settled};
 use crate::stats::PipelineStats;
 
 /// What the stages need: the lanes' input, and what the sink stage writes with.
@@ -43,16 +50,76 @@ pub(crate) struct Leftovers<S: Sink> {
     pub(crate) exactly_once: Option<ExactlyOnce<S>>,
 }
 
-/// A record whose outputs are produced, waiting for Kafka to acknowledge all of them.
+/// A record whose outputs are produced, waiting for Kafka to acknowledge all of them (or,
+/// with transactions, for its transaction to commit).
 struct Settlement {
     message: SourceMessage,
-    delivered: Settle,
+    delivered: Delivered,
+    /// The output index of a dead-letter copy, should the sink refuse a delivery.
+    next_index: u32,
+    /// The deliveries are of its dead-letter copy (a refusal of it cannot be dead-lettered).
+    dead_lettered: bool,
+}
+
+/// Resolves once every delivery of a record resolved (or its transaction committed), with
+/// how the record ends: else the first failure of the connection, else the first refusal of
+/// a record (docs/sandbox.md: that record is dead-lettered).
+type Delivered = BoxFuture<'static, Result<Settled, Undelivered>>;
+
+/// Why a record's deliveries did not all succeed.
+enum Undelivered {
+    /// The sink failed, or refused this record ([`SinkError::is_record_refusal`]).
+    Sink(SinkError),
+    /// Its dead-letter copy could not be made (no dead-letter topic, `sink.oversized =
+    /// "fail"`).
+    Copy(PipelineError),
+    /// The sink stage ended (the stages are stopping) before it made the copy.
+    Gone,
+}
+
+fn delivered<D>(awaited: Awaited<D>) -> Delivered
+where
+    D: std::future::Future<Output = Result<(), SinkError>> + Send + 'static,
+{
+    match awaited {
+        // A transaction's commit settles all its records: a refusal inside it fails the
+        // commit, never one record's settlement.
+        Awaited::Settle(settle) => Box::pin(async move { settle.await.map_err(Undelivered::Sink) }),
+        Awaited::Deliveries(deliveries) => Box::pin(async move {
+            let mut refused = None;
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(()) => {}
+                    Err(error) if error.is_record_refusal() => {
+                        refused.get_or_insert(error);
+                    }
+                    Err(error) => return Err(Undelivered::Sink(error)),
+                }
+            }
+            refused.map_or(Ok(Settled::Done), |error| Err(Undelivered::Sink(error)))
+        }),
+    }
+}
+
+/// The sink refused the delivery of an output of `record` (outside transactions): the ack
+/// stage asks the sink stage (which owns the writer) for its dead-letter copy, as output
+/// `index`.
+struct RefusedDelivery {
+    record: InputRecord,
+    placement: Placement,
+    index: u32,
+    error: SinkError,
+    reply: oneshot::Sender<Result<Delivered, PipelineError>>,
 }
 
 impl<S: Sink> Stages<S> {
-    /// Runs until the record channel closes and everything is acked, or a stage fails. The
-    /// leftovers are `None` only when a transform thread died.
-    pub(crate) async fn run(self) -> (Option<Leftovers<S>>, Result<(), PipelineError>) {
+    /// Runs until the record channel closes and everything is acked, a stage fails, or
+    /// `give_up` is cancelled (then every stage stops at once). The leftovers are `None` only
+    /// when a transform thread died.
+    pub(crate) async fn run(
+        self,
+        give_up: &CancellationToken,
+    ) -> (Option<Leftovers<S>>, Result<(), PipelineError>) {
         let Stages {
             lanes,
             sink,
@@ -61,9 +128,11 @@ impl<S: Sink> Stages<S> {
         } = self;
         let pipeline = lanes.pipeline.clone();
         let max_in_flight = lanes.max_in_flight;
-        let abort = CancellationToken::new();
+        let abort = give_up.child_token();
         let (batches_tx, batches_rx) = mpsc::channel(max_in_flight / lanes.batch_size + 1);
         let (settle_tx, settle_rx) = mpsc::channel(max_in_flight);
+        // Unbounded, yet one at most: the ack stage waits for each copy before the next.
+        let (refused_tx, refused_rx) = mpsc::unbounded_channel();
         let lanes = lanes::start(lanes, batches_tx, &abort);
         let writer = OutcomeWriter {
             pipeline: pipeline.clone(),
@@ -72,8 +141,24 @@ impl<S: Sink> Stages<S> {
             exactly_once,
             deliveries: Vec::new(),
         };
-        let sink_stage = tokio::spawn(sink_stage(writer, batches_rx, settle_tx, abort.clone()));
-        let ack_stage = tokio::spawn(ack_stage(pipeline.clone(), settle_rx, stats, abort.clone()));
+        let sink_stage = tokio::spawn(sink_stage(
+            writer,
+            batches_rx,
+            SinkStageChannels {
+                settlements: settle_tx,
+                refused: refused_rx,
+            },
+            abort.clone(),
+        ));
+        let ack_stage = tokio::spawn(ack_stage(
+            pipeline.clone(),
+            AckStageChannels {
+                settlements: settle_rx,
+                refused: refused_tx,
+            },
+            stats,
+            abort.clone(),
+        ));
         let (sink_result, unproduced, batches_back, writer) =
             sink_stage.await.expect("sink stage panicked");
         let (ack_result, mut unacked) = ack_stage.await.expect("ack stage panicked");
@@ -115,66 +200,114 @@ type SinkStageEnd<S> = (
     OutcomeWriter<S>,
 );
 
+/// The sink stage's ends of the channels to the ack stage.
+struct SinkStageChannels {
+    settlements: mpsc::Sender<Settlement>,
+    refused: mpsc::UnboundedReceiver<RefusedDelivery>,
+}
+
 /// Produces the outputs (or dead-letter copies) of each record and passes them on with the
-/// record to the ack stage; commits the transactions that are due.
+/// record to the ack stage; commits the transactions that are due; produces the dead-letter
+/// copy of a record whose delivery the sink refused. Serves those until the ack stage is
+/// done, also after the last batch (once every open transaction committed).
 async fn sink_stage<S: Sink>(
     mut writer: OutcomeWriter<S>,
     mut batches: mpsc::Receiver<TransformedBatch>,
-    settlements: mpsc::Sender<Settlement>,
+    channels: SinkStageChannels,
     abort: CancellationToken,
 ) -> SinkStageEnd<S> {
+    let SinkStageChannels {
+        settlements,
+        mut refused,
+    } = channels;
+    // Dropped after the last batch: the ack stage then knows no more records come.
+    let mut settlements = Some(settlements);
     loop {
         let commit_at = writer.next_commit();
         let batch = tokio::select! {
             biased;
-            _ = abort.cancelled() => None,
+            _ = abort.cancelled() => return (Ok(()), Vec::new(), batches, writer),
+            request = refused.recv() => match request {
+                Some(request) => {
+                    let copy = writer
+                        .refused_delivery(&request.record, &request.placement, request.index, request.error)
+                        .await;
+                    let _ = request
+                        .reply
+                        .send(copy.map(|deliveries| delivered(Awaited::Deliveries(deliveries))));
+                    continue;
+                }
+                // The ack stage is done.
+                None => return (Ok(()), Vec::new(), batches, writer),
+            },
             _ = sleep_until(commit_at) => {
-                if let Err(error) = writer.commit_due(false).await {
+                if let Err(error) = commit(&mut writer, false, &abort).await {
                     abort.cancel();
                     return (Err(error), Vec::new(), batches, writer);
                 }
                 continue;
             }
-            batch = batches.recv() => match batch {
-                Some(batch) => Some(batch),
-                // The input ended: what is open commits, and the ack stage acks it.
-                None => {
-                    let committed = writer.commit_due(true).await;
-                    if committed.is_err() {
-                        abort.cancel();
-                    }
-                    return (committed, Vec::new(), batches, writer);
-                }
-            },
+            batch = batches.recv(), if settlements.is_some() => batch,
         };
-        let Some(mut batch) = batch else {
-            return (Ok(()), Vec::new(), batches, writer);
+        let (Some(mut batch), Some(settle)) = (batch, &settlements) else {
+            // The input ended: what is open commits, and the ack stage acks it.
+            if let Err(error) = commit(&mut writer, true, &abort).await {
+                abort.cancel();
+                return (Err(error), Vec::new(), batches, writer);
+            }
+            settlements = None;
+            continue;
         };
         let outcomes = std::mem::take(&mut batch.outcomes);
         let mut messages = batch.into_messages();
         for outcome in outcomes {
             let message = messages.next().expect("one record per outcome");
-            if abort.is_cancelled() {
-                return (Ok(()), rest(message, messages), batches, writer);
-            }
             let placement = *message.ack.placement();
-            match writer.write(&message.record, &placement, outcome).await {
-                Ok(delivered) => {
-                    let settlement = Settlement { message, delivered };
-                    if let Err(unsent) = settlements.send(settlement).await {
+            // A write may wait for the client's queue (a stuck Kafka): an abort must not.
+            let written = tokio::select! {
+                biased;
+                _ = abort.cancelled() => None,
+                written = writer.write(&message.record, &placement, outcome) => Some(written),
+            };
+            match written {
+                None => return (Ok(()), rest(message, messages), batches, writer),
+                Some(Ok(written)) => {
+                    let settlement = Settlement {
+                        message,
+                        delivered: delivered(written.awaited),
+                        next_index: written.next_index,
+                        dead_lettered: written.dead_lettered,
+                    };
+                    if let Err(unsent) = settle.send(settlement).await {
                         return (Ok(()), rest(unsent.0.message, messages), batches, writer);
                     }
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     abort.cancel();
                     return (Err(error), rest(message, messages), batches, writer);
                 }
             }
         }
-        if let Err(error) = writer.commit_due(false).await {
+        if let Err(error) = commit(&mut writer, false, &abort).await {
             abort.cancel();
             return (Err(error), Vec::new(), batches, writer);
         }
+    }
+}
+
+/// Commits the transactions that are due (all open ones with `all`), unless the stages are
+/// aborted first: a stop that gave up on draining does not wait for a stuck Kafka, and the
+/// transactions' records stay unacked (a commit cut short that did land is found in the
+/// checkpoint when they come again).
+async fn commit<S: Sink>(
+    writer: &mut OutcomeWriter<S>,
+    all: bool,
+    abort: &CancellationToken,
+) -> Result<(), PipelineError> {
+    tokio::select! {
+        biased;
+        _ = abort.cancelled() => Ok(()),
+        committed = writer.commit_due(all) => committed,
     }
 }
 
@@ -190,14 +323,26 @@ fn rest(first: SourceMessage, others: impl Iterator<Item = SourceMessage>) -> Ve
     std::iter::once(first).chain(others).collect()
 }
 
-/// Waits for each record's deliveries, in source order, and acks it at the source. When a
+/// The ack stage's ends of the channels from the sink stage.
+struct AckStageChannels {
+    settlements: mpsc::Receiver<Settlement>,
+    refused: mpsc::UnboundedSender<RefusedDelivery>,
+}
+
+/// Waits for each record's deliveries (or its transaction's commit), in source order, and
+/// acks it at the source (or lets it go, when its partition moved to another instance). When
+/// the sink refused a delivery, waits for the record's dead-letter copy instead. When a
 /// delivery fails, or another stage does, gives back every record not acked, oldest first.
 async fn ack_stage(
     pipeline: String,
-    mut settlements: mpsc::Receiver<Settlement>,
+    channels: AckStageChannels,
     stats: Arc<PipelineStats>,
     abort: CancellationToken,
 ) -> (Result<(), PipelineError>, VecDeque<SourceMessage>) {
+    let AckStageChannels {
+        mut settlements,
+        refused,
+    } = channels;
     let mut pending: VecDeque<Settlement> = VecDeque::new();
     let mut open = true;
     let result = loop {
@@ -217,10 +362,22 @@ async fn ack_stage(
                     stats.acked.inc();
                 }
                 Ok((message, Settled::Relinquish)) => message.ack.relinquish(),
-                Err(source) => {
+                Err(Undelivered::Sink(error)) => {
+                    let oldest = pending.front_mut().expect("the one that failed");
+                    if error.is_record_refusal() && !oldest.dead_lettered {
+                        if !dead_letter_instead(oldest, error, &refused) {
+                            break Ok(());
+                        }
+                        continue;
+                    }
                     abort.cancel();
-                    break Err(PipelineError::sink(&pipeline, source));
+                    break Err(PipelineError::sink(&pipeline, error));
                 }
+                Err(Undelivered::Copy(error)) => {
+                    abort.cancel();
+                    break Err(error);
+                }
+                Err(Undelivered::Gone) => break Ok(()),
             },
             settlement = settlements.recv(), if open => match settlement {
                 Some(settlement) => pending.push_back(settlement),
@@ -228,6 +385,8 @@ async fn ack_stage(
             },
         }
     };
+    // The sink stage serves refused deliveries until this is gone.
+    drop(refused);
     let mut unacked: VecDeque<SourceMessage> = pending.into_iter().map(|s| s.message).collect();
     // The sink stage stops at its next record once aborted; take what it still sends.
     while let Some(settlement) = settlements.recv().await {
@@ -236,12 +395,41 @@ async fn ack_stage(
     (result, unacked)
 }
 
-/// The oldest pending record once all its outputs are delivered, and how it ends.
-/// Cancel-safe: the boxed future keeps its progress, and the record leaves the queue only once
-/// delivered.
+/// The sink refused a delivery of `settlement`'s record (`error`): it waits for the record's
+/// dead-letter copy from now on. `false` when the sink stage is gone (the stages stop).
+fn dead_letter_instead(
+    settlement: &mut Settlement,
+    error: SinkError,
+    refused: &mpsc::UnboundedSender<RefusedDelivery>,
+) -> bool {
+    let (reply, copy) = oneshot::channel();
+    let request = RefusedDelivery {
+        record: settlement.message.record.clone(),
+        placement: *settlement.message.ack.placement(),
+        index: settlement.next_index,
+        error,
+        reply,
+    };
+    if refused.send(request).is_err() {
+        return false;
+    }
+    settlement.dead_lettered = true;
+    settlement.delivered = Box::pin(async move {
+        match copy.await {
+            Ok(Ok(delivered)) => delivered.await,
+            Ok(Err(error)) => Err(Undelivered::Copy(error)),
+            Err(_) => Err(Undelivered::Gone),
+        }
+    });
+    true
+}
+
+/// The oldest pending record once all its outputs are delivered (or its transaction
+/// committed), and how it ends. Cancel-safe: the boxed future keeps its progress, and the
+/// record leaves the queue only once delivered.
 async fn next_delivered(
     pending: &mut VecDeque<Settlement>,
-) -> Result<(SourceMessage, Settled), SinkError> {
+) -> Result<(SourceMessage, Settled), Undelivered> {
     let oldest = pending
         .front_mut()
         .expect("only polled with pending records");

@@ -5,6 +5,7 @@
 //! Consumers deduplicate on the identity in at-least-once mode, and the read-back
 //! exactly-once mode finds what a pipeline already wrote by it (docs/delivery-guarantees.md).
 
+use crate::validation::header_size;
 use crate::{Header, OutputRecord};
 
 /// Header that carries the source message id on every record Sluice writes.
@@ -61,6 +62,14 @@ pub fn stamp(
     output
         .headers
         .push(Header::new(OUTPUT_INDEX_HEADER, index.to_string()));
+}
+
+/// Bytes the identity headers [`stamp`] adds may take at most in a record's size as
+/// [`kafka_size`](crate::validation::kafka_size) counts it (an output index of up to ten digits).
+pub fn stamp_bytes(pipeline: &str, source_id: &str) -> u64 {
+    header_size(SOURCE_ID_HEADER.len(), source_id.len())
+        + header_size(PIPELINE_HEADER.len(), pipeline.len())
+        + header_size(OUTPUT_INDEX_HEADER.len(), u32::MAX.to_string().len())
 }
 
 /// The identity in `headers` (name, value) of a record written by `pipeline`; `None` for a
@@ -138,6 +147,21 @@ mod tests {
             parsed(&output(&[(PIPELINE_HEADER, "orders")]), "orders"),
             None
         );
+    }
+
+    #[test]
+    fn stamp_bytes_bound_what_the_stamp_adds() {
+        let mut out = output(&[]);
+        let before = crate::validation::kafka_size(&out);
+        stamp(
+            &mut out,
+            "orders",
+            "1:2:-1:-1",
+            u32::MAX,
+            SourceIdPolicy::HostOnly,
+        );
+        let added = crate::validation::kafka_size(&out) - before;
+        assert_eq!(added, stamp_bytes("orders", "1:2:-1:-1"));
     }
 
     #[test]

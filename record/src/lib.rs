@@ -6,10 +6,16 @@
 //!
 //! - [`identity`]: the `sluice.pipeline` / `sluice.source.id` / `sluice.output.index` headers,
 //!   defined, stamped and parsed here only.
-//! - [`dead_letter`]: the dead-letter copy of a record and its `sluice.error*` headers.
+//! - [`dead_letter`]: the dead-letter copy of a record and its `sluice.error*` headers, built
+//!   to fit the sink;
+//! - [`validation`]: the checks every output passes before the sink (what a guest returns is
+//!   untrusted input);
+//! - [`text`]: bounding guest-controlled text before the host repeats it.
 
 pub mod dead_letter;
 pub mod identity;
+pub mod text;
+pub mod validation;
 
 /// One header: Pulsar property, Pub/Sub attribute or Kafka header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,16 +92,6 @@ pub struct OutputRecord {
 }
 
 impl OutputRecord {
-    /// Bytes of key, value and headers: what counts against Kafka's message size limit.
-    pub fn size_bytes(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len())
-            .sum();
-        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
-    }
-
     /// The identity transform: what a pipeline without transforms writes.
     pub fn passthrough(input: &InputRecord) -> Self {
         Self {

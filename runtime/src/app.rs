@@ -40,6 +40,44 @@ pub enum RuntimeError {
     Admin(#[from] AdminError),
     #[error("a pipeline task panicked")]
     PipelinePanicked,
+    /// Stopped without draining: records were left unacked, for the sources to deliver
+    /// again (docs/delivery-guarantees.md, "Stopping").
+    #[error(
+        "{}{unacked} record(s) were not acked; the source will deliver them again when Sluice \
+         runs again",
+        match drain_timeout {
+            Some(timeout) => format!("the drain did not finish within {} s: ", timeout.as_secs()),
+            None => "stopped before the sink took every record in flight: ".to_owned(),
+        }
+    )]
+    Undrained {
+        unacked: usize,
+        /// The drain bound, when it was reached.
+        drain_timeout: Option<Duration>,
+    },
+}
+
+/// How [`run`] stops once told to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// Longest a stop may take (`sluice run --drain-timeout`). Three quarters into it the
+    /// pipelines give up on the records they could not finish and release them unacked, so
+    /// the sources close cleanly and deliver them again; at its end the runtime returns
+    /// whatever still runs.
+    pub drain_timeout: Duration,
+}
+
+impl Shutdown {
+    /// Default drain bound: well within Kubernetes' 30 s grace period before SIGKILL.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
 }
 
 impl RuntimeError {
@@ -101,13 +139,23 @@ async fn runtime_pipeline(
 }
 
 /// Runs every pipeline of `config` until `stop` is cancelled (then they drain) or one fails
-/// for good (then the others are stopped and the first failure returned). With `[admin]`,
-/// the admin API comes up first: `/healthz` answers and `/readyz` says what is pending while
-/// the pipelines connect.
+/// for good (then the others are stopped and the first failure returned), with the default
+/// [`Shutdown`].
 pub async fn run(
     config: Config,
     engine: TransformEngine,
     stop: CancellationToken,
+) -> Result<(), RuntimeError> {
+    run_with(config, engine, stop, Shutdown::default()).await
+}
+
+/// Like [`run`], the drain bounded by `shutdown`. With `[admin]`, the admin API comes up
+/// first: `/healthz` answers and `/readyz` says what is pending while the pipelines connect.
+pub async fn run_with(
+    config: Config,
+    engine: TransformEngine,
+    stop: CancellationToken,
+    shutdown: Shutdown,
 ) -> Result<(), RuntimeError> {
     let metrics = Metrics::new();
     let store = match config.admin.as_ref().and_then(AdminConfig::state_dir) {
@@ -152,34 +200,108 @@ pub async fn run(
             }
         }
     }
-    let mut running = tokio::task::JoinSet::new();
-    for pipeline in prepared {
-        running.spawn(pipeline.run(stop.clone()));
-    }
-    let mut first_error: Option<PipelineError> = None;
-    while let Some(result) = running.join_next().await {
-        if let Err(error) = result.map_err(|_| RuntimeError::PipelinePanicked)? {
-            // The process's `error:` line names the first failure; this line is for the
-            // pipelines it stops (a lone pipeline's failure is said once).
-            if !running.is_empty() {
-                tracing::error!(error = %sluice_pipeline::error_chain(&error), "pipeline failed; stopping the others");
-            }
-            stop.cancel();
-            first_error.get_or_insert(error);
-        }
-    }
+    let drained = run_pipelines(prepared, &controls, &stop, shutdown).await;
     stop.cancel();
     if let Some(mut admin) = admin {
-        // Graceful shutdown waits for open (keep-alive) connections; give them a moment.
-        if tokio::time::timeout(Duration::from_secs(2), &mut admin)
-            .await
-            .is_err()
-        {
+        // Graceful shutdown waits for open (keep-alive) connections; give them a moment, if
+        // the drain bound has one left.
+        let timed_out = matches!(
+            drained,
+            Err(RuntimeError::Undrained {
+                drain_timeout: Some(_),
+                ..
+            })
+        );
+        let grace = if timed_out {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(2)
+        };
+        if tokio::time::timeout(grace, &mut admin).await.is_err() {
             admin.abort();
         }
     }
-    match first_error {
-        Some(error) => Err(error.into()),
-        None => Ok(()),
+    drained
+}
+
+/// Runs the pipelines side by side until they end; a failure of one stops the others.
+/// Once stopped, they drain within `shutdown.drain_timeout`: past three quarters of it
+/// they give up on what is in flight, and past all of it those still running are dropped.
+async fn run_pipelines(
+    prepared: Vec<KafkaPipeline>,
+    controls: &[Arc<PipelineControl>],
+    stop: &CancellationToken,
+    shutdown: Shutdown,
+) -> Result<(), RuntimeError> {
+    use tokio::time::{Instant, sleep_until};
+    let give_up = CancellationToken::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut ended = vec![false; prepared.len()];
+    for (index, pipeline) in prepared.into_iter().enumerate() {
+        let run = pipeline.run_bounded(stop.clone(), give_up.clone());
+        running.spawn(async move { (index, run.await) });
     }
+    let mut first_error: Option<PipelineError> = None;
+    let mut unacked = 0;
+    // Set once stopped: when to give up on what is in flight, and when to stop waiting.
+    let mut deadlines: Option<(Instant, Instant)> = None;
+    let far = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    loop {
+        let (give_up_at, deadline) = deadlines.unwrap_or_else(|| (far(), far()));
+        tokio::select! {
+            joined = running.join_next() => {
+                let Some(joined) = joined else { break };
+                let (index, result) = joined.map_err(|_| RuntimeError::PipelinePanicked)?;
+                ended[index] = true;
+                let Err(error) = result else { continue };
+                match error.undrained() {
+                    Some(count) => {
+                        tracing::warn!(error = %sluice_pipeline::error_chain(&error), "pipeline stopped without draining");
+                        unacked += count;
+                    }
+                    None => {
+                        // The process's `error:` line names the first failure; this line is for
+                        // the pipelines it stops (a lone pipeline's failure is said once).
+                        if !running.is_empty() {
+                            tracing::error!(error = %sluice_pipeline::error_chain(&error), "pipeline failed; stopping the others");
+                        }
+                        stop.cancel();
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            _ = stop.cancelled(), if deadlines.is_none() => {
+                let now = Instant::now();
+                let bound = shutdown.drain_timeout;
+                deadlines = Some((now + bound - bound / 4, now + bound));
+            }
+            _ = sleep_until(give_up_at), if deadlines.is_some() && !give_up.is_cancelled() => {
+                tracing::warn!(
+                    drain_timeout_s = shutdown.drain_timeout.as_secs(),
+                    "the drain is taking too long: giving up on the records in flight; they \
+                     stay unacked and the source delivers them again"
+                );
+                give_up.cancel();
+            }
+            _ = sleep_until(deadline), if deadlines.is_some() => {
+                running.abort_all();
+                for (control, _) in controls.iter().zip(&ended).filter(|(_, ended)| !**ended) {
+                    tracing::warn!(pipeline = %control.name, "pipeline did not stop within the drain bound");
+                    unacked += usize::try_from(control.stats.in_flight.get()).unwrap_or(0);
+                }
+                break;
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        return Err(error.into());
+    }
+    let timed_out = give_up.is_cancelled();
+    if unacked > 0 || timed_out {
+        return Err(RuntimeError::Undrained {
+            unacked,
+            drain_timeout: timed_out.then_some(shutdown.drain_timeout),
+        });
+    }
+    Ok(())
 }

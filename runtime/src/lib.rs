@@ -15,4 +15,4 @@ pub mod component_store;
 pub mod config;
 pub mod metrics;
 
-pub use app::{KafkaPipeline, RuntimeError, run, standalone_pipeline};
+pub use app::{KafkaPipeline, RuntimeError, Shutdown, run, run_with, standalone_pipeline};

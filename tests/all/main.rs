@@ -14,4 +14,6 @@ mod sandbox;
 mod support;
 mod transactions;
 mod transform;
+mod untrusted_outputs;
+mod untrusted_outputs_on_brokers;
 mod zoo;

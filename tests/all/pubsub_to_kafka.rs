@@ -203,7 +203,8 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
 
 /// Acceptance: a 5 MB message (over the producer's message.max.bytes, librdkafka's default of
 /// 1,000,000, and over Kafka's 1 MiB) is dead-lettered with kind `too-large` and a reason naming
-/// the limit, its value left out; the messages around it are delivered. With `oversized = "fail"` the pipeline
+/// the limit, its value left out (header `sluice.error.dropped` says so); the messages around
+/// it are delivered. With `oversized = "fail"` the pipeline
 /// stops with that error instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_megabyte_message_is_dead_lettered_with_the_reason() {
@@ -241,10 +242,12 @@ async fn five_megabyte_message_is_dead_lettered_with_the_reason() {
     assert_eq!(copy.header("sluice.transform"), Some("sink"));
     let reason = copy.header("sluice.error").unwrap();
     assert!(
-        reason.contains("is larger than the producer's message.max.bytes (1000000)"),
+        reason.contains("more than the producer's message.max.bytes = 1000000"),
         "{reason}"
     );
     assert_eq!(copy.value, None, "the value is left out of the copy");
+    let dropped = copy.header("sluice.error.dropped").unwrap_or_default();
+    assert!(dropped.contains("value=5242880 bytes"), "{dropped}");
     assert!(copy.header("sluice.source.id").is_some());
 
     // The same record with `oversized = "fail"`: the pipeline stops and names the limit.

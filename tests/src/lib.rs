@@ -42,6 +42,8 @@ pub const VERSION_STAMP_V1: &str = env!("VERSION_STAMP_V1_COMPONENT");
 pub const VERSION_STAMP_V2: &str = env!("VERSION_STAMP_V2_COMPONENT");
 /// Test guest: outputs per record by `seq`, CPU work keyed on the value, random/clock stamps.
 pub const FAN_OUT_WORK: &str = env!("FAN_OUT_WORK_COMPONENT");
+/// `tests/guests/bad-outputs` (raw `wit-bindgen`): bad outputs and huge texts on request.
+pub const BAD_OUTPUTS: &str = env!("BAD_OUTPUTS_COMPONENT");
 
 /// A component path as a `PathBuf`.
 pub fn component(path: &str) -> PathBuf {

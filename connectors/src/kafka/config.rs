@@ -103,18 +103,9 @@ impl KafkaSinkConfig {
     }
 }
 
-/// Kafka's own rule for topic names.
+/// Kafka's own rule for topic names, for the config key `key`.
 pub fn check_topic_name(key: &str, topic: &str) -> Result<(), Invalid> {
-    let valid_chars = topic
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if topic.is_empty() || topic.len() > 249 || !valid_chars || topic == "." || topic == ".." {
-        return Err((
-            key.into(),
-            format!("{topic:?} is not a valid Kafka topic name ([A-Za-z0-9._-], 1 to 249 chars)"),
-        ));
-    }
-    Ok(())
+    sluice_record::validation::check_topic_name(topic).map_err(|problem| (key.into(), problem))
 }
 
 /// librdkafka refused a configuration built from this section.

@@ -10,21 +10,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sluice_record::OutputRecord;
+use sluice_record::validation::SinkLimits;
 
 use super::config::{KafkaSinkConfig, config_error};
 use super::transactional::{KafkaWriter, Opening};
 use super::{offsets, read_back};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
 use crate::transactions::{Resume, WriterScope};
-
-/// librdkafka's default `message.max.bytes`.
-const LIBRDKAFKA_MESSAGE_MAX_BYTES: &str = "1000000";
 
 /// How long metadata and admin calls may take before we call the broker unreachable.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,10 +43,7 @@ impl Future for PendingDelivery {
         let topic = std::mem::take(&mut self.topic);
         Poll::Ready(match report {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err((source, _))) => Err(SinkError::Delivery {
-                topic,
-                source: source.into(),
-            }),
+            Ok(Err((error, _))) => Err(classify(topic, error, Stage::Delivery)),
             Err(_canceled) => Err(SinkError::Canceled { topic }),
         })
     }
@@ -63,9 +58,10 @@ pub struct KafkaSink {
     dead_letter_topic: Option<String>,
     create_topics: bool,
     topic_partitions: i32,
-    topics: Mutex<HashMap<String, TopicStatus>>,
-    /// The producer's `message.max.bytes`, for the too-large error.
-    message_max_bytes: String,
+    /// Topics looked up: whether they exist, and what they take of one record.
+    topics: Mutex<HashMap<String, (TopicStatus, SinkLimits)>>,
+    /// The producer's `message.max.bytes`: librdkafka refuses larger records.
+    message_max_bytes: u64,
     oversized: OversizedPolicy,
     /// The consumer that reads the checkpoints of exactly-once on transactions.
     checkpoints: ClientConfig,
@@ -88,10 +84,14 @@ impl KafkaSink {
             create_topics: config.create_topics,
             topic_partitions: config.topic_partitions,
             topics: Mutex::default(),
-            message_max_bytes: settings
-                .get("message.max.bytes")
-                .unwrap_or(LIBRDKAFKA_MESSAGE_MAX_BYTES)
-                .to_owned(),
+            message_max_bytes: match settings.get("message.max.bytes") {
+                Some(value) => value.trim().parse().map_err(|_| {
+                    SinkError::Config(
+                        format!("message.max.bytes = {value:?} is not a number").into(),
+                    )
+                })?,
+                None => SinkLimits::LIBRDKAFKA_MESSAGE_MAX_BYTES,
+            },
             oversized: config.oversized,
             checkpoints: offsets::consumer_config(read_back::consumer_config(config)),
         };
@@ -108,9 +108,10 @@ impl KafkaSink {
         Ok(sink)
     }
 
-    /// Whether `topic` exists, creating it if configured to. Cached: a topic is looked up once.
+    /// Whether `topic` exists, creating it if configured to, and what it takes of one record.
+    /// Cached: a topic is looked up once.
     async fn lookup_or_create(&self, topic: &str) -> Result<TopicStatus, SinkError> {
-        if let Some(status) = self.topics.lock().expect("topic cache poisoned").get(topic) {
+        if let Some((status, _)) = self.topics.lock().expect("topic cache poisoned").get(topic) {
             return Ok(*status);
         }
         let mut status = self.lookup_topic(topic).await?;
@@ -118,11 +119,70 @@ impl KafkaSink {
             self.create_topic(topic).await?;
             status = TopicStatus::Exists;
         }
+        let limits = match status {
+            TopicStatus::Exists => self.describe_limits(topic).await,
+            TopicStatus::Missing => self.producer_limits(),
+        };
         self.topics
             .lock()
             .expect("topic cache poisoned")
-            .insert(topic.to_owned(), status);
+            .insert(topic.to_owned(), (status, limits));
         Ok(status)
+    }
+
+    /// What any topic takes before its own config is known: the producer's size limit and
+    /// Kafka 4.x's default timestamp window.
+    fn producer_limits(&self) -> SinkLimits {
+        SinkLimits {
+            max_record_bytes: self.message_max_bytes,
+            ..SinkLimits::default()
+        }
+    }
+
+    /// What `topic` takes, from its effective config (DescribeConfigs: the topic's own
+    /// settings over the broker's): its timestamp window and whether it is compacted. A broker
+    /// that does not answer (or does not allow it) leaves Kafka's defaults; the broker's own
+    /// refusal of a record is still dead-lettered then (docs/sandbox.md).
+    async fn describe_limits(&self, topic: &str) -> SinkLimits {
+        let mut limits = self.producer_limits();
+        let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+        let described = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+            .await;
+        let config = match described.as_deref() {
+            Ok([Ok(config)]) => config,
+            Ok(other) => {
+                tracing::debug!(topic, result = ?other.first().map(|r| r.as_ref().err()), "cannot describe the topic's config; assuming Kafka's defaults");
+                return limits;
+            }
+            Err(error) => {
+                tracing::debug!(topic, %error, "cannot describe the topic's config; assuming Kafka's defaults");
+                return limits;
+            }
+        };
+        let value = |name: &str| config.get(name).and_then(|entry| entry.value.clone());
+        let window = |name: &str| {
+            value(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(|ms| (ms < i64::MAX).then_some(ms))
+        };
+        if value("message.timestamp.type").as_deref() == Some("LogAppendTime") {
+            // The broker stamps records itself: any timestamp is taken.
+            limits.max_timestamp_ahead_ms = None;
+        } else {
+            // Brokers before 3.6 have one window for both sides.
+            let either = window("message.timestamp.difference.max.ms");
+            if let Some(ahead) = window("message.timestamp.after.max.ms").or(either) {
+                limits.max_timestamp_ahead_ms = ahead;
+            }
+            if let Some(behind) = window("message.timestamp.before.max.ms").or(either) {
+                limits.max_timestamp_behind_ms = behind;
+            }
+        }
+        limits.key_required = value("cleanup.policy").is_some_and(|p| p.contains("compact"));
+        tracing::debug!(topic, ?limits, "what the topic takes of one record");
+        limits
     }
 
     async fn lookup_topic(&self, topic: &str) -> Result<TopicStatus, SinkError> {
@@ -133,9 +193,13 @@ impl KafkaSink {
         })
         .await
         .expect("metadata lookup panicked")
-        .map_err(|source| SinkError::Unreachable {
-            brokers: self.brokers.clone(),
-            source: source.into(),
+        .map_err(|source| match source {
+            // A name librdkafka cannot take: this topic's problem, not the connection's.
+            KafkaError::Nul(_) => classify(topic.to_owned(), source, Stage::Produce),
+            source => SinkError::Unreachable {
+                brokers: self.brokers.clone(),
+                source: source.into(),
+            },
         })?;
         let found = metadata
             .topics()
@@ -162,6 +226,18 @@ impl KafkaSink {
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                // The broker refuses this topic (its name, a creation policy): the problem
+                // of the records routed there, not of the connection.
+                Err((
+                    _,
+                    code @ (RDKafkaErrorCode::InvalidTopic | RDKafkaErrorCode::PolicyViolation),
+                )) => {
+                    return Err(SinkError::Refused {
+                        topic: topic.to_owned(),
+                        too_large: false,
+                        source: KafkaError::AdminOp(code).into(),
+                    });
+                }
                 Err((_, code)) => {
                     return Err(SinkError::CreateTopic {
                         topic: topic.to_owned(),
@@ -183,7 +259,6 @@ impl KafkaSink {
         produce(
             &self.producer,
             &self.default_topic,
-            &self.message_max_bytes,
             record,
         )
         .await
@@ -195,7 +270,6 @@ impl KafkaSink {
 pub(super) async fn produce<C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
     default_topic: &str,
-    message_max_bytes: &str,
     record: &OutputRecord,
 ) -> Result<PendingDelivery, SinkError> {
     let topic = record.topic.as_deref().unwrap_or(default_topic);
@@ -228,19 +302,7 @@ pub(super) async fn produce<C: ClientContext + 'static>(
                 kafka_record = returned;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
-                return Err(SinkError::TooLarge {
-                    topic: topic.to_owned(),
-                    bytes: record.size_bytes(),
-                    limit: message_max_bytes.to_owned(),
-                });
-            }
-            Err((source, _)) => {
-                return Err(SinkError::Produce {
-                    topic: topic.to_owned(),
-                    source: source.into(),
-                });
-            }
+            Err((error, _)) => return Err(classify(topic.to_owned(), error, Stage::Produce)),
         }
     }
 }
@@ -265,6 +327,13 @@ impl Sink for KafkaSink {
         self.oversized
     }
 
+    fn record_limits(&self, topic: &str) -> SinkLimits {
+        let topics = self.topics.lock().expect("topic cache poisoned");
+        topics
+            .get(topic)
+            .map_or_else(|| self.producer_limits(), |(_, limits)| *limits)
+    }
+
     async fn ensure_topic(&self, topic: &str) -> Result<TopicStatus, SinkError> {
         self.lookup_or_create(topic).await
     }
@@ -287,7 +356,6 @@ impl Sink for KafkaSink {
             producer: producer_config(&self.config),
             consumer: checkpoints,
             default_topic: &self.default_topic,
-            message_max_bytes: &self.message_max_bytes,
         };
         KafkaWriter::open(opening, scope).await
     }
@@ -298,6 +366,61 @@ impl ConnectSink for KafkaSinkConfig {
 
     async fn connect(&self) -> Result<KafkaSink, SinkError> {
         KafkaSink::connect(self).await
+    }
+}
+
+/// Where librdkafka reported an error about one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Handing it to the producer.
+    Produce,
+    /// Its delivery report.
+    Delivery,
+}
+
+/// Sorts librdkafka's error about one record: the record's own problem (it is refused and
+/// dead-lettered; the connection is fine) or the connection's (transient: a new producer
+/// sends it again). Codes from librdkafka's `rdkafka_request.c` handling of Produce
+/// responses and its local checks; docs/sandbox.md lists them.
+fn classify(topic: String, error: KafkaError, stage: Stage) -> SinkError {
+    use RDKafkaErrorCode as Code;
+    let refused = match (&error, error.rdkafka_error_code()) {
+        // A topic name with a NUL byte cannot even be passed to librdkafka.
+        (KafkaError::Nul(_), _) => Some(false),
+        (
+            _,
+            Some(Code::MessageSizeTooLarge | Code::MessageBatchTooLarge | Code::InvalidMessageSize),
+        ) => Some(true),
+        (
+            _,
+            Some(
+                Code::InvalidMessage
+                | Code::InvalidTopic
+                | Code::InvalidTimestamp
+                | Code::InvalidRecord
+                // Refused with the batch another record of it made invalid.
+                | Code::InvalidDifferentRecord
+                | Code::PolicyViolation
+                | Code::BadMessage
+                | Code::InvalidArgument,
+            ),
+        ) => Some(false),
+        _ => None,
+    };
+    match (refused, stage) {
+        (Some(too_large), _) => SinkError::Refused {
+            topic,
+            too_large,
+            source: error.into(),
+        },
+        (None, Stage::Produce) => SinkError::Produce {
+            topic,
+            source: error.into(),
+        },
+        (None, Stage::Delivery) => SinkError::Delivery {
+            topic,
+            source: error.into(),
+        },
     }
 }
 

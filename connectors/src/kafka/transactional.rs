@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sluice_record::OutputRecord;
 
 use super::offsets::{self, IdsRing};
-use super::sink::produce;
+use super::sink::{PendingDelivery, produce};
 use crate::sink::SinkError;
 use crate::transactions::{Checkpoint, Resume, TransactionalWriter, WriterScope};
 
@@ -27,6 +27,9 @@ use crate::transactions::{Checkpoint, Resume, TransactionalWriter, WriterScope};
 const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a commit may take, its flush of the transaction's records included.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a failed send waits for the delivery reports of the transaction's earlier
+/// records, to tell whether one of them was refused (which is what then failed the send).
+const REPORTS_AFTER_FAILED_SEND: Duration = Duration::from_secs(5);
 
 /// A transactional producer's client context: librdkafka's log lines and errors go to
 /// tracing, except those about this producer being fenced, which the pipeline reports itself.
@@ -91,8 +94,10 @@ pub struct KafkaWriter {
     producer: FutureProducer<TransactionalContext>,
     /// Where outputs without a topic of their own go.
     default_topic: String,
-    message_max_bytes: String,
     in_transaction: bool,
+    /// The delivery reports of the open transaction's outputs: a refused one dooms the
+    /// transaction ([`SinkError::RefusedInTransaction`]).
+    deliveries: Vec<PendingDelivery>,
     ring: IdsRing,
 }
 
@@ -101,7 +106,6 @@ pub(super) struct Opening<'a> {
     pub(super) producer: ClientConfig,
     pub(super) consumer: &'a ClientConfig,
     pub(super) default_topic: &'a str,
-    pub(super) message_max_bytes: &'a str,
 }
 
 impl KafkaWriter {
@@ -138,8 +142,8 @@ impl KafkaWriter {
             scope: scope.clone(),
             producer,
             default_topic: opening.default_topic.to_owned(),
-            message_max_bytes: opening.message_max_bytes.to_owned(),
             in_transaction: false,
+            deliveries: Vec::new(),
             ring,
         };
         Ok((writer, resume))
@@ -157,6 +161,35 @@ impl KafkaWriter {
 
     fn error(&self, error: KafkaError) -> SinkError {
         transaction_error(&self.scope.transactional_id, &self.producer, error)
+    }
+
+    /// Waits (at most `bound`) for the delivery reports of the open transaction's outputs:
+    /// the first refusal of a record among them, if any.
+    async fn refused_delivery(&mut self, bound: Duration) -> Option<SinkError> {
+        let reports = futures::future::join_all(std::mem::take(&mut self.deliveries));
+        let reports = tokio::time::timeout(bound, reports).await.ok()?;
+        (reports.into_iter())
+            .filter_map(Result::err)
+            .find(SinkError::is_record_refusal)
+    }
+
+    /// Kafka refused an output of the open transaction (`refusal`): aborts the transaction
+    /// (Kafka would refuse its commit) and says so.
+    async fn abort_refused(&mut self, refusal: SinkError) -> SinkError {
+        let producer = self.producer.clone();
+        let aborted =
+            tokio::task::spawn_blocking(move || producer.abort_transaction(COMMIT_TIMEOUT))
+                .await
+                .expect("abort_transaction panicked");
+        self.in_transaction = false;
+        if let Err(error) = aborted {
+            // The pipeline stops; a later producer of the id aborts what is left open.
+            tracing::debug!(transactional_id = %self.scope.transactional_id, %error, "aborting the transaction failed");
+        }
+        SinkError::RefusedInTransaction {
+            transactional_id: self.scope.transactional_id.clone(),
+            source: Box::new(refusal),
+        }
     }
 
     /// Produces a record of the offsets topic in the open transaction.
@@ -209,13 +242,15 @@ impl TransactionalWriter for KafkaWriter {
         match produce(
             &self.producer,
             &self.default_topic,
-            &self.message_max_bytes,
             record,
         )
         .await
         {
-            // Failed deliveries fail the commit; the report itself is not needed.
-            Ok(_delivery) => Ok(()),
+            // Checked at the commit: a refused delivery fails the transaction.
+            Ok(delivery) => {
+                self.deliveries.push(delivery);
+                Ok(())
+            }
             Err(SinkError::Produce { source, .. })
                 if self.producer.client().fatal_error().is_some() =>
             {
@@ -231,7 +266,14 @@ impl TransactionalWriter for KafkaWriter {
                     })
                 }
             }
-            Err(error) => Err(error),
+            // Refused when handed to the client: the pipeline dead-letters the record.
+            Err(error) if error.is_record_refusal() => Err(error),
+            Err(error) => match self.refused_delivery(REPORTS_AFTER_FAILED_SEND).await {
+                // An earlier output's refusal doomed the transaction (librdkafka refuses to
+                // produce in it from then on).
+                Some(refusal) => Err(self.abort_refused(refusal).await),
+                None => Err(error),
+            },
         }
     }
 
@@ -244,6 +286,9 @@ impl TransactionalWriter for KafkaWriter {
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), SinkError> {
+        if let Some(refusal) = self.refused_delivery(COMMIT_TIMEOUT).await {
+            return Err(self.abort_refused(refusal).await);
+        }
         self.begin()?;
         for (key, value) in self.ring.records(&self.scope, checkpoint) {
             self.produce_checkpoint(&key, value.as_deref()).await?;

@@ -3,16 +3,21 @@
 //! so a test can play an outage and watch the pipeline reconnect and replay. Losing delivery
 //! reports ([`MemorySink::lose_delivery_reports`]), it keeps what it is sent but reports a
 //! failure, as a Kafka that failed after writing does: what exactly-once must not write twice.
+//! Stuck ([`MemorySink::set_stuck`]), it takes records but never reports their delivery, as a
+//! Kafka that stopped answering does until librdkafka's timeout. It may refuse single records
+//! at delivery ([`MemorySink::refuse_deliveries_of`]), as a broker refusing a record does, and
+//! take records up to the [`SinkLimits`] a test gives it ([`MemorySink::with_limits`]).
 //! Its transactional writers (`transactions.rs`) follow Kafka's rules: records become visible
 //! at commit, and a newer writer of a scope fences the older ones.
 
 use std::collections::BTreeMap;
-use std::future::Ready;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use sluice_record::OutputRecord;
 use sluice_record::identity;
+use sluice_record::validation::SinkLimits;
 
 use super::transactions::{MemoryWriter, Transactions};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
@@ -30,13 +35,25 @@ struct Shared {
     written: Mutex<BTreeMap<String, Vec<OutputRecord>>>,
     down: AtomicBool,
     lose_reports: AtomicBool,
+    stuck: AtomicBool,
+    limits: SinkLimits,
+    /// Records refused at delivery (the broker's refusal of one record).
+    refuse: Mutex<Option<Refusal>>,
     transactions: Mutex<Transactions>,
 }
+
+/// Which records a memory sink refuses at delivery.
+type Refusal = Box<dyn Fn(&OutputRecord) -> bool + Send + Sync>;
 
 impl MemorySink {
     /// A sink writing to `topic` by default, with an optional dead-letter topic. Any other
     /// topic exists too.
     pub fn new(topic: &str, dead_letter_topic: Option<&str>) -> Self {
+        Self::with_limits(topic, dead_letter_topic, SinkLimits::default())
+    }
+
+    /// Like [`MemorySink::new`], every topic taking what `limits` allow.
+    pub fn with_limits(topic: &str, dead_letter_topic: Option<&str>, limits: SinkLimits) -> Self {
         Self {
             shared: Arc::new(Shared {
                 default_topic: topic.to_owned(),
@@ -44,9 +61,26 @@ impl MemorySink {
                 written: Mutex::default(),
                 down: AtomicBool::new(false),
                 lose_reports: AtomicBool::new(false),
+                stuck: AtomicBool::new(false),
+                limits,
+                refuse: Mutex::default(),
                 transactions: Mutex::default(),
             }),
         }
+    }
+
+    /// Takes records but never reports their delivery (or reports again).
+    pub fn set_stuck(&self, stuck: bool) {
+        self.shared.stuck.store(stuck, Ordering::SeqCst);
+    }
+
+    /// Refuses at delivery, as a broker refusing one record does, every record `refuse`
+    /// picks (they are not kept).
+    pub fn refuse_deliveries_of(
+        &self,
+        refuse: impl Fn(&OutputRecord) -> bool + Send + Sync + 'static,
+    ) {
+        *self.shared.refuse.lock().expect("memory sink lock") = Some(Box::new(refuse));
     }
 
     /// What was written to `topic`, in order.
@@ -102,7 +136,7 @@ impl MemorySink {
 }
 
 impl Sink for MemorySink {
-    type Delivery = Ready<Result<(), SinkError>>;
+    type Delivery = BoxFuture<'static, Result<(), SinkError>>;
     type Writer = MemoryWriter;
 
     fn default_topic(&self) -> &str {
@@ -123,24 +157,41 @@ impl Sink for MemorySink {
         OversizedPolicy::DeadLetter
     }
 
+    fn record_limits(&self, _topic: &str) -> SinkLimits {
+        self.shared.limits
+    }
+
     async fn ensure_topic(&self, _topic: &str) -> Result<TopicStatus, SinkError> {
         Ok(TopicStatus::Exists)
     }
 
     async fn send(&self, record: &OutputRecord) -> Result<Self::Delivery, SinkError> {
         self.refuse_if_down()?;
-        self.append(record);
-        if self.loses_reports() {
-            let topic = record
-                .topic
-                .as_deref()
-                .unwrap_or(&self.shared.default_topic);
-            return Ok(std::future::ready(Err(SinkError::Delivery {
-                topic: topic.to_owned(),
-                source: "the memory sink lost the delivery report".into(),
-            })));
+        let topic = record
+            .topic
+            .clone()
+            .unwrap_or_else(|| self.shared.default_topic.clone());
+        let refused = (self.shared.refuse.lock().expect("memory sink lock"))
+            .as_ref()
+            .is_some_and(|refuse| refuse(record));
+        if refused {
+            return Ok(Box::pin(std::future::ready(Err(SinkError::Refused {
+                topic,
+                too_large: false,
+                source: "the memory sink refused the record".into(),
+            }))));
         }
-        Ok(std::future::ready(Ok(())))
+        self.append(record);
+        if self.shared.stuck.load(Ordering::SeqCst) {
+            return Ok(Box::pin(std::future::pending()));
+        }
+        if self.loses_reports() {
+            return Ok(Box::pin(std::future::ready(Err(SinkError::Delivery {
+                topic,
+                source: "the memory sink lost the delivery report".into(),
+            }))));
+        }
+        Ok(Box::pin(std::future::ready(Ok(()))))
     }
 
     async fn read_back(&self, pipeline: &str, window: usize) -> Result<ReadBack, SinkError> {

@@ -1,10 +1,11 @@
 //! A source whose records a test pushes in; it hands them out through the shared read loop
-//! like any broker client and records what was acked. As a broker does, it delivers again a
-//! record that was nacked or released, and, to a new session, every record a failed session
-//! left unacked. A test may cut the stream off ([`MemorySource::cut_off`]) to play a source
-//! failure. Records are one ordered partition (their position is the order they were pushed
-//! in), like a non-partitioned Pulsar topic, or, made with [`MemorySource::unordered`],
-//! unordered like a Pub/Sub subscription.
+//! like any broker client and records what was acked. As a broker does, it delivers again, to
+//! a new session, every record an earlier session left unacked, nacked or released, and, on
+//! [`MemorySource::redeliver_unsettled`], what is unsettled (as an ack deadline does). A test
+//! may cut the stream off ([`MemorySource::cut_off`]) to play a source failure. Records are one
+//! ordered partition (their position is the order they were pushed in), like a non-partitioned
+//! Pulsar topic, or, made with [`MemorySource::unordered`], unordered like a Pub/Sub
+//! subscription.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,16 @@ impl MemorySource {
 
     /// Queues a record with `key` and `value`; returns its message id (`memory-<n>`).
     pub fn push(&self, key: Option<&[u8]>, value: &[u8]) -> String {
+        self.push_with_headers(key, value, Vec::new())
+    }
+
+    /// Like [`MemorySource::push`], with `headers`.
+    pub fn push_with_headers(
+        &self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: Vec<sluice_record::Header>,
+    ) -> String {
         let mut state = self.state();
         state.pushed += 1;
         let number = state.pushed;
@@ -76,7 +87,7 @@ impl MemorySource {
         let record = InputRecord {
             key: key.map(<[u8]>::to_vec),
             value: Some(value.to_vec()),
-            headers: Vec::new(),
+            headers,
             event_time_ms: None,
             publish_time_ms: Some(sluice_record::now_ms()),
             source: SourceInfo {
@@ -194,14 +205,10 @@ impl SourceClient for MemorySource {
         }
     }
 
-    async fn nack(&mut self, number: u64) {
-        let mut state = self.state();
-        if let Some(record) = state.out.remove(&number) {
-            state.queue.push_front((number, record));
-            drop(state);
-            self.shared.queued.notify_one();
-        }
-    }
+    /// The record stays unacked: the next session delivers it again. (A broker redelivers a
+    /// nacked message after a delay; handing it out again at once would keep a draining
+    /// read loop, which nacks what it still receives, busy forever.)
+    async fn nack(&mut self, _number: u64) {}
 
     async fn close(&mut self) {}
 }

@@ -90,7 +90,6 @@ impl ReadBack {
                 "topic {topic:?} is not in sink.route_topics; exactly-once writes only \
                  to declared topics, since only those are read back after a crash"
             ),
-            drop_value: false,
         })
     }
 }

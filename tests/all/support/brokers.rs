@@ -204,6 +204,28 @@ impl Drop for BrokerOutage {
     }
 }
 
+/// A broker paused (SIGSTOP, `scripts/brokers.sh pause`) for a test of a stuck broker: its
+/// connections stay open and nothing is answered, so clients wait instead of failing. Resumed
+/// when dropped, also when the test fails.
+pub(crate) struct BrokerPause {
+    broker: &'static str,
+}
+
+impl BrokerPause {
+    pub(crate) fn begin(broker: &'static str) -> Self {
+        brokers_script(&["pause", broker]);
+        Self { broker }
+    }
+
+    pub(crate) fn end(self) {}
+}
+
+impl Drop for BrokerPause {
+    fn drop(&mut self) {
+        brokers_script(&["resume", self.broker]);
+    }
+}
+
 /// Memory of a runtime through a broker outage, in MiB.
 pub(crate) struct OutageMemory {
     pub(crate) at_stop: u64,

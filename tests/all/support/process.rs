@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_pipeline::{PipelineError, PipelineStats};
 use sluice_runtime::config::Config;
@@ -25,11 +25,18 @@ pub(crate) fn sluice_bin() -> PathBuf {
     bin
 }
 
-/// Runs the `sluice` binary to completion (components compiled into a temporary cache).
+/// Where the `sluice` processes of the tests cache compiled components: inside the build cache
+/// (cargo's per-target temporary directory), so runs share it and `cargo clean` removes it,
+/// rather than leaving artifacts in the system's temporary directory.
+fn component_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+/// Runs the `sluice` binary to completion (components compiled into the tests' cache).
 pub(crate) fn sluice(args: &[&str]) -> Output {
     Command::new(sluice_bin())
         .args(args)
-        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
+        .env("SLUICE_CACHE_DIR", component_cache_dir())
         .output()
         .unwrap()
 }
@@ -40,7 +47,7 @@ pub(crate) async fn sluice_command(args: &[&str], token: Option<&str>) -> Output
     let mut command = tokio::process::Command::new(sluice_bin());
     command
         .args(args)
-        .env("SLUICE_CACHE_DIR", std::env::temp_dir())
+        .env("SLUICE_CACHE_DIR", component_cache_dir())
         .env_remove("SLUICE_ADMIN_URL")
         .env_remove("SLUICE_ADMIN_TOKEN")
         // Errors as text: the tests read the `error:` line.
@@ -184,17 +191,23 @@ impl SluiceProcess {
 
     /// SIGTERM, then the process must drain and exit 0 within [`timeouts::DRAIN`].
     pub(crate) fn terminate_and_wait_success(&mut self) {
+        let (status, _) = self.terminate_and_wait();
+        assert!(
+            status.success(),
+            "sluice exited with {status} after SIGTERM"
+        );
+    }
+
+    /// SIGTERM, then the exit status and how long the process took to exit; fails if it is
+    /// still running after [`timeouts::DRAIN`].
+    pub(crate) fn terminate_and_wait(&mut self) -> (std::process::ExitStatus, Duration) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + timeouts::DRAIN;
-        while Instant::now() < deadline {
+        let sent = Instant::now();
+        while sent.elapsed() < timeouts::DRAIN {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "sluice exited with {status} after SIGTERM"
-                );
-                return;
+                return (status, sent.elapsed());
             }
             std::thread::sleep(timeouts::RECHECK);
         }

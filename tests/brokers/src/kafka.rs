@@ -9,6 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -24,16 +25,78 @@ fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
 
 /// Creates Kafka topics (an existing topic is fine).
 pub async fn create_kafka_topics(brokers: &str, topics: &[&str], partitions: i32) -> Result<()> {
-    let admin = admin(brokers)?;
     let new_topics: Vec<_> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
         .collect();
+    create(brokers, &new_topics).await
+}
+
+/// Creates one Kafka topic with topic-level `config` (e.g. `("cleanup.policy", "compact")`);
+/// an existing topic is fine.
+pub async fn create_kafka_topic_with_config(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> Result<()> {
+    let new_topic = config.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(1)),
+        |new_topic, (name, value)| new_topic.set(name, value),
+    );
+    create(brokers, &[new_topic]).await
+}
+
+/// Creates `new_topics`, then waits until each has a leader on every partition: Kafka answers
+/// CreateTopics before its broker serves the new topic, and a pipeline started at once could
+/// find it missing.
+async fn create(brokers: &str, new_topics: &[NewTopic<'_>]) -> Result<()> {
+    let admin = admin(brokers)?;
     let options = AdminOptions::new().operation_timeout(Some(timeouts::BROKER_REQUEST));
-    for result in admin.create_topics(&new_topics, &options).await? {
+    for result in admin.create_topics(new_topics, &options).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => bail!("cannot create Kafka topic {topic}: {code}"),
+        }
+    }
+    let brokers = brokers.to_owned();
+    let topics: Vec<String> = new_topics.iter().map(|t| t.name.to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        wait_for_leaders(&brokers, &topics, timeouts::ADMIN)
+    })
+    .await?
+}
+
+/// Waits until every partition of each of `topics` has a leader: after the topic's creation,
+/// or after a broker restart or pause (a broker whose heartbeats stopped is fenced, and its
+/// partitions have no leader until it registers again).
+pub fn wait_for_leaders(brokers: &str, topics: &[&str], timeout: Duration) -> Result<()> {
+    let consumer = consumer(brokers, Isolation::ReadCommitted)?;
+    let deadline = Instant::now() + timeout;
+    for topic in topics {
+        loop {
+            let led = consumer
+                .fetch_metadata(Some(topic), timeouts::BROKER_REQUEST)
+                .map(|metadata| {
+                    metadata.topics().iter().any(|t| {
+                        t.name() == *topic
+                            && t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions()
+                                .iter()
+                                .all(|p| p.error().is_none() && p.leader() >= 0)
+                    })
+                });
+            match led {
+                Ok(true) => break,
+                _ if Instant::now() >= deadline => {
+                    bail!(
+                        "Kafka topic {topic} has no leader on every partition after {timeout:?}: {led:?}"
+                    )
+                }
+                _ => std::thread::sleep(timeouts::RECHECK),
+            }
         }
     }
     Ok(())
@@ -108,8 +171,8 @@ pub fn read_kafka_topics(
     consumer.assign(&assignment)?;
     let mut records = Vec::new();
     while !done(&records) && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(timeouts::KAFKA_POLL) {
-            records.push(record_of(&message.context("reading from Kafka failed")?));
+        if let Some(polled) = consumer.poll(timeouts::KAFKA_POLL) {
+            records.extend(record_or_reconnect(polled)?);
         }
     }
     Ok(records)
@@ -235,8 +298,8 @@ pub fn read_to_end(
                 records.len()
             );
         }
-        if let Some(message) = consumer.poll(timeouts::KAFKA_POLL) {
-            records.push(record_of(&message.context("reading from Kafka failed")?));
+        if let Some(polled) = consumer.poll(timeouts::KAFKA_POLL) {
+            records.extend(record_or_reconnect(polled)?);
         }
         let positions = consumer.position()?;
         ends.retain(|(topic, partition), end| {
@@ -247,6 +310,19 @@ pub fn read_to_end(
         });
     }
     Ok(records)
+}
+
+/// The record polled, or `None` when librdkafka reports that its connections dropped (a broker
+/// restarting or paused by an outage test): the consumer reconnects by itself and the read goes
+/// on. Any other error ends the read.
+fn record_or_reconnect(polled: KafkaResult<BorrowedMessage<'_>>) -> Result<Option<KafkaRecord>> {
+    match polled {
+        Ok(message) => Ok(Some(record_of(&message))),
+        Err(KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure,
+        )) => Ok(None),
+        Err(error) => Err(error).context("reading from Kafka failed"),
+    }
 }
 
 /// The partitions of `topic`, waiting until `deadline` for it to exist (a pipeline creates
