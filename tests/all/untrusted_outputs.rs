@@ -368,6 +368,52 @@ fn short(text: &str) -> String {
     }
 }
 
+/// With transactions, a refusal in a delivery report dooms the record's whole transaction
+/// (Kafka aborts it), so it cannot be dead-lettered alone: the pipeline stops with an error
+/// saying so, rather than write the transaction again forever; nothing of that transaction is
+/// visible, and no record is acked that the sink does not show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_transactions_a_refusal_at_delivery_stops_the_pipeline_with_a_clear_error() {
+    let source = MemorySource::new();
+    let sink = MemorySink::new("out", Some("dlq"));
+    sink.refuse_deliveries_of(|record| record.value.as_deref() == Some(b"refuse me"));
+    for seq in 0..30 {
+        let value = if seq == 24 {
+            "refuse me".to_owned()
+        } else {
+            format!("{{\"seq\":{seq}}}")
+        };
+        source.push_with_headers(
+            Some(format!("k{}", seq % 3).as_bytes()),
+            value.as_bytes(),
+            vec![sluice_record::Header::new("seq", seq.to_string())],
+        );
+    }
+    let pipeline = MemoryPipeline::start_with(
+        sluice_tests::PASSTHROUGH,
+        source,
+        sink,
+        Guarantee::ExactlyOnce,
+    )
+    .await;
+    let ended = tokio::time::timeout(WAIT, pipeline.task)
+        .await
+        .expect("the pipeline stops by itself")
+        .unwrap();
+    let error = ended.expect_err("a refused record in a transaction fails the pipeline");
+    let chain = sluice_pipeline::error_chain(&error);
+    assert!(
+        chain.contains("in its delivery report") && chain.contains("refused the record"),
+        "{chain}"
+    );
+    let (acked, visible) = (pipeline.source.acked().len(), pipeline.sink.written("out").len());
+    let seqs: Vec<u64> = pipeline.sink.written("out").iter().map(seq).collect();
+    assert!(!seqs.contains(&24), "the refused record is not visible");
+    assert!(acked <= visible && visible < 30, "{acked} acked, {visible} visible");
+    assert!(pipeline.sink.written("dlq").is_empty());
+    eprintln!("stopped with {acked} acked, {visible} visible: {chain}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_sink_refuses_at_delivery_is_dead_lettered_and_the_others_go_on() {
     let source = MemorySource::new();

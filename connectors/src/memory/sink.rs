@@ -124,6 +124,13 @@ impl MemorySink {
             .push(record.clone());
     }
 
+    /// Whether the delivery of `record` is refused ([`MemorySink::refuse_deliveries_of`]).
+    pub(super) fn refuses(&self, record: &OutputRecord) -> bool {
+        (self.shared.refuse.lock().expect("memory sink lock"))
+            .as_ref()
+            .is_some_and(|refuse| refuse(record))
+    }
+
     pub(super) fn refuse_if_down(&self) -> Result<(), SinkError> {
         if self.shared.down.load(Ordering::SeqCst) {
             return Err(SinkError::Unreachable {
@@ -171,10 +178,7 @@ impl Sink for MemorySink {
             .topic
             .clone()
             .unwrap_or_else(|| self.shared.default_topic.clone());
-        let refused = (self.shared.refuse.lock().expect("memory sink lock"))
-            .as_ref()
-            .is_some_and(|refuse| refuse(record));
-        if refused {
+        if self.refuses(record) {
             return Ok(Box::pin(std::future::ready(Err(SinkError::Refused {
                 topic,
                 too_large: false,

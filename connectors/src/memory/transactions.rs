@@ -73,6 +73,8 @@ pub struct MemoryWriter {
     epoch: u64,
     /// Sent in the open transaction.
     pending: Vec<OutputRecord>,
+    /// A refusal in the delivery report of one of them: it dooms the transaction, as in Kafka.
+    doomed: Option<SinkError>,
 }
 
 impl MemoryWriter {
@@ -82,6 +84,7 @@ impl MemoryWriter {
             transactional_id,
             epoch,
             pending: Vec::new(),
+            doomed: None,
         }
     }
 
@@ -100,6 +103,13 @@ impl TransactionalWriter for MemoryWriter {
 
     async fn send(&mut self, record: &OutputRecord) -> Result<(), SinkError> {
         self.usable()?;
+        if self.sink.refuses(record) && self.doomed.is_none() {
+            self.doomed = Some(SinkError::Refused {
+                topic: record.topic.clone().unwrap_or_default(),
+                too_large: false,
+                source: "the memory sink refused the record".into(),
+            });
+        }
         self.pending.push(record.clone());
         Ok(())
     }
@@ -109,9 +119,17 @@ impl TransactionalWriter for MemoryWriter {
     }
 
     /// Commits (unless fenced or down); with lost delivery reports it commits and then reports
-    /// a failure, as a commit whose answer was lost does.
+    /// a failure, as a commit whose answer was lost does. A transaction with a refused record
+    /// is aborted instead, as the Kafka writer does.
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), SinkError> {
         self.usable()?;
+        if let Some(refusal) = self.doomed.take() {
+            self.pending.clear();
+            return Err(SinkError::RefusedInTransaction {
+                transactional_id: self.transactional_id.clone(),
+                source: Box::new(refusal),
+            });
+        }
         let records = std::mem::take(&mut self.pending);
         let mut transactions = self.sink.transactions();
         transactions
