@@ -295,8 +295,13 @@ impl<S: Sink> OutcomeWriter<S> {
         }
         let kind = if too_large { "too-large" } else { "refused" };
         let reason = error_chain(&error);
-        self.dead_letter(record, placement, index, DeadLetter::new(kind, "sink", reason))
-            .await
+        self.dead_letter(
+            record,
+            placement,
+            index,
+            DeadLetter::new(kind, "sink", reason),
+        )
+        .await
     }
 
     /// `output` stamped as output `index` of `record`.
@@ -381,8 +386,10 @@ impl<S: Sink> OutcomeWriter<S> {
     /// topic name; a routed topic that does not exist (and was not created) or, read back,
     /// one the config does not declare; a record the topic would refuse (too large as the
     /// producer counts it, a timestamp outside its window, no key for a compacted topic).
+    // `&mut self` although it only reads: the writer holds deliveries, which are `Send` but
+    // not `Sync`, and the sink stage's future must be `Send`.
     async fn unwritable(
-        &self,
+        &mut self,
         record: &InputRecord,
         outputs: &[OutputRecord],
     ) -> Result<Option<DeadLetter>, PipelineError> {
@@ -434,7 +441,7 @@ impl<S: Sink> OutcomeWriter<S> {
     /// Why an output cannot go to `topic` (not the default one): read back, it is not
     /// declared; or it does not exist (and is not created).
     async fn undeclared_or_missing(
-        &self,
+        &mut self,
         topic: &str,
     ) -> Result<Option<DeadLetter>, PipelineError> {
         if topic == self.sink.default_topic() {

@@ -345,7 +345,10 @@ async fn bad_outputs_are_dead_lettered(guarantee: Guarantee) {
         assert!(of_key.is_sorted(), "per-key order of k{key}: {of_key:?}");
     }
     if guarantee == Guarantee::ExactlyOnce {
-        assert!(pipeline.stats.transactions.get() > 0, "written in transactions");
+        assert!(
+            pipeline.stats.transactions.get() > 0,
+            "written in transactions"
+        );
     }
     eprintln!(
         "{guarantee:?}: {} bad records dead-lettered, {} good delivered in per-key order, {} \
@@ -406,10 +409,16 @@ async fn with_transactions_a_refusal_at_delivery_stops_the_pipeline_with_a_clear
         chain.contains("in its delivery report") && chain.contains("refused the record"),
         "{chain}"
     );
-    let (acked, visible) = (pipeline.source.acked().len(), pipeline.sink.written("out").len());
+    let (acked, visible) = (
+        pipeline.source.acked().len(),
+        pipeline.sink.written("out").len(),
+    );
     let seqs: Vec<u64> = pipeline.sink.written("out").iter().map(seq).collect();
     assert!(!seqs.contains(&24), "the refused record is not visible");
-    assert!(acked <= visible && visible < 30, "{acked} acked, {visible} visible");
+    assert!(
+        acked <= visible && visible < 30,
+        "{acked} acked, {visible} visible"
+    );
     assert!(pipeline.sink.written("dlq").is_empty());
     eprintln!("stopped with {acked} acked, {visible} visible: {chain}");
 }

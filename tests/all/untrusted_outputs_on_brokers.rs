@@ -460,7 +460,11 @@ async fn with_transactions_invalid_outputs_are_dead_lettered_inside_the_transact
 /// `mode`: `read-back`, or `exactly-once` (on transactions).
 async fn invalid_and_routed_outputs_with_exactly_once(mode: &str) {
     let read_back = mode == "read-back";
-    let prefix = if read_back { "untrusted-rb" } else { "untrusted-tx" };
+    let prefix = if read_back {
+        "untrusted-rb"
+    } else {
+        "untrusted-tx"
+    };
     let Some((brokers, topics)) = brokers_and_topics(prefix, 1).await else {
         return;
     };

@@ -256,12 +256,7 @@ impl KafkaSink {
 
     /// Hands a record to the producer, waiting while its queue is full (backpressure).
     async fn produce(&self, record: &OutputRecord) -> Result<PendingDelivery, SinkError> {
-        produce(
-            &self.producer,
-            &self.default_topic,
-            record,
-        )
-        .await
+        produce(&self.producer, &self.default_topic, record).await
     }
 }
 

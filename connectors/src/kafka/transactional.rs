@@ -239,13 +239,7 @@ impl TransactionalWriter for KafkaWriter {
 
     async fn send(&mut self, record: &OutputRecord) -> Result<(), SinkError> {
         self.begin()?;
-        match produce(
-            &self.producer,
-            &self.default_topic,
-            record,
-        )
-        .await
-        {
+        match produce(&self.producer, &self.default_topic, record).await {
             // Checked at the commit: a refused delivery fails the transaction.
             Ok(delivery) => {
                 self.deliveries.push(delivery);
