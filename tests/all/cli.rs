@@ -1,7 +1,7 @@
 //! The `sluice` binary's contract: exit codes and one clear `error:` line naming the input.
 
 use crate::support::config::write_offline_config;
-use crate::support::process::{error_line, sluice};
+use crate::support::process::{error_line, sluice, sluice_exec};
 
 #[test]
 fn bad_config_exits_2_naming_the_key() {
@@ -78,23 +78,13 @@ fn exec_runs_json_lines_through_a_guest() {
         "{\"key\":\"a\",\"value\":{\"email\":\"x@y.z\",\"n\":1}}\n{\"value\":\"oops\"}\n",
     )
     .unwrap();
-    let output = sluice(&[
-        "exec",
+    let lines = sluice_exec(&[
         sluice_tests::REDACT,
         "--config",
         "fields=email",
         "--input",
         input.to_str().unwrap(),
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["value"], r#"{"email":"***","n":1}"#);
     assert_eq!(lines[1]["error"]["kind"], "dead-letter");

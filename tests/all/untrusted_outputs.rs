@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::config::write_offline_config;
-use crate::support::process::{error_line, sluice};
+use crate::support::process::{error_line, sluice, sluice_exec};
 
 /// How long a test waits for something that should happen at once before it fails.
 const WAIT: Duration = Duration::from_secs(120);
@@ -39,6 +39,22 @@ pub(crate) struct BadCase {
     pub(crate) kind: Option<&'static str>,
     /// Text the reason must contain (the field, the limit).
     pub(crate) reason: &'static [&'static str],
+}
+
+impl BadCase {
+    /// Checks the kind and the reason of this case's dead-letter copy: the expected kind, the
+    /// field and the limit named, the reason bounded.
+    pub(crate) fn assert_dead_lettered_as(&self, kind: &str, reason: &str) {
+        assert_eq!(Some(kind), self.kind, "{}: {reason}", self.marker);
+        for part in self.reason {
+            assert!(
+                reason.contains(part),
+                "{}: {part:?} in {reason}",
+                self.marker
+            );
+        }
+        assert!(reason.len() <= MAX_GUEST_TEXT_BYTES, "{}", self.marker);
+    }
 }
 
 fn case(marker: impl Into<String>, kind: &'static str, reason: &'static [&'static str]) -> BadCase {
@@ -298,15 +314,7 @@ async fn bad_outputs_are_dead_lettered(guarantee: Guarantee) {
                 short(reason)
             )
         });
-        assert_eq!(Some(kind), case.kind, "{}: {reason}", case.marker);
-        for part in case.reason {
-            assert!(
-                reason.contains(part),
-                "{}: {part:?} in {reason}",
-                case.marker
-            );
-        }
-        assert!(reason.len() <= MAX_GUEST_TEXT_BYTES, "{}", case.marker);
+        case.assert_dead_lettered_as(kind, reason);
         // The copy carries the original source record.
         assert_eq!(record.value.as_deref(), Some(case.marker.as_bytes()));
         assert!(record.key.is_some());
@@ -575,21 +583,11 @@ fn exec_shows_an_invalid_output_as_such() {
         "{\"key\":\"a\",\"value\":\"topic-nul\"}\n{\"key\":\"a\",\"value\":\"fine\"}\n",
     )
     .unwrap();
-    let output = sluice(&[
-        "exec",
+    let lines = sluice_exec(&[
         sluice_tests::BAD_OUTPUTS,
         "--input",
         input.to_str().unwrap(),
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(lines[0]["error"]["kind"], "invalid-output");
     assert!(
         lines[0]["error"]["reason"]

@@ -41,6 +41,21 @@ pub(crate) fn sluice(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `sluice exec` with `args` to success and returns the JSON lines it printed.
+pub(crate) fn sluice_exec(args: &[&str]) -> Vec<serde_json::Value> {
+    let output = sluice(&[&["exec"], args].concat());
+    assert!(
+        output.status.success(),
+        "sluice exec {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
 /// Runs `sluice` with `args` to completion (at most [`timeouts::ADMIN`]), with `token` as
 /// `SLUICE_ADMIN_TOKEN` and no admin URL or log format from the test's environment.
 pub(crate) async fn sluice_command(args: &[&str], token: Option<&str>) -> Output {
