@@ -341,11 +341,14 @@ pub(crate) fn fan_out_transform() -> String {
     )
 }
 
-fn pulsar_config(
+/// A two-or-more-lane Pulsar → fan-out guest → Kafka pipeline with `guarantee` (as
+/// [`guarantee_settings`] takes it) and `source_settings` added to its source.
+pub(crate) fn pulsar_config(
     brokers: &Brokers,
     topics: &Topics,
     guarantee: &str,
     parallelism: usize,
+    source_settings: &str,
 ) -> String {
     pulsar_pipeline_toml(
         "eo",
@@ -353,7 +356,7 @@ fn pulsar_config(
             "{}\nparallelism = {parallelism}\nmax_in_flight = 2000",
             guarantee_settings(guarantee, topics)
         ),
-        "",
+        source_settings,
         brokers,
         topics,
         &format!(
@@ -362,6 +365,31 @@ fn pulsar_config(
             sink_toml(brokers, topics, "")
         ),
     )
+}
+
+/// A two-lane Pub/Sub (unary pull) → fan-out guest → Kafka pipeline, exactly-once.
+pub(crate) fn pubsub_exactly_once_config(
+    brokers: &Brokers,
+    emulator: &str,
+    topics: &Topics,
+) -> String {
+    pubsub_pipeline_toml(
+        "eo",
+        &format!(
+            "{}\nparallelism = 2",
+            guarantee_settings("exactly-once", topics)
+        ),
+        brokers,
+        emulator,
+        topics,
+        &fan_out_transform(),
+        Pull::Unary,
+    )
+}
+
+/// How many outputs the fan-out guest writes for records `0..count`.
+pub(crate) fn fan_out_output_count(count: u64) -> usize {
+    (0..count).map(|seq| copies_of(seq) as usize).sum()
 }
 
 pub(crate) fn print_check(context: &str, check: &OutputCheck) {
@@ -386,12 +414,12 @@ async fn pulsar_crash_loop(
     let config = write_config(
         dir.path(),
         "sluice.toml",
-        &pulsar_config(&brokers, &topics, guarantee, 2),
+        &pulsar_config(&brokers, &topics, guarantee, 2, ""),
     );
     publish_to_pulsar(&brokers.pulsar, &topics.source, &pulsar_records(count))
         .await
         .unwrap();
-    let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
+    let expected = fan_out_output_count(count);
 
     crash_loop(&config, &brokers, &topics, kills, chaos, expected).await;
 
@@ -527,20 +555,9 @@ async fn pubsub_exactly_once_through_kills_of_runtime_and_kafka() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let toml = pubsub_pipeline_toml(
-        "eo",
-        &format!(
-            "{}\nparallelism = 2",
-            guarantee_settings("exactly-once", &topics)
-        ),
-        &brokers,
-        &emulator,
-        &topics,
-        &fan_out_transform(),
-        Pull::Unary,
-    );
+    let toml = pubsub_exactly_once_config(&brokers, &emulator, &topics);
     let config = write_config(dir.path(), "sluice.toml", &toml);
-    let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
+    let expected = fan_out_output_count(count);
 
     crash_loop(
         &config,

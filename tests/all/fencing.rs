@@ -13,13 +13,12 @@ use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 use sluice_tests::timeouts;
 
 use crate::exactly_once::{
-    check_outputs, copies_of, count_outputs, fan_out_transform, guarantee_settings, output_size,
-    print_check, pubsub_messages, pulsar_records, wait_for_every_output, wait_for_outputs,
+    check_outputs, copies_of, count_outputs, fan_out_output_count, output_size, print_check,
+    pubsub_exactly_once_config, pubsub_messages, pulsar_config, pulsar_records,
+    wait_for_every_output, wait_for_outputs,
 };
 use crate::support::brokers::{BrokerUse, PROJECT, brokers_and_topics_for, pubsub_setup};
-use crate::support::config::{
-    Pull, pubsub_pipeline_toml, pulsar_pipeline_toml, sink_toml, write_config,
-};
+use crate::support::config::write_config;
 use crate::support::http::create_partitioned_pulsar_topic;
 use crate::support::process::{InProcessPipeline, SluiceProcess};
 use crate::support::read::read_all;
@@ -69,20 +68,9 @@ async fn zombie_is_fenced(test: &str, moment: PauseMoment) {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let toml = pubsub_pipeline_toml(
-        "eo",
-        &format!(
-            "{}\nparallelism = 2",
-            guarantee_settings("exactly-once", &topics)
-        ),
-        &brokers,
-        &emulator,
-        &topics,
-        &fan_out_transform(),
-        Pull::Unary,
-    );
+    let toml = pubsub_exactly_once_config(&brokers, &emulator, &topics);
     let config = write_config(dir.path(), "sluice.toml", &toml);
-    let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
+    let expected = fan_out_output_count(count);
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
 
     let mut a = match moment {
@@ -185,24 +173,16 @@ async fn two_instances_on_a_failover_subscription_write_exactly_once_when_one_di
             .await
             .unwrap();
     }
-    let toml = pulsar_pipeline_toml(
-        "eo",
-        &format!(
-            "{}\nparallelism = 2\nmax_in_flight = 2000",
-            guarantee_settings("exactly-once", &topics)
-        ),
-        "subscription_type = \"failover\"",
+    let toml = pulsar_config(
         &brokers,
         &topics,
-        &format!(
-            "{}\n{}",
-            fan_out_transform(),
-            sink_toml(&brokers, &topics, "")
-        ),
+        "exactly-once",
+        2,
+        "subscription_type = \"failover\"",
     );
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "sluice.toml", &toml);
-    let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
+    let expected = fan_out_output_count(count);
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
 
     let mut a = SluiceProcess::run_logging_to(&config, &log_a);
@@ -236,25 +216,11 @@ async fn two_instances_on_a_failover_subscription_write_exactly_once_when_one_di
 /// `count` records; `None` when the test is skipped.
 async fn throughput(guarantee: &str, count: u64) -> Option<f64> {
     let (brokers, topics) = brokers_and_topics_for("throughput", 3, BrokerUse::Shared).await?;
-    let toml = pulsar_pipeline_toml(
-        "eo",
-        &format!(
-            "{}\nparallelism = 2\nmax_in_flight = 2000",
-            guarantee_settings(guarantee, &topics)
-        ),
-        "",
-        &brokers,
-        &topics,
-        &format!(
-            "{}\n{}",
-            fan_out_transform(),
-            sink_toml(&brokers, &topics, "")
-        ),
-    );
+    let toml = pulsar_config(&brokers, &topics, guarantee, 2, "");
     publish_to_pulsar(&brokers.pulsar, &topics.source, &pulsar_records(count))
         .await
         .unwrap();
-    let expected: usize = (0..count).map(|seq| copies_of(seq) as usize).sum();
+    let expected = fan_out_output_count(count);
     let started = Instant::now();
     let pipeline = InProcessPipeline::start(&toml).await;
     while pipeline.stats.acked.get() < count {

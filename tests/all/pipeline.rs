@@ -238,15 +238,10 @@ async fn a_source_failure_starts_a_new_session_and_loses_nothing() {
     pipeline.stop().await;
 }
 
-/// Exactly-once read back, in memory: the sink keeps records but loses their delivery
-/// reports, so the pipeline replays them; the read-back finds them and they are not written
-/// twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_does_not_write_again_what_the_sink_already_has() {
-    let mut settings = memory_settings(2, Guarantee::ExactlyOnce);
-    settings.exactly_once.mode = ExactlyOnceMode::ReadBack;
-    let sink = MemorySink::new("out", Some("dlq"));
-    let pipeline = MemoryPipeline::start_on(MemorySource::new(), sink, settings).await;
+/// Records 0..100 with the sink losing the delivery reports of 50..100 (it keeps the records,
+/// as a Kafka that failed after writing does) until the pipeline restarts: afterwards every
+/// record is in the sink once.
+pub(crate) async fn replay_after_lost_delivery_reports(pipeline: &MemoryPipeline) {
     pipeline.push(0..50);
     pipeline.wait_for_acks(50).await;
     pipeline.sink.lose_delivery_reports(true);
@@ -258,6 +253,18 @@ async fn exactly_once_does_not_write_again_what_the_sink_already_has() {
     let (distinct, written) = pipeline.written();
     assert_eq!(distinct.len(), 100, "none lost");
     assert_eq!(written, 100, "none written twice");
+}
+
+/// Exactly-once read back, in memory: the sink keeps records but loses their delivery
+/// reports, so the pipeline replays them; the read-back finds them and they are not written
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_does_not_write_again_what_the_sink_already_has() {
+    let mut settings = memory_settings(2, Guarantee::ExactlyOnce);
+    settings.exactly_once.mode = ExactlyOnceMode::ReadBack;
+    let sink = MemorySink::new("out", Some("dlq"));
+    let pipeline = MemoryPipeline::start_on(MemorySource::new(), sink, settings).await;
+    replay_after_lost_delivery_reports(&pipeline).await;
     assert!(
         pipeline.stats.deduplicated.get() >= 1,
         "the replay found outputs the sink had: {}",

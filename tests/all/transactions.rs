@@ -10,7 +10,7 @@ use std::time::Duration;
 use sluice_connectors::memory::{MemorySink, MemorySource};
 use sluice_pipeline::{Guarantee, PipelineError, PipelineSettings};
 
-use crate::pipeline::{MemoryPipeline, memory_settings};
+use crate::pipeline::{MemoryPipeline, memory_settings, replay_after_lost_delivery_reports};
 
 /// Transactions of at most `max_records` source records, committed after `interval_ms`.
 fn transactions(parallelism: usize, max_records: usize, interval_ms: u64) -> PipelineSettings {
@@ -63,17 +63,7 @@ async fn transactions_commit_by_size_and_time_and_records_are_acked_after_the_co
 /// old one), reads the checkpoint, and does not write again what the lost answer committed.
 async fn a_lost_commit_answer_writes_nothing_twice(source: MemorySource) {
     let pipeline = MemoryPipeline::start_on(source, sink(), transactions(2, 8, 50)).await;
-    pipeline.push(0..50);
-    pipeline.wait_for_acks(50).await;
-    pipeline.sink.lose_delivery_reports(true);
-    pipeline.push(50..100);
-    pipeline.wait_for_restart().await;
-    pipeline.sink.lose_delivery_reports(false);
-    pipeline.wait_for_acks(100).await;
-
-    let (distinct, written) = pipeline.written();
-    assert_eq!(distinct.len(), 100, "none lost");
-    assert_eq!(written, 100, "none written twice");
+    replay_after_lost_delivery_reports(&pipeline).await;
     assert!(
         pipeline.stats.deduplicated.get() >= 1,
         "the checkpoint covered what the lost answer committed: {}",

@@ -383,13 +383,11 @@ fn short(text: &str) -> String {
 /// (Kafka aborts it), so it cannot be dead-lettered alone: the pipeline stops with an error
 /// saying so, rather than write the transaction again forever; nothing of that transaction is
 /// visible, and no record is acked that the sink does not show.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_transactions_a_refusal_at_delivery_stops_the_pipeline_with_a_clear_error() {
-    let source = MemorySource::new();
-    let sink = MemorySink::new("out", Some("dlq"));
-    sink.refuse_deliveries_of(|record| record.value.as_deref() == Some(b"refuse me"));
+/// Pushes records 0..30 over three keys, each with its `seq` header; those `refused` picks
+/// have the value `refuse me` (which the tests' sinks refuse), the others JSON.
+fn push_refusing(source: &MemorySource, refused: impl Fn(u64) -> bool) {
     for seq in 0..30 {
-        let value = if seq == 24 {
+        let value = if refused(seq) {
             "refuse me".to_owned()
         } else {
             format!("{{\"seq\":{seq}}}")
@@ -400,6 +398,14 @@ async fn with_transactions_a_refusal_at_delivery_stops_the_pipeline_with_a_clear
             vec![sluice_record::Header::new("seq", seq.to_string())],
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_transactions_a_refusal_at_delivery_stops_the_pipeline_with_a_clear_error() {
+    let source = MemorySource::new();
+    let sink = MemorySink::new("out", Some("dlq"));
+    sink.refuse_deliveries_of(|record| record.value.as_deref() == Some(b"refuse me"));
+    push_refusing(&source, |seq| seq == 24);
     let pipeline = MemoryPipeline::start_with(
         sluice_tests::PASSTHROUGH,
         source,
@@ -438,18 +444,7 @@ async fn a_record_the_sink_refuses_at_delivery_is_dead_lettered_and_the_others_g
     sink.refuse_deliveries_of(|record| {
         record.topic.as_deref() != Some("dlq") && record.value.as_deref() == Some(b"refuse me")
     });
-    for seq in 0..30 {
-        let value = if seq % 10 == 4 {
-            "refuse me".to_owned()
-        } else {
-            format!("{{\"seq\":{seq}}}")
-        };
-        source.push_with_headers(
-            Some(format!("k{}", seq % 3).as_bytes()),
-            value.as_bytes(),
-            vec![sluice_record::Header::new("seq", seq.to_string())],
-        );
-    }
+    push_refusing(&source, |seq| seq % 10 == 4);
     let pipeline = MemoryPipeline::start(sluice_tests::PASSTHROUGH, source, sink).await;
     pipeline.wait_for_acks(30).await;
     let dead = pipeline.sink.written("dlq");
