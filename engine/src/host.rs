@@ -50,7 +50,7 @@ pub(crate) struct HostState {
 
 /// When the current call's time is up (set by `TransformInstance::arm`).
 pub(crate) struct CallDeadline {
-    /// Guest sleeps end here at the latest: a little after the epoch deadline.
+    /// Guest sleeps end here at the latest: the call's timeout.
     pub(crate) at: Instant,
     /// The engine's epoch count by which the store's epoch deadline has certainly passed.
     pub(crate) epoch: u64,

@@ -314,13 +314,11 @@ impl TransformInstance {
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         let state = store.data_mut();
-        // Guest sleeps end here (see `HostState::bounded_sleep`): a little after the epoch
-        // deadline, so that on waking the guest meets an expired epoch and traps even if
-        // the ticker ran late (its thread may be descheduled for a few ticks).
-        let timeout_ms = self.limits.batch_timeout_ms;
-        let margin_ms = timeout_ms / 10 + 3 * EPOCH_TICK.as_millis() as u64;
+        // Guest sleeps end at the timeout at the latest, and then wait for the epoch to pass
+        // the store's deadline (see `HostState::bounded_sleep`), so that on waking the guest
+        // traps however late the ticker runs.
         state.call_deadline = Instant::now()
-            .checked_add(Duration::from_millis(timeout_ms.saturating_add(margin_ms)))
+            .checked_add(Duration::from_millis(self.limits.batch_timeout_ms))
             .map(|at| CallDeadline {
                 at,
                 // The epoch is at most one ahead of the count: +1 covers that, +1 more
