@@ -65,6 +65,7 @@ pub struct StatsFamilies {
     skipped: Family<PipelineLabel, Counter>,
     deduplicated: Family<PipelineLabel, Counter>,
     transactions: Family<PipelineLabel, Counter>,
+    commit_seconds: HistogramFamily<PipelineLabel>,
     acked: Family<PipelineLabel, Counter>,
     dead_lettered: Family<KindLabels, Counter>,
     restarts: Family<PipelineLabel, Counter>,
@@ -87,6 +88,7 @@ impl Default for StatsFamilies {
             skipped: Family::default(),
             deduplicated: Family::default(),
             transactions: Family::default(),
+            commit_seconds: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
             acked: Family::default(),
             dead_lettered: Family::default(),
             restarts: Family::default(),
@@ -144,6 +146,12 @@ impl StatsFamilies {
             "transactions_committed",
             "Kafka transactions committed (exactly-once on transactions)",
             &self.transactions,
+        );
+        add(
+            r,
+            "transaction_commit_seconds",
+            "How long the sink waited for a round of Kafka transaction commits",
+            &self.commit_seconds,
         );
         add(
             r,
@@ -225,6 +233,7 @@ impl StatsFamilies {
             skipped: self.skipped.get_or_create(&label).clone(),
             deduplicated: self.deduplicated.get_or_create(&label).clone(),
             transactions: self.transactions.get_or_create(&label).clone(),
+            commit_seconds: self.commit_seconds.get_or_create(&label).clone(),
             acked: self.acked.get_or_create(&label).clone(),
             restarts: self.restarts.get_or_create(&label).clone(),
             in_flight: self.in_flight.get_or_create(&label).clone(),
@@ -250,6 +259,9 @@ pub struct PipelineStats {
     pub deduplicated: Counter,
     /// Kafka transactions committed (exactly-once on transactions).
     pub transactions: Counter,
+    /// How long the sink waited for each round of commits (exactly-once on transactions):
+    /// it writes nothing meanwhile, so this is what exactly-once costs in throughput.
+    pub commit_seconds: Histogram,
     pub acked: Counter,
     pub restarts: Counter,
     pub in_flight: Gauge,

@@ -556,3 +556,109 @@ async fn invalid_and_routed_outputs_with_exactly_once(mode: &str) {
         output.len()
     );
 }
+
+/// Acceptance (issue 16 with 22): on transactions, Kafka refusing an output in its delivery
+/// report (a topic of 2,000-byte messages: the pre-send checks pass the 5,000-byte output,
+/// the broker refuses it) aborts the transaction and stops `sluice run` with one error naming
+/// the transactional id and the refusal; nothing of the aborted transaction is visible to a
+/// `read_committed` reader. Once the topic takes the output, a restart delivers every record
+/// exactly once: nothing was acked that was not committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_transactions_a_refusal_at_delivery_aborts_stops_and_a_restart_loses_nothing() {
+    let Some((brokers, topics)) = brokers_and_topics("untrusted-refused", 1).await else {
+        return;
+    };
+    let small = format!("{}-small", topics.output);
+    create_kafka_topic_with_config(&brokers.kafka, &small, 1, &[("max.message.bytes", "2000")])
+        .await
+        .unwrap();
+    const REFUSED: u64 = 12;
+    let stream: Vec<(u64, String, String)> = (0..30)
+        .map(|seq| {
+            let value = if seq == REFUSED {
+                format!("topic:{small};value:5000")
+            } else {
+                format!("{{\"seq\":{seq}}}")
+            };
+            (seq, format!("k{}", seq % KEYS), value)
+        })
+        .collect();
+    let toml = crate::support::config::pulsar_pipeline_toml(
+        "test",
+        &crate::exactly_once::guarantee_settings("exactly-once", &topics),
+        "subscription_type = \"exclusive\"",
+        &brokers,
+        &topics,
+        &format!(
+            "{}\n{}",
+            bad_outputs_transform(""),
+            crate::support::config::sink_toml(&brokers, &topics, "")
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "eo.toml", &toml);
+    let log = dir.path().join("first.log");
+    let mut runtime = SluiceProcess::run_logging_to(&config, &log);
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &pulsar_records(&stream))
+        .await
+        .unwrap();
+    let status = runtime
+        .wait_for_exit(sluice_tests::timeouts::DELIVERY)
+        .expect("sluice run stops on the refusal");
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(!status.success(), "exits non-zero:\n{text}");
+    let error = (text.lines())
+        .find(|line| line.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error: line:\n{text}"));
+    eprintln!("first run: {status}; {}", short(error, 400));
+    let transactional_id = format!("{}.test", topics.output);
+    for expected in [transactional_id.as_str(), "delivery report", "too large"] {
+        assert!(error.contains(expected), "{expected:?} in {error}");
+    }
+    let committed = read_all(&brokers, &[&topics.output]).await;
+    assert!(
+        read_all(&brokers, &[&small]).await.is_empty(),
+        "the refused output is not visible"
+    );
+    let seqs: Vec<u64> = committed.iter().map(seq_of).collect();
+    assert_eq!(
+        seqs.iter().collect::<BTreeSet<_>>().len(),
+        seqs.len(),
+        "each committed output once"
+    );
+    assert!(
+        !seqs.contains(&REFUSED),
+        "nothing of the aborted transaction"
+    );
+
+    sluice_tests::kafka::alter_kafka_topic_config(
+        &brokers.kafka,
+        &small,
+        &[("max.message.bytes", "100000")],
+    )
+    .await
+    .unwrap();
+    let mut runtime = SluiceProcess::run_logging_to(&config, &dir.path().join("second.log"));
+    let good: BTreeSet<u64> = (0..30).filter(|seq| *seq != REFUSED).collect();
+    read_until_seqs(&brokers, &topics.output, &good).await;
+    read_until_seqs(&brokers, &small, &[REFUSED].into()).await;
+    runtime.terminate_and_wait_success();
+    let output = read_all(&brokers, &[&topics.output]).await;
+    assert_eq!(report_counts("after the restart", &output, &good), good);
+    assert_eq!(output.len(), good.len(), "each once");
+    assert_per_key_order(&output);
+    assert_eq!(
+        read_all(&brokers, &[&small]).await.len(),
+        1,
+        "the big one once"
+    );
+    assert!(
+        read_all(&brokers, &[&topics.dead_letter]).await.is_empty(),
+        "nothing dead-lettered"
+    );
+    eprintln!(
+        "{} committed before the refusal, {} after the restart, the refused output once",
+        committed.len(),
+        output.len() - committed.len()
+    );
+}

@@ -280,12 +280,15 @@ impl TransactionalWriter for KafkaWriter {
     }
 
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), SinkError> {
-        if let Some(refusal) = self.refused_delivery(COMMIT_TIMEOUT).await {
-            return Err(self.abort_refused(refusal).await);
-        }
+        // The checkpoint goes out first, so that adding the offsets partition to the
+        // transaction and producing to it overlap the outputs' last round trip instead of
+        // following it. A refusal found below aborts the checkpoint with the outputs.
         self.begin()?;
         for (key, value) in self.ring.records(&self.scope, checkpoint) {
             self.produce_checkpoint(&key, value.as_deref()).await?;
+        }
+        if let Some(refusal) = self.refused_delivery(COMMIT_TIMEOUT).await {
+            return Err(self.abort_refused(refusal).await);
         }
         let producer = self.producer.clone();
         let committed =

@@ -402,7 +402,9 @@ impl<S: Sink> Transactions<S> {
             let checkpoint = checkpoints.get(key)?;
             Some(async move { (*key, scope.writer.commit(checkpoint).await) })
         });
+        let started = Instant::now();
         let results = futures::future::join_all(commits).await;
+        (self.stats.commit_seconds).observe(started.elapsed().as_secs_f64());
         let mut failure = None;
         for (key, result) in results {
             let outcome = match result {

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -45,6 +48,40 @@ pub async fn create_kafka_topic_with_config(
         |new_topic, (name, value)| new_topic.set(name, value),
     );
     create(brokers, &[new_topic]).await
+}
+
+/// Sets topic-level `config` of an existing topic (the others keep their values: Kafka's
+/// AlterConfigs replaces the whole set, so the topic's current overrides are passed along).
+pub async fn alter_kafka_topic_config(
+    brokers: &str,
+    topic: &str,
+    config: &[(&str, &str)],
+) -> Result<()> {
+    let admin = admin(brokers)?;
+    let options = AdminOptions::new().operation_timeout(Some(timeouts::BROKER_REQUEST));
+    let resource = ResourceSpecifier::Topic(topic);
+    let current = admin.describe_configs([&resource], &options).await?;
+    let current = (current.into_iter().next())
+        .context("no answer to DescribeConfigs")?
+        .with_context(|| format!("cannot describe Kafka topic {topic}"))?;
+    let mut alter = AlterConfig::new(resource);
+    let overrides: Vec<(String, String)> = (current.entries.iter())
+        .filter(|entry| matches!(entry.source, ConfigSource::DynamicTopic))
+        .filter(|entry| !config.iter().any(|(name, _)| *name == entry.name))
+        .filter_map(|entry| Some((entry.name.clone(), entry.value.clone()?)))
+        .collect();
+    for (name, value) in &overrides {
+        alter = alter.set(name, value);
+    }
+    for (name, value) in config {
+        alter = alter.set(name, value);
+    }
+    for result in admin.alter_configs([&alter], &options).await? {
+        if let Err((_, code)) = result {
+            bail!("cannot alter the config of Kafka topic {topic}: {code}");
+        }
+    }
+    Ok(())
 }
 
 /// Creates `new_topics`, then waits until each has a leader on every partition: Kafka answers
