@@ -88,7 +88,7 @@ impl TransformChain {
 
     /// Makes every stage, and every version swapped in later, give the same outputs when a
     /// record is transformed again: transforms that import clocks or random get them pinned
-    /// to each record and are called one record at a time. Returns the names of those.
+    /// to each record whenever they read them. Returns the names of those.
     pub fn make_deterministic(&mut self) -> Result<Vec<String>, Error> {
         self.deterministic = true;
         let mut pinned = Vec::new();

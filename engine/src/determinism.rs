@@ -6,8 +6,11 @@
 //! monotonic clock starts at 0 and moves 1 µs per reading, and `wasi:random/random` and
 //! `wasi:random/insecure` stream from a ChaCha generator seeded with a hash of the record's
 //! source identity. `wasi:random/insecure-seed` is a constant. Only components that import
-//! clocks or random need this; they are called one record at a time to pin each record
-//! (see `TransformInstance::set_deterministic`).
+//! clocks or random need this. Most of them import clocks or random without reading them per
+//! record (a language's standard library links them), so a batch is first called as one with
+//! the inputs *watched*: if the guest read none of them, the batch's outputs do not depend on
+//! them and stand; if it read one, they are discarded and the records are called one at a time,
+//! each pinned to its record (see `TransformInstance::run`).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,6 +50,8 @@ struct Pinned {
     wall: Duration,
     monotonic_ns: u64,
     random: ChaCha20Rng,
+    /// Watching a batch call: whether the guest read a clock or random during it.
+    watch: Option<bool>,
 }
 
 impl PinnedInputs {
@@ -55,7 +60,19 @@ impl PinnedInputs {
             wall: Duration::ZERO,
             monotonic_ns: 0,
             random: ChaCha20Rng::from_seed([0; 32]),
+            watch: None,
         })))
+    }
+
+    /// Watches the next call: [`Self::stop_watching`] tells whether the guest read a clock
+    /// or random meanwhile (what it read then is of no record: its outputs must be dropped).
+    pub(crate) fn watch(&self) {
+        self.lock().watch = Some(false);
+    }
+
+    /// Stops watching; whether the guest read a clock or random since [`Self::watch`].
+    pub(crate) fn stop_watching(&self) -> bool {
+        self.lock().watch.take().unwrap_or(false)
     }
 
     /// Pins clocks and random to `record` for the next call.
@@ -66,6 +83,7 @@ impl PinnedInputs {
         seed.update(record.source.message_id.as_bytes());
         let wall_ms = record.default_timestamp_ms().unwrap_or(0).max(0);
         let mut pinned = self.lock();
+        pinned.watch = None;
         pinned.wall = Duration::from_millis(wall_ms as u64);
         pinned.monotonic_ns = 0;
         pinned.random = ChaCha20Rng::from_seed(seed.finalize().into());
@@ -83,6 +101,15 @@ impl PinnedInputs {
     fn lock(&self) -> MutexGuard<'_, Pinned> {
         self.0.lock().expect("pinned inputs lock poisoned")
     }
+
+    /// The inputs, for a read by the guest (noted when watching).
+    fn read(&self) -> MutexGuard<'_, Pinned> {
+        let mut pinned = self.lock();
+        if let Some(read) = pinned.watch.as_mut() {
+            *read = true;
+        }
+        pinned
+    }
 }
 
 struct PinnedWallClock(PinnedInputs);
@@ -93,7 +120,7 @@ impl HostWallClock for PinnedWallClock {
     }
 
     fn now(&self) -> Duration {
-        self.0.lock().wall
+        self.0.read().wall
     }
 }
 
@@ -105,7 +132,7 @@ impl HostMonotonicClock for PinnedMonotonicClock {
     }
 
     fn now(&self) -> u64 {
-        let mut pinned = self.0.lock();
+        let mut pinned = self.0.read();
         pinned.monotonic_ns += MONOTONIC_STEP_NS;
         pinned.monotonic_ns
     }
@@ -117,15 +144,15 @@ impl TryRng for PinnedRandom {
     type Error = Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        Ok(Rng::next_u32(&mut self.0.lock().random))
+        Ok(Rng::next_u32(&mut self.0.read().random))
     }
 
     fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        Ok(Rng::next_u64(&mut self.0.lock().random))
+        Ok(Rng::next_u64(&mut self.0.read().random))
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        Rng::fill_bytes(&mut self.0.lock().random, dst);
+        Rng::fill_bytes(&mut self.0.read().random, dst);
         Ok(())
     }
 }
@@ -140,5 +167,31 @@ mod tests {
         assert!(is_nondeterministic("wasi:random/random@0.2.12"));
         assert!(!is_nondeterministic("wasi:random/insecure-seed@0.2.6"));
         assert!(!is_nondeterministic("wasi:io/streams@0.2.6"));
+    }
+
+    #[test]
+    fn a_watched_call_tells_whether_the_guest_read_a_clock_or_random() {
+        let inputs = PinnedInputs::new();
+        inputs.watch();
+        assert!(!inputs.stop_watching(), "nothing read");
+        let reads: [&dyn Fn(&PinnedInputs); 3] = [
+            &|inputs| {
+                PinnedWallClock(inputs.clone()).now();
+            },
+            &|inputs| {
+                PinnedMonotonicClock(inputs.clone()).now();
+            },
+            &|inputs| {
+                Rng::next_u64(&mut PinnedRandom(inputs.clone()));
+            },
+        ];
+        for read in reads {
+            inputs.watch();
+            read(&inputs);
+            assert!(inputs.stop_watching(), "a read is noted");
+            assert!(!inputs.stop_watching(), "once");
+            read(&inputs);
+            assert!(!inputs.stop_watching(), "unwatched reads are not noted");
+        }
     }
 }

@@ -66,8 +66,23 @@ pub(crate) struct TransformInstance {
     recycles: u64,
     /// Whether the component imports clocks or random (see `determinism`).
     nondeterministic: bool,
-    /// Clocks and random pinned per record, one record per call (exactly-once).
+    /// Clocks and random pinned per record (exactly-once): see [`TransformInstance::run`].
     pinned: Option<PinnedInputs>,
+    /// Batches in a row in which the guest read clocks or random (pinned only).
+    batches_read_inputs: u32,
+}
+
+/// After this many batches in a row in which a deterministic guest read clocks or random, it
+/// is called one record at a time without trying the batch first.
+const BATCHES_READING_INPUTS_BEFORE_PER_RECORD: u32 = 2;
+
+/// What a call's clocks and random are, when the transform is deterministic.
+#[derive(Clone, Copy)]
+enum Pinning<'a> {
+    /// Pinned to this record.
+    To(&'a InputRecord),
+    /// Watched: whether the guest reads them decides whether the call's outputs stand.
+    Watched,
 }
 
 impl TransformInstance {
@@ -105,6 +120,7 @@ impl TransformInstance {
             recycles: 0,
             nondeterministic,
             pinned: None,
+            batches_read_inputs: 0,
         };
         instance.go_live()?;
         Ok(instance)
@@ -138,8 +154,8 @@ impl TransformInstance {
     }
 
     /// Makes replays of a record give the same outputs: a component that imports clocks or
-    /// random gets them pinned to each record and is called one record at a time (a fresh
-    /// instance is made with the pinned clocks). Others are deterministic already.
+    /// random gets them pinned to each record whenever it reads them (a fresh instance is made
+    /// with the pinned clocks; see [`Self::run`]). Others are deterministic already.
     pub(crate) fn set_deterministic(&mut self) -> Result<(), Error> {
         if !self.nondeterministic || self.pinned.is_some() {
             return Ok(());
@@ -166,8 +182,8 @@ impl TransformInstance {
             return Vec::new();
         }
         let lowered: Vec<bindings::InputRecord> = inputs.iter().map(lower).collect();
-        if self.pinned.is_some() {
-            return self.run_one_by_one(inputs, &lowered);
+        if let Some(pinned) = self.pinned.clone() {
+            return self.run_deterministic(&pinned, inputs, &lowered);
         }
         match self.call(&lowered, None) {
             Ok(results) if results.len() == inputs.len() => results
@@ -204,6 +220,47 @@ impl TransformInstance {
         }
     }
 
+    /// Deterministic: the batch is called as one with clocks and random watched. If the
+    /// guest read none of them its outputs stand (they cannot depend on them); otherwise they
+    /// are dropped and each record is called alone with the inputs pinned to it, so a replay
+    /// reads the same. A guest that reads them batch after batch is called record by record
+    /// straight away. A trap or a wrong count goes record by record too, as without pinning.
+    fn run_deterministic(
+        &mut self,
+        pinned: &PinnedInputs,
+        inputs: &[InputRecord],
+        lowered: &[bindings::InputRecord],
+    ) -> Vec<StageResult> {
+        if inputs.len() == 1 || self.batches_read_inputs >= BATCHES_READING_INPUTS_BEFORE_PER_RECORD
+        {
+            return self.run_one_by_one(inputs, lowered);
+        }
+        let called = self.call(lowered, Some(Pinning::Watched));
+        let read_inputs = pinned.stop_watching();
+        match called {
+            Ok(results) if !read_inputs && results.len() == inputs.len() => {
+                self.batches_read_inputs = 0;
+                results
+                    .into_iter()
+                    .map(|result| self.judge(result))
+                    .collect()
+            }
+            _ => {
+                if read_inputs {
+                    self.batches_read_inputs += 1;
+                    if self.batches_read_inputs == BATCHES_READING_INPUTS_BEFORE_PER_RECORD {
+                        tracing::debug!(
+                            transform = %self.id,
+                            "the guest reads clocks or random in every batch: calling it one \
+                             record at a time, each pinned to its record (exactly-once)"
+                        );
+                    }
+                }
+                self.run_one_by_one(inputs, lowered)
+            }
+        }
+    }
+
     /// One call per record, each with clocks and random pinned to it when deterministic.
     fn run_one_by_one(
         &mut self,
@@ -218,7 +275,7 @@ impl TransformInstance {
     }
 
     fn call_one(&mut self, input: &InputRecord, record: &bindings::InputRecord) -> StageResult {
-        match self.call(std::slice::from_ref(record), Some(input)) {
+        match self.call(std::slice::from_ref(record), Some(Pinning::To(input))) {
             Ok(mut results) if results.len() == 1 => {
                 let result = results.pop().expect("one result");
                 self.judge(result)
@@ -230,12 +287,12 @@ impl TransformInstance {
     }
 
     /// One guest call on the live instance (made first if a trap discarded it). When
-    /// deterministic, clocks and random are pinned to `pin_to` after the instance is made, so
-    /// its `init` does not move the record's random stream.
+    /// deterministic, clocks and random are pinned or watched (`pinning`) after the instance
+    /// is made, so its `init` neither moves the record's random stream nor counts as a read.
     fn call(
         &mut self,
         records: &[bindings::InputRecord],
-        pin_to: Option<&InputRecord>,
+        pinning: Option<Pinning<'_>>,
     ) -> Result<Vec<bindings::RecordResult>, CallError> {
         let mut live = match self.live.take() {
             Some(live) => live,
@@ -262,8 +319,10 @@ impl TransformInstance {
                 }
             },
         };
-        if let (Some(pinned), Some(record)) = (&self.pinned, pin_to) {
-            pinned.pin(record);
+        match (&self.pinned, pinning) {
+            (Some(pinned), Some(Pinning::To(record))) => pinned.pin(record),
+            (Some(pinned), Some(Pinning::Watched)) => pinned.watch(),
+            _ => {}
         }
         self.arm(&mut live.store);
         let result = live.bindings.call_transform_batch(&mut live.store, records);

@@ -13,12 +13,12 @@ use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 use sluice_tests::timeouts;
 
 use crate::exactly_once::{
-    check_outputs, copies_of, count_outputs, fan_out_output_count, fan_out_transform,
-    guarantee_settings, output_size, print_check, pubsub_exactly_once_config, pubsub_messages,
-    pulsar_config, pulsar_records, wait_for_every_output, wait_for_outputs,
+    check_outputs, copies_of, count_outputs, fan_out_output_count, guarantee_settings, output_size,
+    print_check, pubsub_exactly_once_config, pubsub_messages, pulsar_config, pulsar_records,
+    wait_for_every_output, wait_for_outputs,
 };
 use crate::support::brokers::{BrokerUse, PROJECT, brokers_and_topics_for, pubsub_setup};
-use crate::support::config::{pulsar_pipeline_toml, sink_toml, write_config};
+use crate::support::config::{pulsar_pipeline_toml, sink_toml, transform_entry, write_config};
 use crate::support::http::create_partitioned_pulsar_topic;
 use crate::support::process::{InProcessPipeline, SluiceProcess};
 use crate::support::read::read_all;
@@ -212,8 +212,9 @@ async fn two_instances_on_a_failover_subscription_write_exactly_once_when_one_di
     assert_eq!(check.records, expected);
 }
 
-/// How fast an in-process Pulsar → Kafka pipeline with `guarantee` moved `count` records,
-/// with the default in-flight bound and commit sizing: records per second from its first
+/// How fast an in-process Pulsar → Kafka pipeline with `guarantee` moved `count` records
+/// through the fan-out guest (which imports clocks and random, as most guests do, without
+/// reading them), with the default in-flight bound and commit sizing: records per second from its first
 /// ack to its last (the rate it keeps), and the seconds from its start to that first ack
 /// (what opening costs: for exactly-once, fencing older writers and reading checkpoints).
 /// `None` when the test is skipped.
@@ -230,7 +231,7 @@ async fn throughput(guarantee: &str, count: u64) -> Option<(f64, f64)> {
         &topics,
         &format!(
             "{}\n{}",
-            fan_out_transform(),
+            transform_entry(sluice_tests::FAN_OUT_WORK, r#"copies = "seq""#),
             sink_toml(&brokers, &topics, "")
         ),
     );

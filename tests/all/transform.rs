@@ -715,6 +715,74 @@ fn a_deterministic_chain_gives_the_same_stamps_on_every_run() {
     assert_ne!(free, free_again, "unpinned random differs between runs");
 }
 
+/// Exactly-once without a cost for guests that import clocks and random but do not read them
+/// per record: a deterministic chain calls a batch as one while the guest reads neither, and
+/// calls each record alone, pinned to it, when the guest read one in the batch; a guest that
+/// reads them batch after batch is then called record by record at once.
+#[test]
+fn a_deterministic_guest_is_called_in_batches_until_it_reads_clocks_or_random() {
+    let chain = |deterministic: bool| {
+        let mut chain = TransformChain::new(
+            engine(),
+            &[spec(
+                "stamp",
+                sluice_tests::FAN_OUT_WORK,
+                &[("stamp", "marked"), ("batch", "true")],
+                Limits::default(),
+            )],
+        )
+        .unwrap();
+        if deterministic {
+            assert_eq!(chain.make_deterministic().unwrap(), ["stamp"]);
+        }
+        chain
+    };
+    let header = |outcome: &RecordOutcome, name: &str| {
+        let RecordOutcome::Outputs(outputs) = outcome else {
+            panic!("the guest answers with outputs: {outcome:?}");
+        };
+        (outputs[0].headers.iter())
+            .find(|h| h.name == name)
+            .map(|h| String::from_utf8(h.value.clone()).unwrap())
+    };
+    let calls = |outcomes: &[RecordOutcome]| -> Vec<String> {
+        (outcomes.iter())
+            .map(|outcome| header(outcome, "batch").unwrap())
+            .collect()
+    };
+    let plain: Vec<InputRecord> = (0..20).map(|i| record(i, "plain")).collect();
+    let mut marked = plain.clone();
+    marked[7] = record(7, "stamp me");
+
+    let mut deterministic = chain(true);
+    assert_eq!(calls(&deterministic.run_batch(&plain)), vec!["20"; 20]);
+    let reading = deterministic.run_batch(&marked);
+    assert_eq!(calls(&reading), vec!["1"; 20], "a read: record by record");
+    let alone = chain(true).run_batch(&marked[7..8]);
+    assert_eq!(
+        (header(&reading[7], "random"), header(&reading[7], "clock")),
+        (header(&alone[0], "random"), header(&alone[0], "clock")),
+        "pinned to the record, whatever the batch"
+    );
+    assert_eq!(
+        calls(&deterministic.run_batch(&plain)),
+        vec!["20"; 20],
+        "batched again once the guest stops reading"
+    );
+    deterministic.run_batch(&marked);
+    deterministic.run_batch(&marked);
+    assert_eq!(
+        calls(&deterministic.run_batch(&plain)),
+        vec!["1"; 20],
+        "two batches in a row that read: record by record from then on"
+    );
+    assert_eq!(
+        calls(&chain(false).run_batch(&marked)),
+        vec!["20"; 20],
+        "without exactly-once nothing is pinned: one call"
+    );
+}
+
 /// A guest that imports neither clocks nor random is deterministic already: nothing pinned.
 #[test]
 fn a_guest_without_clocks_or_random_needs_no_pinning() {

@@ -87,8 +87,8 @@ pub(crate) fn make_deterministic(
         tracing::info!(
             pipeline = %pipeline,
             transforms = %pinned.join(", "),
-            "exactly-once: these transforms import clocks or random; they get them pinned \
-             to each record and are called one record at a time"
+            "exactly-once: these transforms import clocks or random; a batch in which they \
+             read them is called again one record at a time, each pinned to its record"
         );
     }
     Ok(())

@@ -5,7 +5,9 @@
 //! - `busy = "value"`: CPU work before answering, from none to about a million rounds, keyed
 //!   on a hash of the value (the same value always costs the same);
 //! - `stamp = "true"`: headers `random` (a `wasi:random` u64) and `clock` (wall-clock ms),
-//!   which a deterministic sandbox pins per record.
+//!   which a deterministic sandbox pins per record; `stamp = "marked"`: only on records whose
+//!   value starts with `stamp` (the others read neither);
+//! - `batch = "true"`: header `batch` = how many records the call that made the output held.
 //!
 //! Written against the raw `wit-bindgen` bindings, like the other test guests.
 
@@ -22,7 +24,15 @@ wit_bindgen::generate!({
 thread_local! {
     static COPIES_BY_SEQ: Cell<bool> = const { Cell::new(false) };
     static BUSY: Cell<bool> = const { Cell::new(false) };
-    static STAMP: Cell<bool> = const { Cell::new(false) };
+    static STAMP: Cell<Stamp> = const { Cell::new(Stamp::None) };
+    static BATCH: Cell<bool> = const { Cell::new(false) };
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stamp {
+    None,
+    All,
+    Marked,
 }
 
 struct FanOutWork;
@@ -33,7 +43,9 @@ impl Guest for FanOutWork {
             match (key.as_str(), value.as_str()) {
                 ("copies", "seq") => COPIES_BY_SEQ.set(true),
                 ("busy", "value") => BUSY.set(true),
-                ("stamp", "true") => STAMP.set(true),
+                ("stamp", "true") => STAMP.set(Stamp::All),
+                ("stamp", "marked") => STAMP.set(Stamp::Marked),
+                ("batch", "true") => BATCH.set(true),
                 _ => return Err(format!("unknown config {key} = {value:?}")),
             }
         }
@@ -41,14 +53,15 @@ impl Guest for FanOutWork {
     }
 
     fn transform_batch(records: Vec<InputRecord>) -> Vec<RecordResult> {
+        let batch = records.len();
         records
             .into_iter()
-            .map(|record| Ok(outputs(record)))
+            .map(|record| Ok(outputs(record, batch)))
             .collect()
     }
 }
 
-fn outputs(record: InputRecord) -> Vec<OutputRecord> {
+fn outputs(record: InputRecord, batch: usize) -> Vec<OutputRecord> {
     let copies = if COPIES_BY_SEQ.get() {
         1 + header(&record, "seq")
             .and_then(|s| s.parse::<u64>().ok())
@@ -65,7 +78,22 @@ fn outputs(record: InputRecord) -> Vec<OutputRecord> {
             value: work.to_string().into_bytes(),
         });
     }
-    if STAMP.get() {
+    let stamp = match STAMP.get() {
+        Stamp::None => false,
+        Stamp::All => true,
+        Stamp::Marked => record
+            .value
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(b"stamp"),
+    };
+    if BATCH.get() {
+        headers.push(Header {
+            name: "batch".into(),
+            value: batch.to_string().into_bytes(),
+        });
+    }
+    if stamp {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).expect("wasi:random answers");
         let now = SystemTime::now()
