@@ -5,11 +5,13 @@
 //! - `busy = "value"`: CPU work before answering, from none to about a million rounds, keyed
 //!   on a hash of the value (the same value always costs the same);
 //! - `stamp = "true"`: headers `random` (a `wasi:random` u64) and `clock` (wall-clock ms),
-//!   which a deterministic sandbox pins per record.
+//!   which a deterministic sandbox pins per record;
+//! - `instance = "<name>"`: header `instance` = the name, so a test running several instances
+//!   of one config (the name comes from an environment variable) sees which one wrote what.
 //!
 //! Written against the raw `wit-bindgen` bindings, like the other test guests.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice::transform::types::{Header, OutputRecord};
@@ -23,6 +25,7 @@ thread_local! {
     static COPIES_BY_SEQ: Cell<bool> = const { Cell::new(false) };
     static BUSY: Cell<bool> = const { Cell::new(false) };
     static STAMP: Cell<bool> = const { Cell::new(false) };
+    static INSTANCE: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 struct FanOutWork;
@@ -34,6 +37,7 @@ impl Guest for FanOutWork {
                 ("copies", "seq") => COPIES_BY_SEQ.set(true),
                 ("busy", "value") => BUSY.set(true),
                 ("stamp", "true") => STAMP.set(true),
+                ("instance", name) => INSTANCE.set(Some(name.to_owned())),
                 _ => return Err(format!("unknown config {key} = {value:?}")),
             }
         }
@@ -78,6 +82,12 @@ fn outputs(record: InputRecord) -> Vec<OutputRecord> {
         headers.push(Header {
             name: "clock".into(),
             value: now.as_millis().to_string().into_bytes(),
+        });
+    }
+    if let Some(name) = INSTANCE.with_borrow(Clone::clone) {
+        headers.push(Header {
+            name: "instance".into(),
+            value: name.into_bytes(),
         });
     }
     (0..copies)
