@@ -740,3 +740,129 @@ fn stopped_counters(log: &str) -> (u64, u64) {
     };
     (counter("received"), counter("acked"))
 }
+
+/// The checked-in Grafana dashboard.
+const DASHBOARD: &str = include_str!("../../deploy/grafana/sluice.json");
+
+/// Acceptance (issue 21): every query of the Grafana dashboard (`deploy/grafana/sluice.json`:
+/// each panel's targets and the template variables) names only metrics a running `sluice`
+/// serves on `/metrics`, and every panel has a query naming one. The names come from the
+/// scrape's samples and from its `# TYPE` lines, so a family with no series yet (no record
+/// dead-lettered, say) still counts, with the suffixes its type gives its samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_names_a_metric_sluice_serves() {
+    let Some((brokers, topics)) = brokers_and_topics("dashboard", 2).await else {
+        return;
+    };
+    let transforms = named_transform_entry("redact", REDACT, r#"fields = "email""#);
+    let run = AdminRun::new(&brokers, &topics, &transforms, None);
+    let mut runtime = SluiceProcess::run(&run.config);
+    run.api.wait_ready(&mut runtime).await;
+    // Families with labels show only once they have a series: a record the guest
+    // dead-letters (a value that is not JSON) and a deploy (of the same version) make them.
+    let mut records = keyed_records(0..20);
+    records[19].value = b"not json".to_vec();
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &records)
+        .await
+        .unwrap();
+    read_until_seqs(&brokers, &topics.output, &(0..19).collect()).await;
+    read_until_seqs(&brokers, &topics.dead_letter, &[19].into()).await;
+    let component = std::fs::read(REDACT).unwrap();
+    let (deployed, answer) = run.api.deploy(PIPELINE, "redact", component, None).await;
+    assert_eq!(deployed, 200, "{answer}");
+    let (status, text) = run.api.get("/metrics").await.unwrap();
+    runtime.terminate_and_wait_success();
+    assert_eq!(status, 200, "{text}");
+
+    let served = served_metric_names(&text);
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"]
+            .as_str()
+            .expect("a panel has a title")
+            .to_owned();
+        let exprs: Vec<&str> = panel["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        assert!(!exprs.is_empty(), "panel {title:?} has no query");
+        for expr in exprs {
+            queries.push((format!("panel {title:?}"), expr.to_owned()));
+        }
+    }
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+    {
+        if let Some(definition) = variable["definition"].as_str() {
+            queries.push((
+                format!("variable {}", variable["name"]),
+                definition.to_owned(),
+            ));
+        }
+    }
+    let mut named = BTreeSet::new();
+    for (place, expr) in &queries {
+        let names = sluice_metric_names(expr);
+        assert!(
+            !names.is_empty(),
+            "{place}: {expr:?} names no sluice metric"
+        );
+        for name in names {
+            assert!(
+                served.contains(&name),
+                "{place}: {name} is not served; /metrics has {served:?}"
+            );
+            named.insert(name);
+        }
+    }
+    eprintln!(
+        "dashboard: {} panels, {} queries, {} metrics named, all served ({} names on /metrics)",
+        dashboard["panels"].as_array().map_or(0, Vec::len),
+        queries.len(),
+        named.len(),
+        served.len()
+    );
+}
+
+/// The sample names of a Prometheus / OpenMetrics text: those of its samples, and those each
+/// `# TYPE` line's family gives its samples.
+fn served_metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(declaration) = line.strip_prefix("# TYPE ") {
+            let mut parts = declaration.split_whitespace();
+            let (Some(family), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total", "_created"],
+                "histogram" => &["_bucket", "_sum", "_count", "_created"],
+                "summary" => &["", "_sum", "_count", "_created"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{family}{s}")));
+        } else if !line.starts_with('#') {
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            if !name.is_empty() {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+/// The `sluice_…` identifiers of a PromQL expression.
+fn sluice_metric_names(expr: &str) -> BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|token| token.starts_with("sluice_"))
+        .map(str::to_owned)
+        .collect()
+}
