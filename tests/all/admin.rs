@@ -1018,6 +1018,17 @@ async fn one_deploy_reaches_every_instance() {
     publish(phase(4)).await;
     let all = through(4);
     let output = read_until_seqs(&brokers, &topics.output, &all).await;
+    // A component the topic cannot hold is refused, saying why, before anything changes.
+    let oversized = vec![0_u8; sluice_runtime::shared_deployments::MAX_ENTRY_BYTES + 1];
+    let (refused, answer) = instances[2]
+        .api
+        .deploy(PIPELINE, STAMP, oversized, None)
+        .await;
+    assert_eq!(refused, 413, "{answer}");
+    let reason = answer["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("deployments topic"), "{reason}");
+    eprintln!("an oversized component: {refused} {reason}");
+    wait_until_every_instance_runs(&instances, &v1).await;
     for instance in &mut instances {
         instance.process.terminate_and_wait_success();
     }
