@@ -269,6 +269,12 @@ fn status_table(status: &Value) -> String {
     table
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The instances of each pipeline that shares its versions through a deployments topic, and
 /// the version each runs: one line per instance.
 fn instances_table(status: &Value) -> String {
@@ -289,9 +295,14 @@ fn instances_table(status: &Value) -> String {
                     format!("{transform}@{}", digest.get(..19).unwrap_or(digest))
                 })
                 .collect();
+            // Instances publish themselves every 15 s: one not seen for longer is gone.
+            let seen = instance["at_ms"]
+                .as_i64()
+                .map(|at| format!("  seen {} s ago", (now_ms() - at).max(0) / 1000))
+                .unwrap_or_default();
             let _ = writeln!(
                 table,
-                "  {}  admin {}  {}",
+                "  {}  admin {}  {}{seen}",
                 instance["instance"].as_str().unwrap_or("?"),
                 instance["admin"].as_str().unwrap_or("?"),
                 versions.join(" → ")

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `component/<digest>` | the component's bytes (at most [`MAX_ENTRY_BYTES`]) |
 //! | `history/<transform>` | the transform's version history (JSON), its `current` the live version |
-//! | `instance/<id>` | what an instance runs: `{"instance", "admin", "transforms": {name: digest}, "at_ms"}`; a tombstone when it stops |
+//! | `instance/<id>` | what an instance runs: `{"instance", "admin", "transforms": {name: digest}, "at_ms"}`, at start, after each swap and every 15 s; a tombstone when it stops |
 //!
 //! A deploy writes the components the topic lacks, then the history; each instance (the one that took the
 //! deploy too) stores them in its component store and swaps the version in when it reads the
@@ -30,6 +30,9 @@ use crate::component_store::{ComponentStore, History, StoreError};
 const COMPONENT: &str = "component/";
 const HISTORY: &str = "history/";
 const INSTANCE: &str = "instance/";
+/// An instance not heard of for this long (eight missed heartbeats) is taken for gone: a
+/// killed one cannot withdraw itself.
+pub const GONE_AFTER_MS: i64 = 120_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SharedDeploymentsError {
@@ -205,12 +208,15 @@ impl SharedDeployments {
             .await;
     }
 
-    /// Every instance of the pipeline the topic knows, as each last published itself.
+    /// Every instance of the pipeline that published itself within [`GONE_AFTER_MS`], as it
+    /// last did (live instances publish every 15 s; a killed one stops).
     pub fn instances(&self) -> Vec<Value> {
+        let since = sluice_record::now_ms() - GONE_AFTER_MS;
         self.instances
             .lock()
             .expect("instances lock poisoned")
             .values()
+            .filter(|i| i["at_ms"].as_i64().is_some_and(|at| at >= since))
             .cloned()
             .collect()
     }

@@ -922,8 +922,9 @@ async fn wait_until_status_lists(api: &AdminApi, count: usize, digest: &str) -> 
 
 /// Acceptance (issue 21): three instances of one config on a key_shared subscription share
 /// their versions through the pipeline's deployments topic. `sluice deploy` sent once, to
-/// one instance, swaps all three; `sluice rollback` sent to another brings all three back;
-/// `sluice status` lists the three and the version each runs. Every output carries exactly one
+/// one instance, swaps all three; a fourth started after it starts on the deployed version;
+/// `sluice rollback` sent to another brings all four back; `sluice status` lists the
+/// instances and the version each runs. Every output carries exactly one
 /// version stamp; what was published after every instance ran v2 carries v2, after the
 /// rollback v1; none is missing; per-key order holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -950,8 +951,7 @@ async fn one_deploy_reaches_every_instance() {
     ));
     let config = dir.path().join("sluice.toml");
     std::fs::write(&config, toml).unwrap();
-    let mut instances = Vec::new();
-    for name in ["a", "b", "c"] {
+    let start_instance = async |name: &'static str| {
         let listen = free_loopback_address().to_string();
         let state = dir.path().join(format!("state-{name}"));
         let mut process = SluiceProcess::run_with_env_logging_to(
@@ -965,7 +965,11 @@ async fn one_deploy_reaches_every_instance() {
         );
         let api = AdminApi::new(listen.parse().unwrap());
         api.wait_ready(&mut process).await;
-        instances.push(SharingInstance { name, process, api });
+        SharingInstance { name, process, api }
+    };
+    let mut instances = Vec::new();
+    for name in ["a", "b", "c"] {
+        instances.push(start_instance(name).await);
     }
     let (v1, v2) = (
         component_digest(VERSION_STAMP_V1).await,
@@ -1002,6 +1006,16 @@ async fn one_deploy_reaches_every_instance() {
     eprintln!("after one deploy to a, `sluice status` through c:\n{status_v2}");
     publish(phase(2)).await;
     read_until_seqs(&brokers, &topics.output, &through(2)).await;
+    // An instance started now (a scale-up, a restarted pod) reads the topic before it runs:
+    // it starts on v2, not on its config's v1.
+    let late = start_instance("d").await;
+    let running = late.api.get_json("/v1/status").await;
+    assert_eq!(
+        running["pipelines"][0]["transforms"][0]["digest"],
+        v2.as_str(),
+        "a new instance starts on the deployed version: {running}"
+    );
+    instances.push(late);
 
     let streaming = tokio::spawn(publish(phase(3)));
     let rollback = admin_command(
@@ -1013,8 +1027,10 @@ async fn one_deploy_reaches_every_instance() {
     assert_succeeded(&rollback, "sluice rollback (to b)");
     wait_until_every_instance_runs(&instances, &v1).await;
     streaming.await.unwrap();
-    let status_v1 = wait_until_status_lists(&instances[0].api, 3, &v1).await;
-    eprintln!("after one rollback to b, `sluice status` through a:\n{status_v1}");
+    let status_v1 = wait_until_status_lists(&instances[0].api, 4, &v1).await;
+    eprintln!(
+        "after one rollback to b, `sluice status` through a (d started after the deploy):\n{status_v1}"
+    );
     publish(phase(4)).await;
     let all = through(4);
     let output = read_until_seqs(&brokers, &topics.output, &all).await;
@@ -1029,11 +1045,18 @@ async fn one_deploy_reaches_every_instance() {
     assert!(reason.contains("deployments topic"), "{reason}");
     eprintln!("an oversized component: {refused} {reason}");
     wait_until_every_instance_runs(&instances, &v1).await;
+    let mut received = Vec::new();
+    for instance in &instances {
+        let status = instance.api.get_json("/v1/status").await;
+        let count = &status["pipelines"][0]["counters"]["received"];
+        received.push(format!("{} {count}", instance.name));
+    }
+    eprintln!("records each instance received: {}", received.join(", "));
     for instance in &mut instances {
         instance.process.terminate_and_wait_success();
     }
 
-    let distinct = report_counts("one deploy, three instances", &output, &all);
+    let distinct = report_counts("one deploy, four instances", &output, &all);
     assert_eq!(distinct, all, "no record lost");
     assert_per_key_order(&output);
     let mut by_phase: BTreeMap<(u64, String), usize> = BTreeMap::new();

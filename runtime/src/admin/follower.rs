@@ -4,6 +4,7 @@
 //! instance then publishes what it runs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_connectors::kafka::DeploymentReader;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 use super::AdminState;
 use super::versions::SWAP_WAIT;
 use crate::shared_deployments::{Applied, SharedDeployments};
+
+/// How often an instance publishes what it runs even when nothing changed, so `sluice
+/// status` can tell a live instance (seen moments ago) from a killed one.
+const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Reads `reader` until `stop`, making each history's current version live.
 pub async fn follow(
@@ -20,9 +25,17 @@ pub async fn follow(
     stop: CancellationToken,
 ) {
     let pipeline = shared.pipeline().to_owned();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let entry = tokio::select! {
             entry = reader.next() => entry,
+            _ = heartbeat.tick() => {
+                if let Some(running) = state.pipelines.get(&pipeline) {
+                    shared.publish_instance(&running.control).await;
+                }
+                continue;
+            }
             _ = stop.cancelled() => return,
         };
         let entry = match entry {
