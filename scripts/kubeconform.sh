@@ -24,6 +24,10 @@ tools=$SLUICE_BUILD_CACHE/tools
 kubeconform=$tools/kubeconform-$kubeconform_version/kubeconform
 schemas=$tools/kubernetes-schemas-$schemas_package_version/v$kubernetes_version
 
+if [[ ! -x $kubeconform ]] && ! command -v go >/dev/null; then
+    echo "error: kubeconform is built with Go (go install); install Go (https://go.dev/doc/install)" >&2
+    exit 1
+fi
 if [[ ! -x $kubeconform ]]; then
     echo "installing kubeconform $kubeconform_version (Go module proxy; first run: about a minute)"
     GOBIN=$(dirname "$kubeconform") GOFLAGS=-mod=mod \
