@@ -25,7 +25,7 @@ kubeconform=$tools/kubeconform-$kubeconform_version/kubeconform
 schemas=$tools/kubernetes-schemas-$schemas_package_version/v$kubernetes_version
 
 if [[ ! -x $kubeconform ]] && ! command -v go >/dev/null; then
-    echo "error: kubeconform is built with Go (go install); install Go (https://go.dev/doc/install)" >&2
+    echo "error: kubeconform is built with Go (go install); install Go" >&2
     exit 1
 fi
 if [[ ! -x $kubeconform ]]; then
