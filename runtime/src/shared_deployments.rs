@@ -200,12 +200,12 @@ impl SharedDeployments {
         }
     }
 
-    /// Removes this instance from the topic (a clean stop).
+    /// Removes this instance from the topic (a clean stop). Bounded to a second: a stop must
+    /// end within its drain bound, and with Kafka away the entry just ages out of `status`.
     pub async fn withdraw_instance(&self) {
-        let _ = self
-            .log
-            .publish(&format!("{INSTANCE}{}", self.instance), None)
-            .await;
+        let key = format!("{INSTANCE}{}", self.instance);
+        let withdraw = self.log.publish(&key, None);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), withdraw).await;
     }
 
     /// Every instance of the pipeline that published itself within [`GONE_AFTER_MS`], as it
