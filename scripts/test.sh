@@ -29,6 +29,9 @@ cargo fmt --all -- --check
 (cd examples && cargo fmt --all -- --check)
 (cd tests/guests && cargo fmt --all -- --check)
 
+step "Kubernetes manifests against the API's JSON schemas (kubeconform; no cluster here; first run: about a minute)"
+scripts/kubeconform.sh
+
 step "crate boundaries: the engine and the pipeline build with no broker client and no protoc"
 broker_clients='^(rdkafka(-sys)?|pulsar|google-cloud-[a-z-]+|gcloud-[a-z-]+|prost-build|tonic-build|protobuf-src|protoc-[a-z-]+) v'
 for crate in sluice-engine sluice-pipeline; do

@@ -265,6 +265,50 @@ fn status_table(status: &Value) -> String {
             .collect();
         let _ = writeln!(table, "{}", line.join("  ").trim_end());
     }
+    table.push_str(&instances_table(status));
+    table
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The instances of each pipeline that shares its versions through a deployments topic, and
+/// the version each runs: one line per instance.
+fn instances_table(status: &Value) -> String {
+    let mut table = String::new();
+    for pipeline in status["pipelines"].as_array().into_iter().flatten() {
+        let Some(instances) = pipeline["instances"].as_array() else {
+            continue;
+        };
+        let name = pipeline["name"].as_str().unwrap_or("?");
+        let _ = writeln!(table, "\n{name}: {} instance(s)", instances.len());
+        for instance in instances {
+            let versions: Vec<String> = instance["transforms"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(transform, digest)| {
+                    let digest = digest.as_str().unwrap_or("");
+                    format!("{transform}@{}", digest.get(..19).unwrap_or(digest))
+                })
+                .collect();
+            // Instances publish themselves every 15 s: one not seen for longer is gone.
+            let seen = instance["at_ms"]
+                .as_i64()
+                .map(|at| format!("  seen {} s ago", (now_ms() - at).max(0) / 1000))
+                .unwrap_or_default();
+            let _ = writeln!(
+                table,
+                "  {}  admin {}  {}{seen}",
+                instance["instance"].as_str().unwrap_or("?"),
+                instance["admin"].as_str().unwrap_or("?"),
+                versions.join(" → ")
+            );
+        }
+    }
     table
 }
 
@@ -287,5 +331,30 @@ mod tests {
         assert!(lines[1].ends_with("redact@sha256:abababababab"));
         let column = lines[0].find("ACKED").unwrap();
         assert_eq!(&lines[1][column..column + 2], "12");
+    }
+
+    #[test]
+    fn status_lists_the_instances_sharing_a_deployments_topic() {
+        let digest = format!("sha256:{}", "cd".repeat(32));
+        let status = serde_json::json!({"pipelines": [{
+            "name": "orders", "state": "running", "ready": true, "source": "pulsar",
+            "transforms": [{"name": "redact", "digest": digest}],
+            "counters": {"received": 1, "produced": 1, "dead_lettered": 0, "acked": 1, "in_flight": 0},
+            "instances": [
+                {"instance": "pod-a/1", "admin": "10.0.0.1:9650", "transforms": {"redact": digest}},
+                {"instance": "pod-b/1", "admin": "10.0.0.2:9650", "transforms": {"redact": digest}}
+            ]
+        }]});
+        let table = status_table(&status);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[3], "orders: 2 instance(s)");
+        assert_eq!(
+            lines[4],
+            "  pod-a/1  admin 10.0.0.1:9650  redact@sha256:cdcdcdcdcdcd"
+        );
+        assert_eq!(
+            lines[5],
+            "  pod-b/1  admin 10.0.0.2:9650  redact@sha256:cdcdcdcdcdcd"
+        );
     }
 }

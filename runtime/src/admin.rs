@@ -5,7 +5,10 @@
 //! `Authorization: Bearer <token>`, compared in constant time. Errors are JSON
 //! `{"error": "…"}` with a fitting status code.
 
+mod follower;
 mod versions;
+
+pub use follower::follow;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::component_store::ComponentStore;
 use crate::config::{AdminConfig, PipelineConfig};
 use crate::metrics::Metrics;
+use crate::shared_deployments::SharedDeployments;
 use sluice_engine::{TransformEngine, TransformSpec};
 use sluice_pipeline::PipelineControl;
 
@@ -63,6 +67,9 @@ pub struct AdminState {
     token: Option<String>,
     /// One deploy or rollback at a time: each reads and writes a version history.
     deploying: tokio::sync::Mutex<()>,
+    /// The deployments topics of the pipelines whose instances share their versions, by
+    /// pipeline (`[admin] deployments = "kafka"`).
+    shared: BTreeMap<String, Arc<SharedDeployments>>,
 }
 
 impl AdminState {
@@ -72,6 +79,7 @@ impl AdminState {
         metrics: Arc<Metrics>,
         store: Arc<ComponentStore>,
         engine: TransformEngine,
+        shared: BTreeMap<String, Arc<SharedDeployments>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             pipelines: pipelines
@@ -83,6 +91,7 @@ impl AdminState {
             engine,
             token: config.token.as_ref().map(|t| t.expose().to_owned()),
             deploying: tokio::sync::Mutex::new(()),
+            shared,
         })
     }
 
@@ -224,8 +233,10 @@ async fn status(State(state): State<Arc<AdminState>>) -> axum::Json<Value> {
                 .iter()
                 .map(|id| json!({ "name": id.name, "digest": id.digest }))
                 .collect();
+            let instances = state.shared.get(name).map(|shared| shared.instances());
             json!({
                 "name": name,
+                "instances": instances,
                 "state": p.control.state(),
                 "ready": p.control.is_ready(),
                 "source": p.source_kind,

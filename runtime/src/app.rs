@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminError, AdminPipeline, AdminState};
 use crate::component_store::{ComponentStore, StoreError};
-use crate::config::{AdminConfig, Config, PipelineConfig};
+use crate::config::{AdminConfig, Config, DeploymentsStore, PipelineConfig};
 use crate::metrics::Metrics;
+use crate::shared_deployments::{SharedDeployments, SharedDeploymentsError};
 
 /// A pipeline as the runtime runs them: into Kafka.
 pub type KafkaPipeline = Pipeline<KafkaSinkConfig>;
@@ -32,6 +33,12 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("pipeline {pipeline:?}: cannot read its deployments topic")]
+    SharedDeployments {
+        pipeline: String,
+        #[source]
+        source: SharedDeploymentsError,
+    },
     #[error(
         "[admin] needs a state dir: set `admin.state_dir` (neither XDG_STATE_HOME nor HOME is set)"
     )]
@@ -167,6 +174,34 @@ pub async fn run_with(
         .iter()
         .map(|p| PipelineControl::new(&p.name, Arc::new(metrics.pipeline(&p.name))))
         .collect();
+    // With a deployments topic per pipeline, read each to its end into the store first: the
+    // pipelines start with the versions deployed last, and then follow the topics.
+    let mut shared = std::collections::BTreeMap::new();
+    let mut readers = Vec::new();
+    if let (Some(admin), Some(store)) = (&config.admin, &store)
+        && admin.deployments == DeploymentsStore::Kafka
+    {
+        for pipeline in &config.pipelines {
+            let topic = admin.deployments_topic(&pipeline.name);
+            let opened = SharedDeployments::open(
+                &pipeline.name,
+                &pipeline.sink,
+                &topic,
+                &admin.listen,
+                store,
+            );
+            let (deployments, reader) = tokio::select! {
+                opened = opened => opened.map_err(|source| RuntimeError::SharedDeployments {
+                    pipeline: pipeline.name.clone(),
+                    source,
+                })?,
+                _ = stop.cancelled() => return Ok(()),
+            };
+            let deployments = Arc::new(deployments);
+            shared.insert(pipeline.name.clone(), deployments.clone());
+            readers.push((deployments, reader));
+        }
+    }
     let admin = match (&config.admin, &store) {
         (Some(admin), Some(store)) => {
             let pipelines = config
@@ -181,8 +216,12 @@ pub async fn run_with(
                 metrics.clone(),
                 store.clone(),
                 engine.clone(),
+                shared.clone(),
             );
-            Some(admin::serve(admin, state, stop.clone()).await?)
+            Some((
+                admin::serve(admin, state.clone(), stop.clone()).await?,
+                state,
+            ))
         }
         (Some(_), None) => return Err(RuntimeError::NoStateDir),
         _ => None,
@@ -200,9 +239,27 @@ pub async fn run_with(
             }
         }
     }
+    let mut followers = tokio::task::JoinSet::new();
+    if let Some((_, state)) = &admin {
+        for (deployments, reader) in readers {
+            if let Some(control) = controls.iter().find(|c| c.name == deployments.pipeline()) {
+                deployments.publish_instance(control).await;
+            }
+            followers.spawn(admin::follow(
+                state.clone(),
+                deployments,
+                reader,
+                stop.clone(),
+            ));
+        }
+    }
     let drained = run_pipelines(prepared, &controls, &stop, shutdown).await;
     stop.cancel();
-    if let Some(mut admin) = admin {
+    followers.shutdown().await;
+    for deployments in shared.values() {
+        deployments.withdraw_instance().await;
+    }
+    if let Some((mut admin, _)) = admin {
         // Graceful shutdown waits for open (keep-alive) connections; give them a moment, if
         // the drain bound has one left.
         let timed_out = matches!(

@@ -67,6 +67,30 @@ pub struct AdminConfig {
     /// `~/.local/state/sluice`.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Where deployed versions are shared: `local` (this instance only) or `kafka` (a compacted
+    /// topic per pipeline on its sink cluster, which every instance of the pipeline follows:
+    /// one deploy reaches them all; docs/scale-out.md).
+    #[serde(default)]
+    pub deployments: DeploymentsStore,
+    /// The deployments topic of pipeline `P` with `deployments = "kafka"` is this prefix
+    /// followed by `P`.
+    #[serde(default = "default_deployments_topic_prefix")]
+    pub deployments_topic_prefix: String,
+}
+
+/// Where deployed transform versions live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentsStore {
+    /// The state dir of the instance that was sent the deploy.
+    #[default]
+    Local,
+    /// A compacted Kafka topic per pipeline, followed by every instance.
+    Kafka,
+}
+
+fn default_deployments_topic_prefix() -> String {
+    "sluice-deployments.".to_owned()
 }
 
 fn default_admin_listen() -> String {
@@ -74,6 +98,11 @@ fn default_admin_listen() -> String {
 }
 
 impl AdminConfig {
+    /// The deployments topic of `pipeline` (with `deployments = "kafka"`).
+    pub fn deployments_topic(&self, pipeline: &str) -> String {
+        format!("{}{pipeline}", self.deployments_topic_prefix)
+    }
+
     /// The configured state dir, else the per-user default.
     pub fn state_dir(&self) -> Option<PathBuf> {
         self.state_dir.clone().or_else(|| {
@@ -105,6 +134,12 @@ impl AdminConfig {
         }
         if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
             return Err(("admin.token".into(), "must not be empty".into()));
+        }
+        if self.deployments == DeploymentsStore::Kafka {
+            check_topic_name(
+                "admin.deployments_topic_prefix",
+                &format!("{}pipeline", self.deployments_topic_prefix),
+            )?;
         }
         Ok(())
     }

@@ -20,7 +20,9 @@ use tempfile::TempDir;
 
 use crate::support::assertions::{assert_per_key_order, distinct_seqs, report_counts, seq_of};
 use crate::support::brokers::{Brokers, Topics, brokers_and_topics};
-use crate::support::config::{named_transform_entry, pipeline_toml, write_offline_config};
+use crate::support::config::{
+    named_transform_entry, pipeline_toml, pulsar_pipeline_toml, sink_toml, write_offline_config,
+};
 use crate::support::http::{AdminApi, free_loopback_address, json_of};
 use crate::support::process::{SluiceProcess, error_line, sluice_command};
 use crate::support::read::{read_at_least, read_until, read_until_seqs};
@@ -739,4 +741,370 @@ fn stopped_counters(log: &str) -> (u64, u64) {
             .unwrap_or_else(|| panic!("no {name}=N in {line}"))
     };
     (counter("received"), counter("acked"))
+}
+
+/// The checked-in Grafana dashboard.
+const DASHBOARD: &str = include_str!("../../deploy/grafana/sluice.json");
+
+/// Acceptance (issue 21): every query of the Grafana dashboard (`deploy/grafana/sluice.json`:
+/// each panel's targets and the template variables) names only metrics a running `sluice`
+/// serves on `/metrics`, and every panel has a query naming one. The names come from the
+/// scrape's samples and from its `# TYPE` lines, so a family with no series yet (no record
+/// dead-lettered, say) still counts, with the suffixes its type gives its samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_names_a_metric_sluice_serves() {
+    let Some((brokers, topics)) = brokers_and_topics("dashboard", 2).await else {
+        return;
+    };
+    let transforms = named_transform_entry("redact", REDACT, r#"fields = "email""#);
+    let run = AdminRun::new(&brokers, &topics, &transforms, None);
+    let mut runtime = SluiceProcess::run(&run.config);
+    run.api.wait_ready(&mut runtime).await;
+    // Families with labels show only once they have a series: a record the guest
+    // dead-letters (a value that is not JSON) and a deploy (of the same version) make them.
+    let mut records = keyed_records(0..20);
+    records[19].value = b"not json".to_vec();
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &records)
+        .await
+        .unwrap();
+    read_until_seqs(&brokers, &topics.output, &(0..19).collect()).await;
+    read_until_seqs(&brokers, &topics.dead_letter, &[19].into()).await;
+    let component = std::fs::read(REDACT).unwrap();
+    let (deployed, answer) = run.api.deploy(PIPELINE, "redact", component, None).await;
+    assert_eq!(deployed, 200, "{answer}");
+    let (status, text) = run.api.get("/metrics").await.unwrap();
+    runtime.terminate_and_wait_success();
+    assert_eq!(status, 200, "{text}");
+
+    let served = served_metric_names(&text);
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"]
+            .as_str()
+            .expect("a panel has a title")
+            .to_owned();
+        let exprs: Vec<&str> = panel["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        assert!(!exprs.is_empty(), "panel {title:?} has no query");
+        for expr in exprs {
+            queries.push((format!("panel {title:?}"), expr.to_owned()));
+        }
+    }
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+    {
+        if let Some(definition) = variable["definition"].as_str() {
+            queries.push((
+                format!("variable {}", variable["name"]),
+                definition.to_owned(),
+            ));
+        }
+    }
+    let mut named = BTreeSet::new();
+    for (place, expr) in &queries {
+        let names = sluice_metric_names(expr);
+        assert!(
+            !names.is_empty(),
+            "{place}: {expr:?} names no sluice metric"
+        );
+        for name in names {
+            assert!(
+                served.contains(&name),
+                "{place}: {name} is not served; /metrics has {served:?}"
+            );
+            named.insert(name);
+        }
+    }
+    eprintln!(
+        "dashboard: {} panels, {} queries, {} metrics named, all served ({} names on /metrics)",
+        dashboard["panels"].as_array().map_or(0, Vec::len),
+        queries.len(),
+        named.len(),
+        served.len()
+    );
+}
+
+/// The sample names of a Prometheus / OpenMetrics text: those of its samples, and those each
+/// `# TYPE` line's family gives its samples.
+fn served_metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(declaration) = line.strip_prefix("# TYPE ") {
+            let mut parts = declaration.split_whitespace();
+            let (Some(family), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total", "_created"],
+                "histogram" => &["_bucket", "_sum", "_count", "_created"],
+                "summary" => &["", "_sum", "_count", "_created"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{family}{s}")));
+        } else if !line.starts_with('#') {
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            if !name.is_empty() {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+/// The `sluice_…` identifiers of a PromQL expression.
+fn sluice_metric_names(expr: &str) -> BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|token| token.starts_with("sluice_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One of several instances of one config in [`one_deploy_reaches_every_instance`].
+struct SharingInstance {
+    name: &'static str,
+    process: SluiceProcess,
+    api: AdminApi,
+}
+
+/// Waits until every instance's `/v1/status` shows `digest` live for the stamp transform.
+async fn wait_until_every_instance_runs(instances: &[SharingInstance], digest: &str) {
+    for instance in instances {
+        let deadline = std::time::Instant::now() + sluice_tests::timeouts::ADMIN;
+        loop {
+            let status = instance.api.get_json("/v1/status").await;
+            if status["pipelines"][0]["transforms"][0]["digest"] == digest {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "instance {} does not run {digest}: {status}",
+                instance.name
+            );
+            tokio::time::sleep(sluice_tests::timeouts::RECHECK).await;
+        }
+    }
+}
+
+/// Waits until `sluice status --json` through `api` lists `count` instances, each running
+/// `digest`; returns the table `sluice status` prints then.
+async fn wait_until_status_lists(api: &AdminApi, count: usize, digest: &str) -> String {
+    let deadline = std::time::Instant::now() + sluice_tests::timeouts::ADMIN;
+    loop {
+        let output = admin_command(&["status", "--json"], api, None).await;
+        assert_succeeded(&output, "sluice status --json");
+        let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let instances = status["pipelines"][0]["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if instances.len() == count && instances.iter().all(|i| i["transforms"][STAMP] == digest) {
+            let table = admin_command(&["status"], api, None).await;
+            assert_succeeded(&table, "sluice status");
+            return String::from_utf8_lossy(&table.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sluice status does not list {count} instances running {digest}: {status}"
+        );
+        tokio::time::sleep(sluice_tests::timeouts::RECHECK).await;
+    }
+}
+
+/// Acceptance (issue 21): three instances of one config on a key_shared subscription share
+/// their versions through the pipeline's deployments topic. `sluice deploy` sent once, to
+/// one instance, swaps all three; a fourth started after it starts on the deployed version;
+/// `sluice rollback` sent to another brings all four back; `sluice status` lists the
+/// instances and the version each runs. Every output carries exactly one
+/// version stamp; what was published after every instance ran v2 carries v2, after the
+/// rollback v1; none is missing; per-key order holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deploy_reaches_every_instance() {
+    let Some((brokers, topics)) = brokers_and_topics("shared-deploy", 3).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let transforms = named_transform_entry(STAMP, VERSION_STAMP_V1, "");
+    let mut toml = pulsar_pipeline_toml(
+        PIPELINE,
+        "max_in_flight = 2000",
+        "subscription_type = \"key_shared\"",
+        &brokers,
+        &topics,
+        &format!("{transforms}\n{}", sink_toml(&brokers, &topics, "")),
+    );
+    // One config for all: each instance's admin address and state dir come from its
+    // environment; the deployments topic is the test's own.
+    toml.push_str(&format!(
+        "\n[admin]\nlisten = \"${{SLUICE_TEST_ADMIN}}\"\nstate_dir = \"${{SLUICE_TEST_STATE}}\"\n\
+         deployments = \"kafka\"\ndeployments_topic_prefix = \"{}-deployments.\"\n",
+        topics.output
+    ));
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, toml).unwrap();
+    let start_instance = async |name: &'static str| {
+        let listen = free_loopback_address().to_string();
+        let state = dir.path().join(format!("state-{name}"));
+        let mut process = SluiceProcess::run_with_env_logging_to(
+            &config,
+            &[],
+            &[
+                ("SLUICE_TEST_ADMIN", listen.as_str()),
+                ("SLUICE_TEST_STATE", state.to_str().unwrap()),
+            ],
+            &dir.path().join(format!("{name}.log")),
+        );
+        let api = AdminApi::new(listen.parse().unwrap());
+        api.wait_ready(&mut process).await;
+        SharingInstance { name, process, api }
+    };
+    let mut instances = Vec::new();
+    for name in ["a", "b", "c"] {
+        instances.push(start_instance(name).await);
+    }
+    let (v1, v2) = (
+        component_digest(VERSION_STAMP_V1).await,
+        component_digest(VERSION_STAMP_V2).await,
+    );
+    // Unbatched: key_shared hands a batch to the consumer of its first key.
+    let publish = |seqs: Range<u64>| {
+        let (url, topic) = (brokers.pulsar.clone(), topics.source.clone());
+        async move {
+            sluice_tests::pulsar::publish_to_pulsar_unbatched(&url, &topic, &keyed_records(seqs))
+                .await
+                .unwrap();
+        }
+    };
+    // Phases of the stream: 0 before the deploy, 1 published while it swaps, 2 once every
+    // instance runs v2, 3 while the rollback swaps, 4 once every instance is back on v1.
+    const PHASE: u64 = 2_000;
+    let phase = |n: u64| n * PHASE..(n + 1) * PHASE;
+    let through = |n: u64| (0..(n + 1) * PHASE).collect::<BTreeSet<u64>>();
+    publish(phase(0)).await;
+    read_until_seqs(&brokers, &topics.output, &through(0)).await;
+
+    let streaming = tokio::spawn(publish(phase(1)));
+    let deploy = admin_command(
+        &["deploy", PIPELINE, VERSION_STAMP_V2, "--transform", STAMP],
+        &instances[0].api,
+        None,
+    )
+    .await;
+    assert_succeeded(&deploy, "sluice deploy (to a)");
+    wait_until_every_instance_runs(&instances, &v2).await;
+    streaming.await.unwrap();
+    let status_v2 = wait_until_status_lists(&instances[2].api, 3, &v2).await;
+    eprintln!("after one deploy to a, `sluice status` through c:\n{status_v2}");
+    publish(phase(2)).await;
+    read_until_seqs(&brokers, &topics.output, &through(2)).await;
+    // An instance started now (a scale-up, a restarted pod) reads the topic before it runs:
+    // it starts on v2, not on its config's v1.
+    let late = start_instance("d").await;
+    let running = late.api.get_json("/v1/status").await;
+    assert_eq!(
+        running["pipelines"][0]["transforms"][0]["digest"],
+        v2.as_str(),
+        "a new instance starts on the deployed version: {running}"
+    );
+    instances.push(late);
+
+    let streaming = tokio::spawn(publish(phase(3)));
+    let rollback = admin_command(
+        &["rollback", PIPELINE, "--transform", STAMP],
+        &instances[1].api,
+        None,
+    )
+    .await;
+    assert_succeeded(&rollback, "sluice rollback (to b)");
+    wait_until_every_instance_runs(&instances, &v1).await;
+    streaming.await.unwrap();
+    let status_v1 = wait_until_status_lists(&instances[0].api, 4, &v1).await;
+    eprintln!(
+        "after one rollback to b, `sluice status` through a (d started after the deploy):\n{status_v1}"
+    );
+    publish(phase(4)).await;
+    let all = through(4);
+    let output = read_until_seqs(&brokers, &topics.output, &all).await;
+    // A component the topic cannot hold is refused, saying why, before anything changes.
+    let oversized = vec![0_u8; sluice_runtime::shared_deployments::MAX_ENTRY_BYTES + 1];
+    let (refused, answer) = instances[2]
+        .api
+        .deploy(PIPELINE, STAMP, oversized, None)
+        .await;
+    assert_eq!(refused, 413, "{answer}");
+    let reason = answer["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("deployments topic"), "{reason}");
+    eprintln!("an oversized component: {refused} {reason}");
+    wait_until_every_instance_runs(&instances, &v1).await;
+    let mut received = Vec::new();
+    for instance in &instances {
+        let status = instance.api.get_json("/v1/status").await;
+        let count = &status["pipelines"][0]["counters"]["received"];
+        received.push(format!("{} {count}", instance.name));
+    }
+    eprintln!("records each instance received: {}", received.join(", "));
+    for instance in &mut instances {
+        instance.process.terminate_and_wait_success();
+    }
+
+    let distinct = report_counts("one deploy, four instances", &output, &all);
+    assert_eq!(distinct, all, "no record lost");
+    assert_per_key_order(&output);
+    let mut by_phase: BTreeMap<(u64, String), usize> = BTreeMap::new();
+    let mut sorted: Vec<&KafkaRecord> = output.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    // Per key (one instance transforms a key while the instances stay), the swap happens once:
+    // (phase, version) never goes back along the key's records.
+    let mut last_of_key: HashMap<&str, (u64, String)> = HashMap::new();
+    for record in sorted {
+        assert_eq!(
+            record.header_count(VERSION_HEADER),
+            1,
+            "transformed by exactly one version: {record:?}"
+        );
+        let version = record.header(VERSION_HEADER).unwrap().to_owned();
+        let phase = seq_of(record) / PHASE;
+        *by_phase.entry((phase, version.clone())).or_default() += 1;
+        let rank = |phase: u64, version: &str| match (phase, version) {
+            (0, _) => 0,
+            (1, "1") => 1,
+            (1, _) | (2, _) => 2,
+            (3, "2") => 3,
+            _ => 4,
+        };
+        let key = record.key_str().unwrap();
+        if let Some((last_phase, last_version)) = last_of_key.get(key) {
+            assert!(
+                rank(*last_phase, last_version) <= rank(phase, &version),
+                "key {key}: version {version} (phase {phase}) after {last_version} (phase {last_phase})"
+            );
+        }
+        last_of_key.insert(key, (phase, version));
+    }
+    eprintln!(
+        "outputs by (phase, version): {by_phase:?} (0: before the deploy, 1: during it, 2: after \
+         it, 3: during the rollback, 4: after it)"
+    );
+    for ((phase, version), count) in &by_phase {
+        let expected = match phase {
+            0 | 4 => Some("1"),
+            2 => Some("2"),
+            _ => None,
+        };
+        if let Some(expected) = expected {
+            assert_eq!(
+                version, expected,
+                "{count} outputs of phase {phase} carry version {version}"
+            );
+        }
+    }
 }

@@ -350,6 +350,26 @@ pub(crate) fn pulsar_config(
     parallelism: usize,
     source_settings: &str,
 ) -> String {
+    pulsar_config_transforming(
+        brokers,
+        topics,
+        guarantee,
+        parallelism,
+        source_settings,
+        &fan_out_transform(),
+    )
+}
+
+/// Like [`pulsar_config`], with `transform` (a `[[pipeline.transform]]` entry) instead of the
+/// fan-out guest's default one.
+pub(crate) fn pulsar_config_transforming(
+    brokers: &Brokers,
+    topics: &Topics,
+    guarantee: &str,
+    parallelism: usize,
+    source_settings: &str,
+    transform: &str,
+) -> String {
     pulsar_pipeline_toml(
         "eo",
         &format!(
@@ -359,11 +379,7 @@ pub(crate) fn pulsar_config(
         source_settings,
         brokers,
         topics,
-        &format!(
-            "{}\n{}",
-            fan_out_transform(),
-            sink_toml(brokers, topics, "")
-        ),
+        &format!("{transform}\n{}", sink_toml(brokers, topics, "")),
     )
 }
 

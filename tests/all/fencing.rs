@@ -1,25 +1,22 @@
 //! Exactly-once on Kafka transactions against the real brokers (docs/delivery-guarantees.md):
 //! a paused instance (a zombie) is fenced by its successor and stops without writing twice,
-//! two instances share a failover subscription of a partitioned Pulsar topic, and the price
-//! of transactions against at-least-once is printed.
+//! and the price of transactions against at-least-once is printed. Instances sharing a
+//! failover subscription are in `scale_out.rs`.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sluice_tests::addresses;
 use sluice_tests::pubsub::publish_to_pubsub;
-use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
+use sluice_tests::pulsar::publish_to_pulsar;
 use sluice_tests::timeouts;
 
 use crate::exactly_once::{
     check_outputs, copies_of, count_outputs, fan_out_output_count, guarantee_settings, output_size,
-    print_check, pubsub_exactly_once_config, pubsub_messages, pulsar_config, pulsar_records,
+    print_check, pubsub_exactly_once_config, pubsub_messages, pulsar_records,
     wait_for_every_output, wait_for_outputs,
 };
 use crate::support::brokers::{BrokerUse, PROJECT, brokers_and_topics_for, pubsub_setup};
 use crate::support::config::{pulsar_pipeline_toml, sink_toml, transform_entry, write_config};
-use crate::support::http::create_partitioned_pulsar_topic;
 use crate::support::process::{InProcessPipeline, SluiceProcess};
 use crate::support::read::read_all;
 
@@ -138,78 +135,6 @@ async fn a_paused_instance_is_fenced_by_its_successor_and_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_paused_with_a_transaction_open_is_fenced_and_exits() {
     zombie_is_fenced("zombie-open", PauseMoment::TransactionOpen).await;
-}
-
-/// The Pulsar partition a key goes to (any stable choice: the test publishes to each
-/// partition's own topic, so a key stays on one partition, in order).
-fn partition_of(key: &str, partitions: u32) -> u32 {
-    key.bytes().map(u32::from).sum::<u32>() % partitions
-}
-
-/// Acceptance: two instances on one failover subscription of a 4-partition Pulsar topic share
-/// the partitions; one is SIGKILLed mid-stream and the other takes its partitions over (its
-/// writers fence the dead one's): every output once, per-key order kept.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_on_a_failover_subscription_write_exactly_once_when_one_dies() {
-    let Some((brokers, topics)) = brokers_and_topics_for("failover", 3, BrokerUse::Shared).await
-    else {
-        return;
-    };
-    let admin = addresses::or_skip(addresses::PULSAR_ADMIN).expect("Pulsar is up");
-    let partitions = 4;
-    create_partitioned_pulsar_topic(&admin, &topics.source, partitions).await;
-    let count = 20_000;
-    let mut by_partition: HashMap<u32, Vec<PulsarRecord>> = HashMap::new();
-    for record in pulsar_records(count) {
-        let key = record.key.as_deref().expect("keyed");
-        by_partition
-            .entry(partition_of(key, partitions))
-            .or_default()
-            .push(record);
-    }
-    for (partition, records) in &by_partition {
-        let topic = format!("{}-partition-{partition}", topics.source);
-        publish_to_pulsar(&brokers.pulsar, &topic, records)
-            .await
-            .unwrap();
-    }
-    let toml = pulsar_config(
-        &brokers,
-        &topics,
-        "exactly-once",
-        2,
-        "subscription_type = \"failover\"",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "sluice.toml", &toml);
-    let expected = fan_out_output_count(count);
-    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-
-    let mut a = SluiceProcess::run_logging_to(&config, &log_a);
-    let mut b = SluiceProcess::run_logging_to(&config, &log_b);
-    wait_for_outputs(&brokers, &topics, (expected / 3) as i64, &log_a).await;
-    a.kill();
-    let at_kill = output_size(&brokers, &topics).await;
-    eprintln!("A SIGKILLed with {at_kill} records in Kafka; B takes its partitions over");
-    wait_for_every_output(&brokers, &topics, expected, &log_b).await;
-    b.terminate_and_wait_success();
-
-    let log = std::fs::read_to_string(&log_a).unwrap() + &std::fs::read_to_string(&log_b).unwrap();
-    let took_over = log
-        .lines()
-        .filter(|l| l.contains("transactional writer open"))
-        .count();
-    let output = read_all(&brokers, &[&topics.output]).await;
-    let check = check_outputs(&output, count, copies_of);
-    print_check(
-        &format!(
-            "failover, {partitions} Pulsar partitions, 2 instances, one killed ({took_over} writers opened)"
-        ),
-        &check,
-    );
-    assert_eq!(check.missing, 0, "no output missing");
-    assert_eq!(check.duplicates, 0, "no output twice");
-    assert_eq!(check.records, expected);
 }
 
 /// How fast an in-process Pulsar → Kafka pipeline with `guarantee` moved `count` records

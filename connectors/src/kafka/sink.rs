@@ -421,7 +421,7 @@ fn classify(topic: String, error: KafkaError, stage: Stage) -> SinkError {
 
 /// The librdkafka configuration: the user's properties, then the settings the delivery
 /// guarantee rests on (validated not to conflict at config load).
-fn producer_config(config: &KafkaSinkConfig) -> ClientConfig {
+pub(super) fn producer_config(config: &KafkaSinkConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.brokers);
     // Java-client compatible partitioning: murmur2 on the key (librdkafka defaults to CRC32).

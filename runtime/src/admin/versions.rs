@@ -18,21 +18,22 @@ use serde_json::{Value, json};
 
 use super::{AdminPipeline, AdminState, ApiError};
 use crate::component_store::{History, Version};
+use crate::shared_deployments::{MAX_ENTRY_BYTES, SharedDeployments};
 use sluice_engine::{LoadedTransform, TransformSpec};
 
 /// How long a deploy waits for the swap before answering that it is pending (the pipeline is
 /// reconnecting to a broker, say): the version is saved and goes live when the pipeline runs.
-const SWAP_WAIT: Duration = Duration::from_secs(30);
+pub(super) const SWAP_WAIT: Duration = Duration::from_secs(30);
 
 /// The transform a request names: its pipeline, position in the chain and spec.
-struct Target<'a> {
-    pipeline: &'a AdminPipeline,
-    index: usize,
-    spec: &'a TransformSpec,
+pub(super) struct Target<'a> {
+    pub(super) pipeline: &'a AdminPipeline,
+    pub(super) index: usize,
+    pub(super) spec: &'a TransformSpec,
 }
 
 impl AdminState {
-    fn target(&self, pipeline: &str, transform: &str) -> Result<Target<'_>, ApiError> {
+    pub(super) fn target(&self, pipeline: &str, transform: &str) -> Result<Target<'_>, ApiError> {
         let found = self.pipelines.get(pipeline).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -93,7 +94,7 @@ impl AdminState {
 
     /// Validates and starts the stored component `digest` as `target`'s next version: one
     /// instance per transform lane of the pipeline.
-    async fn load(
+    pub(super) async fn load(
         &self,
         target: &Target<'_>,
         digest: &str,
@@ -158,6 +159,70 @@ impl AdminState {
     }
 }
 
+impl AdminState {
+    /// With a deployments topic: publishes `digest` as `target`'s live version (its bytes,
+    /// then its history) for every instance to swap in, this one included, and answers once
+    /// this instance runs it (or pending, see [`SWAP_WAIT`]). The version was validated by
+    /// loading it here; the swap is the follower's (`follower.rs`), as on every instance.
+    async fn go_live_shared(
+        &self,
+        target: &Target<'_>,
+        shared: &SharedDeployments,
+        mut history: History,
+        digest: String,
+    ) -> Result<Json<Value>, ApiError> {
+        let pipeline = &target.pipeline.control.name;
+        let transform = &target.spec.name;
+        let previous = history.current.clone();
+        history.go_live(&digest);
+        shared
+            .publish_version(&self.store, transform, &history)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        let control = &target.pipeline.control;
+        let deadline = tokio::time::Instant::now() + SWAP_WAIT;
+        let live = loop {
+            let running = control
+                .transforms()
+                .get(target.index)
+                .map(|id| id.digest.clone());
+            if running.as_deref() == Some(digest.as_str()) {
+                break true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        tracing::info!(pipeline, transform, from = %previous, to = %digest, live, "transform deployed to every instance (deployments topic)");
+        Ok(Json(json!({
+            "pipeline": pipeline,
+            "transform": transform,
+            "digest": digest,
+            "previous": previous,
+            "live": live,
+            "shared": true,
+        })))
+    }
+
+    /// Refuses a component the deployments topic cannot hold, before anything is stored.
+    fn check_shareable(&self, pipeline: &str, bytes: usize) -> Result<(), ApiError> {
+        if self.shared.contains_key(pipeline) && bytes > MAX_ENTRY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the component is {bytes} bytes; pipeline {pipeline:?} shares its versions \
+                     through its deployments topic, whose entries hold at most \
+                     {MAX_ENTRY_BYTES} bytes ([admin] deployments = \"kafka\"; deploy with \
+                     deployments = \"local\" to each instance, or ship the component with \
+                     the config)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(super) async fn deploy(
     State(state): State<Arc<AdminState>>,
     Path((pipeline, transform)): Path<(String, String)>,
@@ -174,6 +239,7 @@ pub(super) async fn deploy(
         ));
     }
     let target = state.target(&pipeline, &transform)?;
+    state.check_shareable(&pipeline, body.len())?;
     let _one_at_a_time = state.deploying.lock().await;
     let history = state.history_of(&target)?;
     let (digest, path) = state.store.put(&body).map_err(|e| ApiError::internal(&e))?;
@@ -187,7 +253,13 @@ pub(super) async fn deploy(
             return Err(error);
         }
     };
-    state.go_live(&target, history, loaded).await
+    match state.shared.get(&pipeline) {
+        Some(shared) => {
+            drop(loaded);
+            state.go_live_shared(&target, shared, history, digest).await
+        }
+        None => state.go_live(&target, history, loaded).await,
+    }
 }
 
 pub(super) async fn rollback(
@@ -239,7 +311,13 @@ pub(super) async fn rollback(
             .to_owned(),
     };
     let loaded = state.load(&target, &digest).await?;
-    state.go_live(&target, history, loaded).await
+    match state.shared.get(&pipeline) {
+        Some(shared) => {
+            drop(loaded);
+            state.go_live_shared(&target, shared, history, digest).await
+        }
+        None => state.go_live(&target, history, loaded).await,
+    }
 }
 
 pub(super) async fn versions(

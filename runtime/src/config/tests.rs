@@ -329,3 +329,27 @@ fn pubsub_pull_mode_defaults_to_unary_and_refuses_https_endpoints_for_it() {
         PubSubPull::Streaming
     );
 }
+
+#[test]
+fn deployments_are_local_by_default_or_shared_through_a_topic_per_pipeline() {
+    let config = parse(&format!("{MINIMAL}\n[admin]\n")).unwrap();
+    let admin = config.admin.unwrap();
+    assert_eq!(admin.deployments, DeploymentsStore::Local);
+    assert_eq!(
+        admin.deployments_topic("orders"),
+        "sluice-deployments.orders"
+    );
+    let shared = parse(&format!(
+        "{MINIMAL}\n[admin]\ndeployments = \"kafka\"\ndeployments_topic_prefix = \"team-a.\"\n"
+    ))
+    .unwrap();
+    let admin = shared.admin.unwrap();
+    assert_eq!(admin.deployments, DeploymentsStore::Kafka);
+    assert_eq!(admin.deployments_topic("orders"), "team-a.orders");
+    let (key, _) = invalid_key(&format!(
+        "{MINIMAL}\n[admin]\ndeployments = \"kafka\"\ndeployments_topic_prefix = \"not ok \"\n"
+    ));
+    assert_eq!(key, "admin.deployments_topic_prefix");
+    let (key, _) = invalid_key(&format!("{MINIMAL}\n[admin]\ndeployments = \"s3\"\n"));
+    assert_eq!(key, "admin.deployments");
+}

@@ -16,6 +16,26 @@ pub struct PulsarRecord {
 
 /// Publishes `records` in order to `topic` (batched, waits for every receipt).
 pub async fn publish_to_pulsar(url: &str, topic: &str, records: &[PulsarRecord]) -> Result<()> {
+    publish(url, topic, records, Some(500)).await
+}
+
+/// Like [`publish_to_pulsar`], one message per entry: a key_shared subscription hands a
+/// whole entry to the consumer of its first key, so a batch mixing keys would give some keys
+/// to two consumers at once (Pulsar's answer is key-based batching, which pulsar-rs lacks).
+pub async fn publish_to_pulsar_unbatched(
+    url: &str,
+    topic: &str,
+    records: &[PulsarRecord],
+) -> Result<()> {
+    publish(url, topic, records, None).await
+}
+
+async fn publish(
+    url: &str,
+    topic: &str,
+    records: &[PulsarRecord],
+    batch_size: Option<u32>,
+) -> Result<()> {
     let client = Pulsar::builder(url, TokioExecutor)
         .build()
         .await
@@ -24,8 +44,8 @@ pub async fn publish_to_pulsar(url: &str, topic: &str, records: &[PulsarRecord])
         .producer()
         .with_topic(topic)
         .with_options(ProducerOptions {
-            batch_size: Some(500),
-            batch_timeout: Some(Duration::from_millis(20)),
+            batch_size,
+            batch_timeout: batch_size.map(|_| Duration::from_millis(20)),
             block_queue_if_full: true,
             ..ProducerOptions::default()
         })
@@ -51,10 +71,12 @@ pub async fn publish_to_pulsar(url: &str, topic: &str, records: &[PulsarRecord])
                 .context("publish failed")?,
         );
     }
-    producer
-        .send_batch()
-        .await
-        .context("flushing the producer batch failed")?;
+    if batch_size.is_some() {
+        producer
+            .send_batch()
+            .await
+            .context("flushing the producer batch failed")?;
+    }
     for receipt in receipts {
         receipt
             .await

@@ -7,11 +7,13 @@
 //! - `stamp = "true"`: headers `random` (a `wasi:random` u64) and `clock` (wall-clock ms),
 //!   which a deterministic sandbox pins per record; `stamp = "marked"`: only on records whose
 //!   value starts with `stamp` (the others read neither);
-//! - `batch = "true"`: header `batch` = how many records the call that made the output held.
+//! - `batch = "true"`: header `batch` = how many records the call that made the output held;
+//! - `instance = "<name>"`: header `instance` = the name, so a test running several instances
+//!   of one config (the name comes from an environment variable) sees which one wrote what.
 //!
 //! Written against the raw `wit-bindgen` bindings, like the other test guests.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sluice::transform::types::{Header, OutputRecord};
@@ -26,6 +28,7 @@ thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
     static STAMP: Cell<Stamp> = const { Cell::new(Stamp::None) };
     static BATCH: Cell<bool> = const { Cell::new(false) };
+    static INSTANCE: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -46,6 +49,7 @@ impl Guest for FanOutWork {
                 ("stamp", "true") => STAMP.set(Stamp::All),
                 ("stamp", "marked") => STAMP.set(Stamp::Marked),
                 ("batch", "true") => BATCH.set(true),
+                ("instance", name) => INSTANCE.set(Some(name.to_owned())),
                 _ => return Err(format!("unknown config {key} = {value:?}")),
             }
         }
@@ -106,6 +110,12 @@ fn outputs(record: InputRecord, batch: usize) -> Vec<OutputRecord> {
         headers.push(Header {
             name: "clock".into(),
             value: now.as_millis().to_string().into_bytes(),
+        });
+    }
+    if let Some(name) = INSTANCE.with_borrow(Clone::clone) {
+        headers.push(Header {
+            name: "instance".into(),
+            value: name.into_bytes(),
         });
     }
     (0..copies)
