@@ -282,14 +282,21 @@ impl TransactionalWriter for KafkaWriter {
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), SinkError> {
         // The checkpoint goes out first, so that adding the offsets partition to the
         // transaction and producing to it overlap the outputs' last round trip instead of
-        // following it. A refusal found below aborts the checkpoint with the outputs.
+        // following it. A refusal found below aborts the checkpoint with the outputs, and
+        // explains a failed checkpoint produce (librdkafka refuses to produce in a
+        // transaction an earlier refusal doomed).
         self.begin()?;
+        let mut checkpointed = Ok(());
         for (key, value) in self.ring.records(&self.scope, checkpoint) {
-            self.produce_checkpoint(&key, value.as_deref()).await?;
+            checkpointed = self.produce_checkpoint(&key, value.as_deref()).await;
+            if checkpointed.is_err() {
+                break;
+            }
         }
         if let Some(refusal) = self.refused_delivery(COMMIT_TIMEOUT).await {
             return Err(self.abort_refused(refusal).await);
         }
+        checkpointed?;
         let producer = self.producer.clone();
         let committed =
             tokio::task::spawn_blocking(move || producer.commit_transaction(COMMIT_TIMEOUT))
