@@ -149,14 +149,30 @@ impl AdminState {
         self.metrics
             .version_live(pipeline, transform, &digest, true);
         tracing::info!(pipeline, transform, from = %previous, to = %digest, live, "transform deployed");
-        Ok(Json(json!({
-            "pipeline": pipeline,
-            "transform": transform,
-            "digest": digest,
-            "previous": previous,
-            "live": live,
-        })))
+        Ok(deployed(target, &digest, &previous, live, false))
     }
+}
+
+/// The answer to a deploy of `digest` over `previous` (`shared`: through the deployments
+/// topic, to every instance).
+fn deployed(
+    target: &Target<'_>,
+    digest: &str,
+    previous: &str,
+    live: bool,
+    shared: bool,
+) -> Json<Value> {
+    let mut answer = json!({
+        "pipeline": target.pipeline.control.name,
+        "transform": target.spec.name,
+        "digest": digest,
+        "previous": previous,
+        "live": live,
+    });
+    if shared {
+        answer["shared"] = Value::Bool(true);
+    }
+    Json(answer)
 }
 
 impl AdminState {
@@ -195,14 +211,7 @@ impl AdminState {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         tracing::info!(pipeline, transform, from = %previous, to = %digest, live, "transform deployed to every instance (deployments topic)");
-        Ok(Json(json!({
-            "pipeline": pipeline,
-            "transform": transform,
-            "digest": digest,
-            "previous": previous,
-            "live": live,
-            "shared": true,
-        })))
+        Ok(deployed(target, &digest, &previous, live, true))
     }
 
     /// Refuses a component the deployments topic cannot hold, before anything is stored.
