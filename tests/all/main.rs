@@ -11,6 +11,7 @@ mod pubsub_to_kafka;
 mod pulsar_to_kafka;
 mod real_brokers;
 mod sandbox;
+mod schemas;
 mod support;
 mod transactions;
 mod transform;
