@@ -464,3 +464,64 @@ fn the_example_pipeline_config_loads() {
     assert!(schemas.decoder.is_some() && schemas.encoder.is_some());
     assert_eq!(schemas.default_topic, "orders-clean");
 }
+
+/// Acceptance: records naming a schema the registry does not have (here: Pulsar's topic schema
+/// deleted after they were written) are dead-lettered with a clear reason, and the pipeline
+/// goes on with the records after them, written under the schema registered anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_an_unknown_schema_version_are_dead_lettered_and_the_pipeline_goes_on() {
+    let Some((brokers, topics)) = brokers_and_topics("schemas-unknown", 1).await else {
+        return;
+    };
+    let (Some(registry), Some(admin)) = (registry_url(), pulsar_admin()) else {
+        return;
+    };
+    send(&brokers.pulsar, &topics.source, "avro-v1", 0, 10, &[]);
+    let topic_path = topics
+        .source
+        .strip_prefix("persistent://")
+        .expect("a persistent topic");
+    let deleted = reqwest::Client::new()
+        .delete(format!("{admin}/admin/v2/schemas/{topic_path}/schema"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{deleted:?}");
+    send(&brokers.pulsar, &topics.source, "avro-v1", 10, 10, &[]);
+    let toml = pulsar_schema_pipeline(
+        &brokers,
+        &topics,
+        &admin,
+        &encode_from_source(&registry, "avro"),
+    );
+    let pipeline = InProcessPipeline::start(&toml).await;
+    let dead = read_at_least(&brokers, &topics.dead_letter, 10).await;
+    let output = read_at_least(&brokers, &topics.output, 10).await;
+    pipeline.stop().await;
+
+    let everything = read_all(&brokers, &[&topics.output, &topics.dead_letter]).await;
+    eprintln!(
+        "unknown schema: 20 produced, {} dead-lettered (schema version deleted), {} written",
+        dead.len(),
+        output.len()
+    );
+    assert_eq!(everything.len(), 20, "nothing lost, nothing twice");
+    assert_eq!(dead.len(), 10);
+    for record in &dead {
+        assert_eq!(record.header("sluice.error.kind"), Some("schema"));
+        assert_eq!(record.header("sluice.transform"), Some("source"));
+        let reason = record.header("sluice.error").unwrap();
+        assert!(
+            reason.contains("Schema not found"),
+            "Pulsar's reason: {reason}"
+        );
+    }
+    eprintln!(
+        "dead-letter reason: {}",
+        dead[0].header("sluice.error").unwrap()
+    );
+    let values = confluent_values(&registry, &output, "avro", &json!({}));
+    let mut numbers: Vec<u64> = values.iter().map(|v| order_number(&v["id"])).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (10..20).collect::<Vec<_>>());
+}
