@@ -6,8 +6,12 @@
 #            one in-process bookie, RocksDB metadata)       SLUICE_PULSAR_HTTP_PORT 8080 (admin API)
 #                                                           SLUICE_PULSAR_BOOKIE_PORT 3181
 #   pubsub   Google's Pub/Sub emulator (in memory)          SLUICE_PUBSUB_PORT 8085
+#   registry Apicurio Registry 3.3.3, in-memory storage;    SLUICE_REGISTRY_PORT 8081
+#            its Confluent-compatible API is what Sluice     SLUICE_REGISTRY_MANAGEMENT_PORT 8082
+#            and Confluent clients speak (/apis/ccompat/v7)  (health, metrics)
 # Kafka and Pulsar are assembled from their jars on Maven Central (poms and configs in
-# scripts/brokers/). What runs, how, and why: docs/local-brokers.md.
+# scripts/brokers/); Apicurio is its release archive from Maven Central (sha512-checked).
+# What runs, how, and why: docs/local-brokers.md.
 #
 # Usage: scripts/brokers.sh up | down | status [--quiet] | setup | toolchain | env | clean
 #                           start <broker> | stop <broker> [--kill] | restart <broker> [--kill]
@@ -25,12 +29,14 @@
 #             (a stuck broker, for tests of what a stuck sink does)
 #
 # Environment:
-#   SLUICE_BROKERS        the brokers up/setup/status/env handle (default "kafka pulsar pubsub")
+#   SLUICE_BROKERS        the brokers up/setup/status/env handle (default "kafka pulsar pubsub registry")
 #   SLUICE_DEV_DIR        data, logs and PID files (default <repo>/.sluice-dev)
 #   SLUICE_BUILD_CACHE    caches outside the clone (default ~/.cache/sluice-build)
 #   SLUICE_BROKERS_CACHE  the brokers' jars (default $SLUICE_BUILD_CACHE/brokers/<name>-<version>)
 #   SLUICE_MAVEN_REPO     Maven's local repository (default Maven's own, ~/.m2/repository)
 #   SLUICE_JAVA           the java binary (default $JAVA_HOME/bin/java, else java on PATH)
+#   SLUICE_JAVA21         a java of version 21 or newer for the registry (Apicurio 3 is built for
+#                         Java 21; default: the first one in JAVA_HOME, PATH or /usr/lib/jvm)
 #   SLUICE_READY_TIMEOUT  seconds a broker may take to answer after its start (default 180)
 # Only processes recorded in the PID files are ever signalled.
 set -euo pipefail
@@ -52,7 +58,9 @@ pulsar_port=${SLUICE_PULSAR_PORT:-6650}
 pulsar_http_port=${SLUICE_PULSAR_HTTP_PORT:-8080}
 pulsar_bookie_port=${SLUICE_PULSAR_BOOKIE_PORT:-3181}
 pubsub_port=${SLUICE_PUBSUB_PORT:-8085}
-selected_brokers=${SLUICE_BROKERS:-kafka pulsar pubsub}
+registry_port=${SLUICE_REGISTRY_PORT:-8081}
+registry_management_port=${SLUICE_REGISTRY_MANAGEMENT_PORT:-8082}
+selected_brokers=${SLUICE_BROKERS:-kafka pulsar pubsub registry}
 ready_timeout_s=${SLUICE_READY_TIMEOUT:-180}
 
 pubsub_emulator=${SLUICE_PUBSUB_EMULATOR:-/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator}
@@ -77,6 +85,15 @@ pulsar_java_opts=(-Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m -XX:+UseSerialG
     -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver)
 # Client JIT only, serial GC and a heap cap: starts in seconds and stays small (docs/local-brokers.md).
 pubsub_java_opts="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmx512m"
+# The same for the registry: ready in about ten seconds, ~270 MB resident.
+registry_java_opts=(-Xmx384m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true)
+
+# Apicurio Registry's release archive on Maven Central and its published sha512.
+registry_version=3.3.3
+registry_sha512=dd081e0bb14bb94ac9806eb768667b10a7292a8a75a81cbbfec1c99d920bc35697fc5e567d74b7bf94a0105648b90480842822959815d2965e0dc6c9524c92d3
+registry_archive_url=https://repo1.maven.org/maven2/io/apicurio/apicurio-registry-app/$registry_version/apicurio-registry-app-$registry_version-all.tar.gz
+# The Confluent-compatible base URL clients use.
+registry_url="http://127.0.0.1:$registry_port/apis/ccompat/v7"
 
 # Milliseconds since the epoch (EPOCHREALTIME: bash >= 5; the separator follows the locale).
 now_ms() {
@@ -110,6 +127,22 @@ java_bin() {
     else
         command -v java || die "no java found: apt-get install openjdk-17-jre-headless, or set SLUICE_JAVA"
     fi
+}
+
+# A java binary of version 21 or newer (Apicurio Registry 3 needs it; Kafka and Pulsar run on 17).
+java21_bin() {
+    local candidate version
+    for candidate in ${SLUICE_JAVA21:-} ${JAVA_HOME:+$JAVA_HOME/bin/java} "$(command -v java 2>/dev/null)" \
+        /usr/lib/jvm/*/bin/java; do
+        [[ -n $candidate && -x $candidate ]] || continue
+        # `java -version` prints e.g. `openjdk version "25.0.1" ...` on stderr.
+        version=$("$candidate" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
+        if [[ $version =~ ^[0-9]+$ ]] && ((version >= 21)); then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    die "Apicurio Registry $registry_version needs Java 21 or newer and none was found (set SLUICE_JAVA21, or install e.g. openjdk-21-jre-headless); or leave the registry out: SLUICE_BROKERS=\"kafka pulsar pubsub\" $0 up"
 }
 
 # Runs `command...` in the background with its output in `log`, printing `message` and how long
@@ -216,10 +249,40 @@ EOF
     fi
 }
 
+registry_home() { echo "$brokers_cache/apicurio-$registry_version"; }
+
+# Downloads and unpacks Apicurio's release archive once (sha512-checked) into the brokers' cache.
+ensure_registry() {
+    local home
+    home=$(registry_home)
+    [[ -f $home/quarkus-run.jar ]] && return 0
+    java21_bin >/dev/null
+    mkdir -p "$brokers_cache" "$log_dir"
+    local partial=$home.partial started=$SECONDS
+    rm -rf "$partial"
+    mkdir -p "$partial"
+    say "downloading Apicurio Registry $registry_version from Maven Central into $home (once per machine, ~160 MB)"
+    with_progress "downloading Apicurio Registry $registry_version" "$log_dir/registry-install.log" \
+        curl -fsSL --retry 3 -o "$partial/release.tar.gz" "$registry_archive_url"
+    echo "$registry_sha512  $partial/release.tar.gz" | sha512sum --check --quiet - ||
+        die "checksum mismatch for $registry_archive_url"
+    tar -xzf "$partial/release.tar.gz" -C "$partial"
+    rm -f "$partial/release.tar.gz"
+    # The archive holds quarkus-run.jar, app/, lib/ and quarkus/, possibly under one directory.
+    local root
+    root=$(dirname "$(find "$partial" -maxdepth 3 -name quarkus-run.jar -print -quit)")
+    [[ -f $root/quarkus-run.jar ]] || die "Apicurio's archive has no quarkus-run.jar"
+    rm -rf "$home"
+    mv "$root" "$home"
+    rm -rf "$partial"
+    say "Apicurio Registry $registry_version: $(du -sh "$home" | cut -f1) in $((SECONDS - started)) s"
+}
+
 ensure_installed() {
     case $1 in
         kafka | pulsar) ensure_maven_broker "$1" ;;
         pubsub) ensure_pubsub_emulator ;;
+        registry) ensure_registry ;;
     esac
 }
 
@@ -230,8 +293,8 @@ check_broker_names() {
     local name
     for name in "$@"; do
         case $name in
-            kafka | pulsar | pubsub) ;;
-            *) die "unknown broker: $name (expected kafka, pulsar or pubsub)" ;;
+            kafka | pulsar | pubsub | registry) ;;
+            *) die "unknown broker: $name (expected kafka, pulsar, pubsub or registry)" ;;
         esac
     done
 }
@@ -241,6 +304,7 @@ port_of() {
         kafka) echo "$kafka_port" ;;
         pulsar) echo "$pulsar_port" ;;
         pubsub) echo "$pubsub_port" ;;
+        registry) echo "$registry_port" ;;
     esac
 }
 
@@ -250,6 +314,7 @@ ports_of() {
         kafka) echo "$kafka_port $kafka_controller_port" ;;
         pulsar) echo "$pulsar_port $pulsar_http_port $pulsar_bookie_port" ;;
         pubsub) echo "$pubsub_port" ;;
+        registry) echo "$registry_port $registry_management_port" ;;
     esac
 }
 
@@ -261,6 +326,7 @@ cmdline_marker() {
         kafka) echo "$data_dir/kafka/server.properties" ;;
         pulsar) echo "$data_dir/pulsar/standalone.conf" ;;
         pubsub) echo pubsub-emulator ;;
+        registry) echo "$(registry_home)/quarkus-run.jar" ;;
     esac
 }
 
@@ -320,6 +386,8 @@ broker_ready() {
         kafka) kafka_answers ;;
         pulsar) pulsar_answers ;;
         pubsub) curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$pubsub_port/" ;;
+        # The Confluent API answers (a fresh registry's subject list is `[]`).
+        registry) curl -sf -o /dev/null --max-time 2 "$registry_url/subjects" ;;
     esac
 }
 
@@ -383,6 +451,15 @@ launch() {
             # The emulator's launcher script execs java, so the recorded PID is java's.
             spawn pubsub "$workdir" env JAVA_OPTS="$pubsub_java_opts" "$pubsub_emulator" \
                 --host=127.0.0.1 --port="$pubsub_port"
+            ;;
+        registry)
+            # The management interface (health, metrics) would listen on 0.0.0.0:9000: keep it
+            # on loopback. Compatibility rules are per subject (PUT /config/<subject>), as in
+            # Confluent's registry; the global default stays NONE.
+            spawn registry "$workdir" "$(java21_bin)" "${registry_java_opts[@]}" \
+                -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$registry_port" \
+                -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$registry_management_port" \
+                -jar "$(registry_home)/quarkus-run.jar"
             ;;
     esac
 }
@@ -453,7 +530,7 @@ stop_broker() {
         # Kafka's controlled shutdown and Pulsar's closing of its topics and bookie take a few
         # seconds; both flush what they hold.
         case $broker in
-            pubsub) grace_s=10 ;;
+            pubsub | registry) grace_s=10 ;;
             *) grace_s=60 ;;
         esac
         kill -TERM "$pid" 2>/dev/null || true
@@ -492,6 +569,7 @@ print_env() {
                 echo "${prefix}SLUICE_PULSAR_ADMIN_URL=http://127.0.0.1:$pulsar_http_port"
                 ;;
             pubsub) echo "${prefix}PUBSUB_EMULATOR_HOST=127.0.0.1:$pubsub_port" ;;
+            registry) echo "${prefix}SLUICE_REGISTRY_URL=$registry_url" ;;
         esac
     done
 }
@@ -527,7 +605,7 @@ cmd_up() {
 # Stops every broker with a PID file, whatever SLUICE_BROKERS says, so nothing is left behind.
 cmd_down() {
     local broker
-    for broker in pubsub pulsar kafka; do stop_broker "$broker"; done
+    for broker in registry pubsub pulsar kafka; do stop_broker "$broker"; done
 }
 
 cmd_status() {
@@ -535,10 +613,10 @@ cmd_status() {
     for broker in $selected_brokers; do
         if pid=$(running_pid "$broker"); then
             [[ $quiet = --quiet ]] ||
-                printf '%-7s running (pid %s, 127.0.0.1:%s): %s\n' "$broker" "$pid" "$(port_of "$broker")" "$(process_figures "$pid")"
+                printf '%-8s running (pid %s, 127.0.0.1:%s): %s\n' "$broker" "$pid" "$(port_of "$broker")" "$(process_figures "$pid")"
         else
             all_running=1
-            [[ $quiet = --quiet ]] || printf '%-7s stopped\n' "$broker"
+            [[ $quiet = --quiet ]] || printf '%-8s stopped\n' "$broker"
         fi
     done
     return "$all_running"
@@ -568,7 +646,7 @@ cmd_clean() {
 }
 
 usage() {
-    sed -n '12,25p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '16,29p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

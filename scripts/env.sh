@@ -11,6 +11,8 @@ export SLUICE_KAFKA_BROKERS="${SLUICE_KAFKA_BROKERS:-127.0.0.1:${SLUICE_KAFKA_PO
 export SLUICE_PULSAR_URL="${SLUICE_PULSAR_URL:-pulsar://127.0.0.1:${SLUICE_PULSAR_PORT:-6650}}"
 export SLUICE_PULSAR_ADMIN_URL="${SLUICE_PULSAR_ADMIN_URL:-http://127.0.0.1:${SLUICE_PULSAR_HTTP_PORT:-8080}}"
 export PUBSUB_EMULATOR_HOST="${PUBSUB_EMULATOR_HOST:-127.0.0.1:${SLUICE_PUBSUB_PORT:-8085}}"
+# Apicurio Registry's Confluent-compatible API (scripts/brokers.sh's `registry`).
+export SLUICE_REGISTRY_URL="${SLUICE_REGISTRY_URL:-http://127.0.0.1:${SLUICE_REGISTRY_PORT:-8081}/apis/ccompat/v7}"
 # mold links the large debug binaries in a few seconds instead of tens: `mold -run` swaps it in
 # for the system linker without changing any flag, so the build cache stays valid either way.
 # scripts/brokers.sh setup installs it; SLUICE_NO_MOLD=1 links with the system linker.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: toolchain, lint gate, unit tests and integration tests against the real
-# brokers (Apache Kafka, Apache Pulsar, Google's Pub/Sub emulator; started here if they are not
-# running, and then stopped again).
+# brokers (Apache Kafka, Apache Pulsar, Google's Pub/Sub emulator) and Apicurio Registry (the
+# schema tests); all started here through scripts/brokers.sh if they are not running, and then
+# stopped again by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -21,7 +22,7 @@ if ! scripts/brokers.sh status --quiet; then
     scripts/brokers.sh up
 fi
 
-step "toolchains for Python and JavaScript transforms (pinned; first run: about a minute)"
+step "toolchains for Python and JavaScript transforms, and the schema tests' Python clients (pinned; first run: about two minutes)"
 scripts/toolchains.sh
 
 step "format"

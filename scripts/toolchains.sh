@@ -8,3 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 guest-sdk/python/build.sh --install
 guest-sdk/js/build.sh --install
+# The Python clients of the schema tests (Pulsar with its schemas, Confluent's deserializers).
+tests/python/install.sh

@@ -56,6 +56,7 @@ fn records(count: usize) -> Vec<InputRecord> {
                     kind: SourceKind::Other,
                     topic: "bench".into(),
                     message_id: seq.to_string(),
+                    schema_version: None,
                 },
             }
         })

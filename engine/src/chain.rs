@@ -260,6 +260,7 @@ mod tests {
                 kind: SourceKind::Other,
                 topic: "t".into(),
                 message_id: "1".into(),
+                schema_version: None,
             },
         }
     }

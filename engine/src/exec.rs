@@ -167,6 +167,7 @@ fn parse_record(line: &str, line_number: u64) -> Result<InputRecord, String> {
             kind: SourceKind::Other,
             topic: "exec".to_owned(),
             message_id: line_number.to_string(),
+            schema_version: None,
         },
     };
     let both = |a: &str, b: &str| format!("`{a}` and `{b}` are mutually exclusive");

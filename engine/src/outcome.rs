@@ -14,8 +14,12 @@ pub struct TransformId {
 }
 
 impl fmt::Display for TransformId {
-    /// `name@sha256:<first 12 hex digits>`, as in logs and the `sluice.transform` header.
+    /// `name@sha256:<first 12 hex digits>`, as in logs and the `sluice.transform` header; the
+    /// name alone for a step without a component (`source`, `sink`: the schema codecs).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.digest.is_empty() {
+            return f.write_str(&self.name);
+        }
         let hex = self.digest.strip_prefix("sha256:").unwrap_or(&self.digest);
         write!(f, "{}@sha256:{}", self.name, hex.get(..12).unwrap_or(hex))
     }
@@ -39,6 +43,9 @@ pub enum FailureKind {
     /// An output breaks Kafka's rules or a field limit of the transform (a topic name Kafka
     /// refuses, a key, header or timestamp out of bounds).
     InvalidOutput,
+    /// Not a transform's failure: the source payload does not fit its schema, or an output
+    /// does not fit its subject's schema (docs/schemas.md).
+    Schema,
 }
 
 impl FailureKind {
@@ -52,6 +59,7 @@ impl FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::OutputLimit => "output-limit",
             FailureKind::InvalidOutput => "invalid-output",
+            FailureKind::Schema => "schema",
         }
     }
 }

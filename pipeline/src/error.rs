@@ -41,6 +41,14 @@ pub enum PipelineError {
         kind: String,
         reason: String,
     },
+    /// `[pipeline.decode]` or `[pipeline.encode]` cannot be set up (the config check refuses
+    /// it first: this is for pipelines assembled without it).
+    #[error("pipeline {pipeline:?}: `{key}`: {message}")]
+    Schemas {
+        pipeline: String,
+        key: String,
+        message: String,
+    },
     #[error("pipeline {pipeline:?}: the transform thread died")]
     TransformThread { pipeline: String },
     #[error(
@@ -95,6 +103,7 @@ impl PipelineError {
         match self {
             PipelineError::Transform { source, .. } => source.is_user_input_error(),
             PipelineError::Sink { source, .. } => source.is_user_input_error(),
+            PipelineError::Schemas { .. } => true,
             _ => false,
         }
     }

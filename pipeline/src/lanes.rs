@@ -23,6 +23,7 @@ use sluice_engine::{RecordOutcome, TransformChain};
 use sluice_record::InputRecord;
 
 use crate::control::PipelineControl;
+use crate::schemas::Schemas;
 
 /// Records of one transform call, with their outcomes.
 pub(crate) struct TransformedBatch {
@@ -51,6 +52,8 @@ pub(crate) struct LanesInput {
     pub(crate) replay: VecDeque<SourceMessage>,
     pub(crate) batch_size: usize,
     pub(crate) max_in_flight: usize,
+    /// Decoding before the chain and encoding after it.
+    pub(crate) schemas: Arc<Schemas>,
 }
 
 /// Running lanes, to be joined once the stages after them ended.
@@ -85,6 +88,7 @@ pub(crate) fn start(
         replay,
         batch_size,
         max_in_flight,
+        schemas,
     } = input;
     let lanes = chains.len();
     let mut replays: Vec<VecDeque<SourceMessage>> = (0..lanes).map(|_| VecDeque::new()).collect();
@@ -111,6 +115,7 @@ pub(crate) fn start(
                 records,
                 replay,
                 control: control.clone(),
+                schemas: schemas.clone(),
             };
             spawn_lane(&pipeline, input, batches.clone(), batch_size, abort.clone())
         })
@@ -234,6 +239,7 @@ struct LaneInput {
     records: mpsc::Receiver<SourceMessage>,
     replay: VecDeque<SourceMessage>,
     control: Arc<PipelineControl>,
+    schemas: Arc<Schemas>,
 }
 
 impl LaneInput {
@@ -302,7 +308,25 @@ fn spawn_lane(
                 let span =
                     tracing::debug_span!("batch", lane = input.lane, records = records.len());
                 let started = Instant::now();
-                let outcomes = span.in_scope(|| input.chain.run_batch(&records));
+                let outcomes = if input.schemas.is_passthrough() {
+                    span.in_scope(|| input.chain.run_batch(&records))
+                } else {
+                    let chain = &mut input.chain;
+                    let run = |views: &[InputRecord]| span.in_scope(|| chain.run_batch(views));
+                    match run_with_schemas(&runtime, &input.schemas, run, &records, &abort) {
+                        Some(outcomes) => outcomes,
+                        // Aborted while a schema service did not answer: the records go back.
+                        None => {
+                            let outcomes = Vec::new();
+                            let batch = TransformedBatch {
+                                records,
+                                acks,
+                                outcomes,
+                            };
+                            return (input, Some(batch));
+                        }
+                    }
+                };
                 stats.batch_seconds.observe(started.elapsed().as_secs_f64());
                 stats.batch_size.observe(records.len() as f64);
                 debug_assert_eq!(outcomes.len(), records.len());
@@ -319,4 +343,50 @@ fn spawn_lane(
             (input, None)
         })
         .expect("cannot spawn a transform thread")
+}
+
+/// Runs `records` through `run` (the chain) with the pipeline's codecs around it: each record
+/// decoded into what the guest sees (or dead-lettered when it does not fit its schema), each
+/// record's outputs encoded (or the record dead-lettered). Outcomes in `records`' order;
+/// `None` when aborted while a schema service did not answer.
+fn run_with_schemas(
+    runtime: &tokio::runtime::Handle,
+    schemas: &Schemas,
+    run: impl FnOnce(&[InputRecord]) -> Vec<RecordOutcome>,
+    records: &[InputRecord],
+    abort: &CancellationToken,
+) -> Option<Vec<RecordOutcome>> {
+    let mut views = Vec::with_capacity(records.len());
+    let mut source_schemas = Vec::with_capacity(records.len());
+    // Per record: the outcome decided before the chain, if any.
+    let mut decided = Vec::with_capacity(records.len());
+    for record in records {
+        match runtime.block_on(schemas.decode(record, abort))? {
+            Ok(prepared) => {
+                views.push(prepared.view);
+                source_schemas.push(prepared.schema);
+                decided.push(None);
+            }
+            Err(outcome) => decided.push(Some(outcome)),
+        }
+    }
+    let transformed = if views.is_empty() {
+        Vec::new()
+    } else {
+        run(&views)
+    };
+    debug_assert_eq!(transformed.len(), views.len());
+    let mut transformed = transformed.into_iter().zip(source_schemas);
+    let mut outcomes = Vec::with_capacity(records.len());
+    for outcome in decided {
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            None => {
+                let (outcome, schema) = transformed.next().expect("one outcome per view");
+                runtime.block_on(schemas.encode(outcome, schema.as_ref(), abort))?
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Some(outcomes)
 }

@@ -7,6 +7,7 @@
 //!   stages, and what each outcome becomes in the sink;
 //! - `exactly_once/`: exactly-once, on Kafka transactions (`transactions.rs`) or read back
 //!   (`read_back.rs`);
+//! - `schemas.rs`: decoding before the transforms and encoding after them (docs/schemas.md);
 //! - `restart.rs`: the one restart policy (what a broker failure renews, and when);
 //! - `stats.rs`, `control.rs`: the counters and the live handle the admin API reads.
 //!
@@ -21,6 +22,7 @@ mod outcome_writer;
 mod pipeline;
 mod restart;
 mod running;
+mod schemas;
 mod settings;
 mod stages;
 mod stats;
@@ -28,6 +30,7 @@ mod stats;
 pub use control::{PipelineControl, PipelineState};
 pub use error::{PipelineError, error_chain};
 pub use pipeline::{Pipeline, PipelineParts};
+pub use schemas::{SCHEMA_HEADER, Schemas};
 pub use settings::{
     ExactlyOnceMode, ExactlyOnceSettings, Guarantee, Guaranteeing, MAX_PARALLELISM,
     PipelineSettings,

@@ -22,6 +22,7 @@ use sluice_engine::{TransformChain, TransformEngine, TransformObserver, Transfor
 use crate::control::PipelineControl;
 use crate::error::PipelineError;
 use crate::exactly_once;
+use crate::schemas::Schemas;
 use crate::settings::{Guarantee, PipelineSettings};
 use crate::stats::PipelineStats;
 
@@ -43,6 +44,8 @@ pub struct Pipeline<C: ConnectSink> {
     pub(crate) chains: Vec<TransformChain>,
     pub(crate) sink: Arc<C::Sink>,
     pub(crate) control: Arc<PipelineControl>,
+    /// Decoding before the transforms, encoding after them (none by default).
+    pub(crate) schemas: Arc<Schemas>,
 }
 
 impl<C: ConnectSink> Pipeline<C> {
@@ -98,7 +101,15 @@ impl<C: ConnectSink> Pipeline<C> {
             chains,
             sink: connected,
             control,
+            schemas: Arc::default(),
         })
+    }
+
+    /// Decodes source records before the transforms and encodes outputs after them
+    /// (docs/schemas.md).
+    pub fn with_schemas(mut self, schemas: Schemas) -> Self {
+        self.schemas = Arc::new(schemas);
+        self
     }
 
     pub fn stats(&self) -> Arc<PipelineStats> {

@@ -23,6 +23,7 @@ use crate::exactly_once::{ExactlyOnce, ReadBack, Tracker, TrackingObserver, Tran
 use crate::lanes::LanesInput;
 use crate::pipeline::{Pipeline, connect_sink};
 use crate::restart::{self, Renew, RestartPolicy};
+use crate::schemas::Schemas;
 use crate::settings::{ExactlyOnceMode, PipelineSettings};
 use crate::stages::Stages;
 use crate::stats::PipelineStats;
@@ -120,6 +121,7 @@ pub(crate) struct Running<'a, C: ConnectSink> {
     catch_up: bool,
     /// Cancelled when a stop gives up draining: the stages stop at once.
     give_up: &'a CancellationToken,
+    schemas: Arc<Schemas>,
 }
 
 impl<'a, C: ConnectSink> Running<'a, C> {
@@ -142,6 +144,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             exactly_once: None,
             tracker: Arc::default(),
             catch_up: false,
+            schemas: pipeline.schemas,
         }
     }
 
@@ -236,6 +239,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
                 replay: std::mem::take(&mut self.replay),
                 batch_size: self.settings.batch_size,
                 max_in_flight: self.settings.max_in_flight,
+                schemas: self.schemas.clone(),
             },
             sink,
             stats: self.control.stats.clone(),

@@ -165,6 +165,7 @@ mod tests {
                 kind: SourceKind::Pulsar,
                 topic: "t".into(),
                 message_id: "1:2:-1:-1".into(),
+                schema_version: None,
             },
         }
     }

@@ -59,6 +59,9 @@ pub struct SourceInfo {
     pub topic: String,
     /// Message id as the source prints it.
     pub message_id: String,
+    /// Pulsar: the message's schema version (its metadata's `schema_version`), which names
+    /// the topic's schema it was written with; `None` elsewhere.
+    pub schema_version: Option<Vec<u8>>,
 }
 
 /// A record as the source delivered it.

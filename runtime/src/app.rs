@@ -117,7 +117,16 @@ pub async fn standalone_pipeline(
 ) -> Result<KafkaPipeline, PipelineError> {
     let stats = Arc::new(PipelineStats::standalone(&config.name));
     let control = PipelineControl::new(&config.name, stats);
-    Pipeline::prepare(config.parts(config.transform_specs()), engine, control).await
+    let schemas = config
+        .schemas()
+        .map_err(|(key, message)| PipelineError::Schemas {
+            pipeline: config.name.clone(),
+            key,
+            message,
+        })?;
+    Pipeline::prepare(config.parts(config.transform_specs()), engine, control)
+        .await
+        .map(|pipeline| pipeline.with_schemas(schemas))
 }
 
 /// The pipeline `config` describes, in the runtime: the deployed versions of `store` run
@@ -138,7 +147,16 @@ async fn runtime_pipeline(
             }
         })?;
     }
-    let pipeline = Pipeline::prepare(config.parts(specs), engine, control.clone()).await?;
+    let schemas = config
+        .schemas()
+        .map_err(|(key, message)| PipelineError::Schemas {
+            pipeline: config.name.clone(),
+            key,
+            message,
+        })?;
+    let pipeline = Pipeline::prepare(config.parts(specs), engine, control.clone())
+        .await?
+        .with_schemas(schemas);
     for id in control.transforms() {
         metrics.version_live(&config.name, &id.name, &id.digest, false);
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use sluice_codec::{DecodeConfig, DecodeContext, DecodeFormat, Decoder, EncodeConfig, Encoder};
 use sluice_connectors::config::{Invalid, string_map, within};
 use sluice_connectors::gcp_pubsub::PubSubSourceConfig;
 use sluice_connectors::kafka::{KafkaSinkConfig, check_topic_name};
@@ -18,7 +19,7 @@ use sluice_connectors::pulsar::PulsarSourceConfig;
 use sluice_connectors::source::ConnectSource;
 use sluice_engine::{Capabilities, Limits, TransformSpec};
 use sluice_pipeline::{
-    ExactlyOnceMode, ExactlyOnceSettings, Guarantee, MAX_PARALLELISM, PipelineSettings,
+    ExactlyOnceMode, ExactlyOnceSettings, Guarantee, MAX_PARALLELISM, PipelineSettings, Schemas,
 };
 
 pub use sluice_connectors::config::Secret;
@@ -175,9 +176,20 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub exactly_once: Option<ExactlyOnceConfig>,
     pub source: SourceConfig,
+    /// `[pipeline.decode]`: how source payloads are decoded before the transforms, and what
+    /// the guest sees (docs/schemas.md). Default: bytes through unchanged.
+    #[serde(default)]
+    pub decode: Option<DecodeConfig>,
     #[serde(rename = "transform", default)]
     pub transforms: Vec<TransformConfig>,
     pub sink: KafkaSinkConfig,
+    /// `[pipeline.encode]`: how output keys and values are written to Kafka (Confluent wire
+    /// format, subjects in a Schema Registry; docs/schemas.md). Default: bytes unchanged.
+    #[serde(default)]
+    pub encode: Option<EncodeConfig>,
+    /// The config file's directory: relative schema files are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// `exactly_once = { … }`: how exactly-once is kept (docs/delivery-guarantees.md).
@@ -331,6 +343,7 @@ impl Config {
             *state_dir = base_dir.join(&*state_dir);
         }
         for pipeline in &mut config.pipelines {
+            pipeline.base_dir = base_dir.to_owned();
             let exactly_once = pipeline.guarantee == Guarantee::ExactlyOnce;
             if let SourceConfig::Pulsar(pulsar) = &mut pipeline.source {
                 pulsar.fill_defaults(exactly_once);
@@ -434,7 +447,59 @@ impl PipelineConfig {
             validate_limits(&transform.limits)
                 .map_err(|(k, m)| (format!("transform[{t}].limits.{k}"), m))?;
         }
-        self.sink.validate(guaranteeing).map_err(within("sink"))
+        self.sink.validate(guaranteeing).map_err(within("sink"))?;
+        self.schemas().map(drop)
+    }
+
+    /// The codecs of `[pipeline.decode]` and `[pipeline.encode]`, schemas loaded; an error
+    /// names the section.
+    pub fn schemas(&self) -> Result<Schemas, Invalid> {
+        let decoder = match &self.decode {
+            None => None,
+            Some(decode) => {
+                let pulsar_admin_url = match &self.source {
+                    SourceConfig::Pulsar(pulsar) => Some(default_pulsar_admin_url(&pulsar.url)),
+                    SourceConfig::GcpPubsub(_) => None,
+                };
+                let pubsub_endpoint = match &self.source {
+                    SourceConfig::GcpPubsub(pubsub) => pubsub_schema_endpoint(pubsub),
+                    SourceConfig::Pulsar(_) => None,
+                };
+                let context = DecodeContext {
+                    base_dir: Some(&self.base_dir),
+                    pulsar_admin_url: pulsar_admin_url.as_deref(),
+                    pubsub_endpoint: pubsub_endpoint.as_deref(),
+                };
+                let decoder = Decoder::new(decode, context)
+                    .map_err(|e| ("decode".to_owned(), e.to_string()))?;
+                Some(Arc::new(decoder))
+            }
+        };
+        let encoder = match &self.encode {
+            None => None,
+            Some(encode) => {
+                let encoder = Encoder::new(encode, Some(&self.base_dir))
+                    .map_err(|e| ("encode".to_owned(), e.to_string()))?;
+                Some(Arc::new(encoder))
+            }
+        };
+        if self
+            .decode
+            .as_ref()
+            .is_some_and(|d| d.format != DecodeFormat::Raw)
+            && let Some(encode) = &self.encode
+            && encode.key.from_source
+        {
+            return Err((
+                "encode.key.from_source".into(),
+                "applies to values only: the source schema describes the payload".into(),
+            ));
+        }
+        Ok(Schemas {
+            decoder,
+            encoder,
+            default_topic: self.sink.topic.clone(),
+        })
     }
 
     /// Checks `exactly_once`: only with the exactly-once guarantee, only the keys of its mode,
@@ -521,6 +586,36 @@ impl TransformConfig {
                 .unwrap_or_else(|| "transform".to_owned())
         })
     }
+}
+
+/// The Pulsar admin API of a service URL when `[pipeline.decode]` gives no `admin_url`: the
+/// same host on Pulsar's default web service port, 8080.
+fn default_pulsar_admin_url(service_url: &str) -> String {
+    let rest = service_url
+        .split_once("://")
+        .map_or(service_url, |(_, rest)| rest);
+    let host = rest
+        .split([',', '/'])
+        .next()
+        .unwrap_or_default()
+        .rsplit_once(':')
+        .map_or(rest, |(host, _)| host);
+    format!("http://{host}:8080")
+}
+
+/// Where Pub/Sub's schema service is: the source's endpoint, else the emulator's
+/// (`PUBSUB_EMULATOR_HOST`), else Google's (the codec's default).
+fn pubsub_schema_endpoint(source: &PubSubSourceConfig) -> Option<String> {
+    let endpoint = source.endpoint.clone().or_else(|| {
+        std::env::var("PUBSUB_EMULATOR_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+    })?;
+    Some(if endpoint.contains("://") {
+        endpoint
+    } else {
+        format!("http://{endpoint}")
+    })
 }
 
 fn validate_limits(limits: &Limits) -> Result<(), Invalid> {

@@ -13,6 +13,7 @@ mod pulsar_to_kafka;
 mod real_brokers;
 mod sandbox;
 mod scale_out;
+mod schemas;
 mod support;
 mod transactions;
 mod transform;

@@ -40,6 +40,7 @@ fn record(value: &str) -> InputRecord {
             kind: SourceKind::Other,
             topic: "test".into(),
             message_id: "1".into(),
+            schema_version: None,
         },
     }
 }

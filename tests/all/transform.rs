@@ -22,6 +22,7 @@ fn record(index: usize, value: &str) -> InputRecord {
             kind: SourceKind::Other,
             topic: "test".into(),
             message_id: index.to_string(),
+            schema_version: None,
         },
     }
 }

@@ -69,6 +69,7 @@ impl RecordMapping {
                 kind: SourceKind::GcpPubsub,
                 topic: self.subscription.clone(),
                 message_id: message.message_id.to_owned(),
+                schema_version: None,
             },
         }
     }

@@ -94,6 +94,7 @@ impl MemorySource {
                 kind: SourceKind::Other,
                 topic: "memory".into(),
                 message_id: message_id.clone(),
+                schema_version: None,
             },
         };
         state.queue.push_back((number, record));

@@ -396,6 +396,7 @@ fn to_input_record(message: &Message<Vec<u8>>) -> InputRecord {
             kind: SourceKind::Pulsar,
             topic: message.topic.clone(),
             message_id: format_message_id(&message.message_id.id),
+            schema_version: metadata.schema_version.clone(),
         },
     }
 }

@@ -353,3 +353,43 @@ fn deployments_are_local_by_default_or_shared_through_a_topic_per_pipeline() {
     let (key, _) = invalid_key(&format!("{MINIMAL}\n[admin]\ndeployments = \"s3\"\n"));
     assert_eq!(key, "admin.deployments");
 }
+
+#[test]
+fn decode_and_encode_sections_build_their_codecs_at_load() {
+    let text = format!(
+        "{MINIMAL}\n[pipeline.decode]\nformat = \"pulsar\"\n\n[pipeline.encode]\n\
+         registry = {{ url = \"http://127.0.0.1:8081/apis/ccompat/v7\" }}\n\
+         value = {{ format = \"avro\", from_source = true }}\n"
+    );
+    let config = parse(&text).unwrap();
+    let schemas = config.pipelines[0].schemas().unwrap();
+    assert!(schemas.decoder.is_some() && schemas.encoder.is_some());
+    assert_eq!(schemas.default_topic, "orders-clean");
+    assert_eq!(
+        default_pulsar_admin_url("pulsar://broker.example:6650"),
+        "http://broker.example:8080"
+    );
+}
+
+#[test]
+fn bad_schema_sections_are_refused_naming_the_key() {
+    let (key, message) = invalid_key(&format!(
+        "{MINIMAL}\n[pipeline.decode]\nformat = \"avro\"\nschemaa = \"x\"\n"
+    ));
+    assert_eq!(key, "pipeline[0].decode.schemaa");
+    assert!(message.contains("unknown field"), "{message}");
+    let (key, message) = invalid_key(&format!(
+        "{MINIMAL}\n[pipeline.decode]\nformat = \"avro\"\nschema = \"not a schema\"\n"
+    ));
+    assert_eq!(key, "pipeline[0].decode");
+    assert!(!message.is_empty());
+    let (key, message) = invalid_key(&format!(
+        "{MINIMAL}\n[pipeline.encode]\nvalue = {{ format = \"avro\", from_source = true }}\n"
+    ));
+    assert_eq!(key, "pipeline[0].encode");
+    assert!(message.contains("registry"), "{message}");
+    let (key, _) = invalid_key(&format!(
+        "{MINIMAL}\n[pipeline.encode]\nvalue = {{ format = \"xml\" }}\n"
+    ));
+    assert_eq!(key, "pipeline[0].encode.value.format");
+}

@@ -16,6 +16,11 @@ pub const PULSAR: (&str, &str) = ("SLUICE_PULSAR_URL", "pulsar://127.0.0.1:6650"
 pub const PULSAR_ADMIN: (&str, &str) = ("SLUICE_PULSAR_ADMIN_URL", "http://127.0.0.1:8080");
 /// Google's Pub/Sub emulator (`host:port`, as `PUBSUB_EMULATOR_HOST` is for Google's clients).
 pub const PUBSUB: (&str, &str) = ("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085");
+/// Apicurio Registry's Confluent-compatible API (`scripts/brokers.sh`'s `registry`).
+pub const REGISTRY: (&str, &str) = (
+    "SLUICE_REGISTRY_URL",
+    "http://127.0.0.1:8081/apis/ccompat/v7",
+);
 
 /// The address of `broker` (one of the constants above) if something listens there.
 ///
