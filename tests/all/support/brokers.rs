@@ -23,7 +23,8 @@ static OUTAGE_LOCK: LazyLock<Arc<RwLock<()>>> = LazyLock::new(Arc::default);
 pub(crate) enum BrokerUse {
     /// Produces and consumes; brokers stay up.
     Shared,
-    /// Stops and restarts brokers: runs alone.
+    /// Stops and restarts brokers, or measures throughput: runs alone (no other broker test
+    /// shares the brokers or the cores with it meanwhile).
     Exclusive,
 }
 
