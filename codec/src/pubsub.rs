@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::avro::AvroSchema;
 use crate::error::SchemaError;
 use crate::protobuf::{ProtoFile, ProtoSchema};
-use crate::pulsar::FetchError;
+use crate::pulsar::{FetchError, get_json};
 use crate::schema::{Schema, SchemaId, SchemaKind};
 
 /// Attribute naming the schema.
@@ -114,27 +114,7 @@ impl PubSubSchemaFetcher for RestSchemaFetcher {
                 .map_err(|e| FetchError::Unavailable(format!("no access token: {e}")))?;
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| FetchError::Unavailable(format!("GET {url}: {e}")))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| FetchError::Unavailable(format!("GET {url}: {e}")))?;
-        let text = String::from_utf8_lossy(&body);
-        if status.as_u16() == 404 {
-            return Err(FetchError::NotFound(format!("GET {url}: {}", text.trim())));
-        }
-        if !status.is_success() {
-            return Err(FetchError::Unavailable(format!(
-                "GET {url}: HTTP {status}: {}",
-                text.trim()
-            )));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Unavailable(format!("GET {url}: unexpected answer: {e}")))
+        get_json(request, &url).await
     }
 }
 

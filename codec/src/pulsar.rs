@@ -115,6 +115,36 @@ pub enum FetchError {
     Unavailable(String),
 }
 
+/// Sends GET `request` (to `url`, named in errors) and reads its JSON answer: 404 is
+/// [`FetchError::NotFound`], any other failure [`FetchError::Unavailable`] with the service's
+/// text. Shared by the Pulsar and Pub/Sub schema fetchers.
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<T, FetchError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| FetchError::Unavailable(format!("GET {url}: {e}")))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| FetchError::Unavailable(format!("GET {url}: {e}")))?;
+    let text = String::from_utf8_lossy(&body);
+    if status.as_u16() == 404 {
+        return Err(FetchError::NotFound(format!("GET {url}: {}", text.trim())));
+    }
+    if !status.is_success() {
+        return Err(FetchError::Unavailable(format!(
+            "GET {url}: HTTP {status}: {}",
+            text.trim()
+        )));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| FetchError::Unavailable(format!("GET {url}: unexpected answer: {e}")))
+}
+
 /// Where Pulsar schemas come from: the admin REST API ([`AdminRestFetcher`]), or anything else
 /// (the binary protocol's GetSchema, a test double).
 #[async_trait]
@@ -163,27 +193,7 @@ impl PulsarSchemaFetcher for AdminRestFetcher {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| FetchError::Unavailable(format!("GET {url}: {e}")))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| FetchError::Unavailable(format!("GET {url}: {e}")))?;
-        let text = String::from_utf8_lossy(&body);
-        if status.as_u16() == 404 {
-            return Err(FetchError::NotFound(format!("GET {url}: {}", text.trim())));
-        }
-        if !status.is_success() {
-            return Err(FetchError::Unavailable(format!(
-                "GET {url}: HTTP {status}: {}",
-                text.trim()
-            )));
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Unavailable(format!("GET {url}: unexpected answer: {e}")))
+        get_json(request, &url).await
     }
 }
 

@@ -462,7 +462,9 @@ impl PipelineConfig {
                     SourceConfig::GcpPubsub(_) => None,
                 };
                 let pubsub_endpoint = match &self.source {
-                    SourceConfig::GcpPubsub(pubsub) => pubsub_schema_endpoint(pubsub),
+                    // Pub/Sub's schema service is where its messages come from (else Google's,
+                    // the codec's default).
+                    SourceConfig::GcpPubsub(pubsub) => pubsub.endpoint_url(),
                     SourceConfig::Pulsar(_) => None,
                 };
                 let context = DecodeContext {
@@ -601,21 +603,6 @@ fn default_pulsar_admin_url(service_url: &str) -> String {
         .rsplit_once(':')
         .map_or(rest, |(host, _)| host);
     format!("http://{host}:8080")
-}
-
-/// Where Pub/Sub's schema service is: the source's endpoint, else the emulator's
-/// (`PUBSUB_EMULATOR_HOST`), else Google's (the codec's default).
-fn pubsub_schema_endpoint(source: &PubSubSourceConfig) -> Option<String> {
-    let endpoint = source.endpoint.clone().or_else(|| {
-        std::env::var("PUBSUB_EMULATOR_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-    })?;
-    Some(if endpoint.contains("://") {
-        endpoint
-    } else {
-        format!("http://{endpoint}")
-    })
 }
 
 fn validate_limits(limits: &Limits) -> Result<(), Invalid> {

@@ -9,29 +9,9 @@ import json
 import sys
 
 import pulsar
-from pulsar.schema import AvroSchema, Double, Integer, JsonSchema, Record, String, StringSchema
+from pulsar.schema import AvroSchema, JsonSchema, StringSchema
 
-
-def order_v1():
-    class Order(Record):
-        _avro_namespace = "shop"
-        id = String(required=True)
-        email = String()
-        qty = Integer()
-        price = Double()
-    return Order
-
-
-def order_v2():
-    # Same record name, one more optional field: a compatible change.
-    class Order(Record):
-        _avro_namespace = "shop"
-        id = String(required=True)
-        email = String()
-        qty = Integer()
-        price = Double()
-        note = String(default=None, required_default=True)
-    return Order
+from orders import order_v1, order_v2, protobuf_class
 
 
 def main():
@@ -59,14 +39,8 @@ def main():
         sent += 1
         producer.close()
     elif kind == "protobuf":
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
         from pulsar.schema import ProtobufNativeSchema
-        descriptor_set, message = sys.argv[4:6]
-        files = descriptor_pb2.FileDescriptorSet.FromString(open(descriptor_set, "rb").read())
-        pool = descriptor_pool.DescriptorPool()
-        for f in files.file:
-            pool.Add(f)
-        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(message))
+        cls = protobuf_class(*sys.argv[4:6])
         producer = client.create_producer(topic, schema=ProtobufNativeSchema(cls))
         m = cls()
         m.order_id = "o-1"

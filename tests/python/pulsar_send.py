@@ -12,29 +12,9 @@ import sys
 
 import _pulsar
 import pulsar
-from pulsar.schema import AvroSchema, Double, Integer, Record, String
+from pulsar.schema import AvroSchema
 
-
-def order_v1():
-    class Order(Record):
-        _avro_namespace = "shop"
-        id = String(required=True)
-        email = String()
-        qty = Integer()
-        price = Double()
-    return Order
-
-
-def order_v2():
-    # Same record name, one more optional field: a compatible change.
-    class Order(Record):
-        _avro_namespace = "shop"
-        id = String(required=True)
-        email = String()
-        qty = Integer()
-        price = Double()
-        note = String(default=None, required_default=True)
-    return Order
+from orders import order_v1, order_v2, protobuf_class
 
 
 def main():
@@ -61,14 +41,8 @@ def main():
             message = _pulsar.MessageBuilder().content(b"\x01garbage").partition_key(f"c-{i % 5}").build()
             producer._producer.send(message)
     elif kind == "protobuf":
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
         from pulsar.schema import ProtobufNativeSchema
-        descriptor_set, name = sys.argv[6:8]
-        files = descriptor_pb2.FileDescriptorSet.FromString(open(descriptor_set, "rb").read())
-        pool = descriptor_pool.DescriptorPool()
-        for f in files.file:
-            pool.Add(f)
-        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+        cls = protobuf_class(*sys.argv[6:8])
         producer = client.create_producer(topic, schema=ProtobufNativeSchema(cls))
         for i in range(first, first + count):
             m = cls()

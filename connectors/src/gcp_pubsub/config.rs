@@ -31,6 +31,21 @@ pub enum PubSubPull {
 }
 
 impl PubSubSourceConfig {
+    /// Where Google's APIs are: the configured endpoint, else `PUBSUB_EMULATOR_HOST`
+    /// (`host:port`), as a URL; `None` for Google's own.
+    pub fn endpoint_url(&self) -> Option<String> {
+        let endpoint = self.endpoint.clone().or_else(|| {
+            std::env::var("PUBSUB_EMULATOR_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+        })?;
+        Some(if endpoint.contains("://") {
+            endpoint
+        } else {
+            format!("http://{endpoint}")
+        })
+    }
+
     /// Checks the section; keys are relative to it.
     pub fn validate(&self) -> Result<(), Invalid> {
         non_empty("project", &self.project)?;

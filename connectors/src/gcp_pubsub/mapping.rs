@@ -75,20 +75,6 @@ impl RecordMapping {
     }
 }
 
-/// The configured endpoint, else `PUBSUB_EMULATOR_HOST` (`host:port`), as a URL.
-pub(super) fn endpoint(config: &PubSubSourceConfig) -> Option<String> {
-    let endpoint = config.endpoint.clone().or_else(|| {
-        std::env::var("PUBSUB_EMULATOR_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-    })?;
-    Some(if endpoint.contains("://") {
-        endpoint
-    } else {
-        format!("http://{endpoint}")
-    })
-}
-
 /// `projects/P/subscriptions/S`, accepting a full path as the subscription too.
 pub(super) fn subscription_path(config: &PubSubSourceConfig) -> String {
     if config.subscription.starts_with("projects/") {
@@ -125,7 +111,7 @@ mod tests {
         assert_eq!(subscription_path(&config(full, None)), full);
         let with_endpoint = config("orders", Some("127.0.0.1:8085"));
         assert_eq!(
-            endpoint(&with_endpoint).as_deref(),
+            with_endpoint.endpoint_url().as_deref(),
             Some("http://127.0.0.1:8085")
         );
     }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::config::PubSubSourceConfig;
 use super::error::PubSubError;
-use super::mapping::{MessageParts, RecordMapping, endpoint, subscription_path};
+use super::mapping::{MessageParts, RecordMapping, subscription_path};
 use crate::source::{Placement, Received, SourceClient};
 
 /// How far each lease extension reaches. Short enough that a crashed runtime's messages come
@@ -65,7 +65,7 @@ impl PubSubSource {
         max_in_flight: usize,
     ) -> Result<Self, PubSubError> {
         let mut builder = Subscriber::builder();
-        if let Some(endpoint) = endpoint(config) {
+        if let Some(endpoint) = config.endpoint_url() {
             tracing::info!(messaging.system = "gcp_pubsub", %endpoint, "using a Pub/Sub endpoint without credentials");
             builder = builder.with_endpoint(endpoint).with_credentials(
                 google_cloud_auth::credentials::anonymous::Builder::new().build(),

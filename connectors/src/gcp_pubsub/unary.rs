@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::PubSubSourceConfig;
 use super::error::PubSubError;
-use super::mapping::{MessageParts, RecordMapping, endpoint};
+use super::mapping::{MessageParts, RecordMapping};
 use crate::source::{Placement, Received, SourceClient};
 
 /// Pub/Sub returns at most 1,000 messages per Pull.
@@ -146,7 +146,7 @@ impl UnaryPubSubSource {
         max_in_flight: usize,
         stop: CancellationToken,
     ) -> Result<Self, PubSubError> {
-        let environment = match endpoint(config) {
+        let environment = match config.endpoint_url() {
             Some(url) => {
                 tracing::info!(messaging.system = "gcp_pubsub", endpoint = %url, "using a Pub/Sub endpoint without credentials");
                 Environment::Emulator(url.trim_start_matches("http://").to_owned())

@@ -179,9 +179,7 @@ async fn pulsar_avro_through_redact_to_confluent_avro_with_evolution_and_malform
         "the evolution is the subject's second version"
     );
     for record in &dead {
-        assert_eq!(record.header("sluice.error.kind"), Some("schema"));
-        assert_eq!(record.header("sluice.transform"), Some("source"));
-        let reason = record.header("sluice.error").unwrap();
+        let reason = schema_dead_letter_reason(record, "source");
         assert!(reason.contains("not an Avro datum"), "{reason}");
         assert_eq!(
             record.value.as_deref(),
@@ -254,9 +252,7 @@ async fn outputs_that_break_the_subjects_compatibility_are_dead_lettered_with_th
     assert_eq!(everything.len(), 40, "nothing lost, nothing twice");
     assert_eq!(dead.len(), 20);
     for record in &dead {
-        assert_eq!(record.header("sluice.error.kind"), Some("schema"));
-        assert_eq!(record.header("sluice.transform"), Some("sink"));
-        let reason = record.header("sluice.error").unwrap();
+        let reason = schema_dead_letter_reason(record, "sink");
         assert!(
             reason.contains("Incompatible") || reason.contains("incompatible"),
             "the registry's reason: {reason}"
@@ -508,9 +504,7 @@ async fn records_of_an_unknown_schema_version_are_dead_lettered_and_the_pipeline
     assert_eq!(everything.len(), 20, "nothing lost, nothing twice");
     assert_eq!(dead.len(), 10);
     for record in &dead {
-        assert_eq!(record.header("sluice.error.kind"), Some("schema"));
-        assert_eq!(record.header("sluice.transform"), Some("source"));
-        let reason = record.header("sluice.error").unwrap();
+        let reason = schema_dead_letter_reason(record, "source");
         assert!(
             reason.contains("Schema not found"),
             "Pulsar's reason: {reason}"
@@ -524,4 +518,12 @@ async fn records_of_an_unknown_schema_version_are_dead_lettered_and_the_pipeline
     let mut numbers: Vec<u64> = values.iter().map(|v| order_number(&v["id"])).collect();
     numbers.sort_unstable();
     assert_eq!(numbers, (10..20).collect::<Vec<_>>());
+}
+
+/// The reason of `record`, a dead-letter copy of kind `schema` made at `stage` (`source`:
+/// decoding, `sink`: encoding), after checking both.
+fn schema_dead_letter_reason<'a>(record: &'a KafkaRecord, stage: &str) -> &'a str {
+    assert_eq!(record.header("sluice.error.kind"), Some("schema"));
+    assert_eq!(record.header("sluice.transform"), Some(stage));
+    record.header("sluice.error").unwrap()
 }
