@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,7 +29,9 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A produced record waiting for its delivery report.
 pub struct PendingDelivery {
-    topic: String,
+    /// For the error, should it fail: shared with the sink when it is the default topic, so
+    /// a record costs no copy of the name.
+    topic: Arc<str>,
     future: DeliveryFuture,
 }
 
@@ -40,11 +42,11 @@ impl Future for PendingDelivery {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let report = std::task::ready!(Pin::new(&mut self.future).poll(cx));
-        let topic = std::mem::take(&mut self.topic);
+        let topic = || self.topic.to_string();
         Poll::Ready(match report {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err((error, _))) => Err(classify(topic, error, Stage::Delivery)),
-            Err(_canceled) => Err(SinkError::Canceled { topic }),
+            Ok(Err((error, _))) => Err(classify(topic(), error, Stage::Delivery)),
+            Err(_canceled) => Err(SinkError::Canceled { topic: topic() }),
         })
     }
 }
@@ -54,7 +56,7 @@ pub struct KafkaSink {
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
     brokers: String,
-    default_topic: String,
+    default_topic: Arc<str>,
     dead_letter_topic: Option<String>,
     create_topics: bool,
     topic_partitions: i32,
@@ -79,7 +81,7 @@ impl KafkaSink {
             producer,
             admin,
             brokers: config.brokers.clone(),
-            default_topic: config.topic.clone(),
+            default_topic: Arc::from(config.topic.as_str()),
             dead_letter_topic: config.dead_letter_topic.clone(),
             create_topics: config.create_topics,
             topic_partitions: config.topic_partitions,
@@ -95,7 +97,7 @@ impl KafkaSink {
             oversized: config.oversized,
             checkpoints: offsets::consumer_config(read_back::consumer_config(config)),
         };
-        let mut required = vec![sink.default_topic.clone()];
+        let mut required = vec![sink.default_topic.to_string()];
         required.extend(sink.dead_letter_topic.clone());
         for topic in required {
             if sink.lookup_or_create(&topic).await? == TopicStatus::Missing {
@@ -264,7 +266,7 @@ impl KafkaSink {
 /// the producer's queue is full (backpressure). The transactional writers share it.
 pub(super) async fn produce<C: ClientContext + 'static>(
     producer: &FutureProducer<C>,
-    default_topic: &str,
+    default_topic: &Arc<str>,
     record: &OutputRecord,
 ) -> Result<PendingDelivery, SinkError> {
     let topic = record.topic.as_deref().unwrap_or(default_topic);
@@ -288,10 +290,11 @@ pub(super) async fn produce<C: ClientContext + 'static>(
     loop {
         match producer.send_result(kafka_record) {
             Ok(future) => {
-                return Ok(PendingDelivery {
-                    topic: topic.to_owned(),
-                    future,
-                });
+                let topic = match &record.topic {
+                    Some(topic) => Arc::from(topic.as_str()),
+                    None => default_topic.clone(),
+                };
+                return Ok(PendingDelivery { topic, future });
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                 kafka_record = returned;

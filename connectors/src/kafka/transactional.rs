@@ -8,6 +8,7 @@
 //! producer is never used again. librdkafka's own log lines about it are kept at debug: the
 //! pipeline says once, clearly, what happened.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -93,7 +94,7 @@ pub struct KafkaWriter {
     scope: WriterScope,
     producer: FutureProducer<TransactionalContext>,
     /// Where outputs without a topic of their own go.
-    default_topic: String,
+    default_topic: Arc<str>,
     in_transaction: bool,
     /// The delivery reports of the open transaction's outputs: a refused one dooms the
     /// transaction ([`SinkError::RefusedInTransaction`]).
@@ -141,7 +142,7 @@ impl KafkaWriter {
         let writer = Self {
             scope: scope.clone(),
             producer,
-            default_topic: opening.default_topic.to_owned(),
+            default_topic: Arc::from(opening.default_topic),
             in_transaction: false,
             deliveries: Vec::new(),
             ring,

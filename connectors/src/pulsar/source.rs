@@ -37,12 +37,13 @@ const MAX_RECEIVER_QUEUE: usize = 1000;
 /// gets a higher one than any before.
 static NEXT_CLAIM: AtomicU64 = AtomicU64::new(1);
 
-/// A message id as a hashable key: topic, ledger, entry, partition, batch index.
-type MessageKey = (String, u64, u64, i32, i32);
+/// A message id as a hashable key: the partition's index in this source (one topic per
+/// source, so no topic name: no allocation per record), ledger, entry, partition, batch index.
+type MessageKey = (i64, u64, u64, i32, i32);
 
-fn message_key(topic: &str, id: &MessageIdData) -> MessageKey {
+fn message_key(partition: Option<u32>, id: &MessageIdData) -> MessageKey {
     (
-        topic.to_owned(),
+        partition.map_or(-1, i64::from),
         id.ledger_id,
         id.entry_id,
         id.partition.unwrap_or(-1),
@@ -52,7 +53,8 @@ fn message_key(topic: &str, id: &MessageIdData) -> MessageKey {
 
 /// What acks one Pulsar message: its topic and id, and the subscription that delivered it.
 pub struct PulsarToken {
-    topic: String,
+    /// `N` of a partitioned topic's partition (the topic name is the consumer's).
+    partition: Option<u32>,
     id: MessageIdData,
     /// Messages in the batch (entry) this one came in; 1 when unbatched.
     batch_size: u32,
@@ -90,8 +92,8 @@ pub struct PulsarSource {
     broken: Option<PulsarError>,
 }
 
-/// A batched entry: topic, ledger, entry, partition.
-type EntryKey = (String, u64, u64, i32);
+/// A batched entry: the partition's index in this source, ledger, entry, partition.
+type EntryKey = (i64, u64, u64, i32);
 
 /// What one partition's consumer yielded, and from which partition (its slot).
 type Polled = (usize, Option<Result<Message<Vec<u8>>, pulsar::Error>>);
@@ -217,12 +219,12 @@ impl PulsarSource {
         if positive && token.batch_size > 1 {
             let id = &token.id;
             let entry = (
-                token.topic.clone(),
+                token.partition.map_or(-1, i64::from),
                 id.ledger_id,
                 id.entry_id,
                 id.partition.unwrap_or(-1),
             );
-            let acked = self.partial_batches.entry(entry.clone()).or_default();
+            let acked = self.partial_batches.entry(entry).or_default();
             acked.insert(id.batch_index.unwrap_or(-1));
             if acked.len() < token.batch_size as usize {
                 return;
@@ -232,14 +234,15 @@ impl PulsarSource {
         let Some(partition) = self.consumer_of(&token) else {
             // Its subscription was given up: the broker delivers it again to the partition's
             // active consumer.
-            tracing::debug!(messaging.system = "pulsar", topic = %token.topic, "not acking a message of a partition given up");
+            tracing::debug!(messaging.system = "pulsar", partition = ?token.partition, "not acking a message of a partition given up");
             return;
         };
-        let PulsarToken { topic, id, .. } = token;
+        let id = token.id;
+        let topic = partition.topic.as_str();
         let result = if positive {
-            partition.consumer.ack_with_id(&topic, id.clone()).await
+            partition.consumer.ack_with_id(topic, id.clone()).await
         } else {
-            partition.consumer.nack_with_id(&topic, id.clone()).await
+            partition.consumer.nack_with_id(topic, id.clone()).await
         };
         if let Err(error) = result {
             // Not fatal: an unacked message is redelivered, which at-least-once allows.
@@ -297,12 +300,13 @@ impl SourceClient for PulsarSource {
                 batch: id.batch_index.unwrap_or(-1),
             }),
         };
+        let partition_index = partition.index;
         Ok(Some(Received {
-            record: to_input_record(&message),
-            key: message_key(&message.topic, &id),
+            key: message_key(partition_index, &id),
+            record: to_input_record(message),
             placement,
             token: PulsarToken {
-                topic: message.topic.clone(),
+                partition: partition_index,
                 id,
                 batch_size,
                 slot,
@@ -312,7 +316,7 @@ impl SourceClient for PulsarSource {
     }
 
     fn key_of(token: &PulsarToken) -> MessageKey {
-        message_key(&token.topic, &token.id)
+        message_key(token.partition, &token.id)
     }
 
     async fn ack(&mut self, token: PulsarToken) {
@@ -342,7 +346,8 @@ impl SourceClient for PulsarSource {
                 let partition = &mut self.partitions[slot];
                 partition.consumer = consumer;
                 partition.claim = NEXT_CLAIM.fetch_add(1, Ordering::Relaxed);
-                self.partial_batches.retain(|(t, ..), _| *t != topic);
+                let index = partition.index.map_or(-1, i64::from);
+                self.partial_batches.retain(|(p, ..), _| *p != index);
                 tracing::info!(
                     messaging.system = "pulsar",
                     topic,
@@ -374,29 +379,32 @@ fn sub_type(subscription_type: SubscriptionType) -> SubType {
 
 /// Maps a Pulsar message (docs/delivery-guarantees.md, "Source metadata"): key → key,
 /// properties → headers, event time and publish time kept, message id as
-/// `ledger:entry:partition:batch`.
-fn to_input_record(message: &Message<Vec<u8>>) -> InputRecord {
-    let metadata = message.metadata();
+/// `ledger:entry:partition:batch`. Takes the message: its payload, properties and topic move
+/// into the record instead of being copied.
+fn to_input_record(message: Message<Vec<u8>>) -> InputRecord {
     let key = message.key_bytes().unwrap_or_else(|error| {
         tracing::warn!(messaging.system = "pulsar", %error, "undecodable key; treating it as absent");
         None
     });
-    let value = (!metadata.null_value.unwrap_or(false)).then(|| message.payload.data.clone());
+    let message_id = format_message_id(&message.message_id.id);
+    let Message { topic, payload, .. } = message;
+    let metadata = payload.metadata;
+    let value = (!metadata.null_value.unwrap_or(false)).then_some(payload.data);
     InputRecord {
         key,
         value,
         headers: metadata
             .properties
-            .iter()
-            .map(|p| Header::new(&p.key, p.value.as_bytes()))
+            .into_iter()
+            .map(|p| Header::new(p.key, p.value.into_bytes()))
             .collect(),
         event_time_ms: metadata.event_time.filter(|&t| t > 0).map(|t| t as i64),
         publish_time_ms: Some(metadata.publish_time as i64),
         source: SourceInfo {
             kind: SourceKind::Pulsar,
-            topic: message.topic.clone(),
-            message_id: format_message_id(&message.message_id.id),
-            schema_version: metadata.schema_version.clone(),
+            topic,
+            message_id,
+            schema_version: metadata.schema_version,
         },
     }
 }
