@@ -171,7 +171,7 @@ pub struct ReadBack {
 pub trait Sink: Send + Sync + 'static {
     /// Resolves once the sink acknowledged one record for good (Kafka: all in-sync replicas),
     /// or failed after the client's own retries.
-    type Delivery: Future<Output = Result<(), SinkError>> + Send + 'static;
+    type Delivery: Future<Output = Result<(), SinkError>> + Send + Unpin + 'static;
 
     /// Writes the outputs of one scope in transactions (exactly-once on transactions).
     type Writer: TransactionalWriter;

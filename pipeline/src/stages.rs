@@ -17,7 +17,10 @@
 //! `SinkError::RefusedInTransaction`).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use futures::future::BoxFuture;
 use sluice_connectors::sink::{Sink, SinkError};
@@ -30,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::PipelineError;
 use crate::exactly_once::ExactlyOnce;
 use crate::lanes::{self, LanesInput, TransformedBatch};
-use crate::outcome_writer::{Awaited, OutcomeWriter, Settled};
+use crate::outcome_writer::{Awaited, OutcomeWriter, Settle, Settled};
 use crate::stats::PipelineStats;
 
 /// What the stages need: the lanes' input, and what the sink stage writes with.
@@ -52,9 +55,9 @@ pub(crate) struct Leftovers<S: Sink> {
 
 /// A record whose outputs are produced, waiting for Kafka to acknowledge all of them (or,
 /// with transactions, for its transaction to commit).
-struct Settlement {
+struct Settlement<D> {
     message: SourceMessage,
-    delivered: Delivered,
+    delivered: Delivered<D>,
     /// The output index of a dead-letter copy, should the sink refuse a delivery.
     next_index: u32,
     /// The deliveries are of its dead-letter copy (a refusal of it cannot be dead-lettered).
@@ -63,8 +66,57 @@ struct Settlement {
 
 /// Resolves once every delivery of a record resolved (or its transaction committed), with
 /// how the record ends: else the first failure of the connection, else the first refusal of
-/// a record (docs/sandbox.md: that record is dead-lettered).
-type Delivered = BoxFuture<'static, Result<Settled, Undelivered>>;
+/// a record (docs/sandbox.md: that record is dead-lettered). Outside transactions it polls
+/// the deliveries in place: no box and no task per record on the hot path.
+enum Delivered<D> {
+    /// Outside transactions: the deliveries not yet resolved, in order, and the first
+    /// refusal among those that did.
+    Deliveries {
+        deliveries: std::vec::IntoIter<D>,
+        current: Option<D>,
+        refused: Option<SinkError>,
+    },
+    /// With transactions: the commit of its transaction (a refusal inside it fails the
+    /// commit, never one record's settlement), or a settlement already known.
+    Settle(Settle),
+    /// Its dead-letter copy, asked of the sink stage (rare: boxed).
+    Copy(BoxFuture<'static, Result<Settled, Undelivered>>),
+}
+
+impl<D> Future for Delivered<D>
+where
+    D: Future<Output = Result<(), SinkError>> + Unpin,
+{
+    type Output = Result<Settled, Undelivered>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Delivered::Deliveries {
+                deliveries,
+                current,
+                refused,
+            } => loop {
+                let Some(delivery) = current.as_mut() else {
+                    return Poll::Ready(
+                        refused
+                            .take()
+                            .map_or(Ok(Settled::Done), |error| Err(Undelivered::Sink(error))),
+                    );
+                };
+                match ready!(Pin::new(delivery).poll(cx)) {
+                    Ok(()) => {}
+                    Err(error) if error.is_record_refusal() => {
+                        refused.get_or_insert(error);
+                    }
+                    Err(error) => return Poll::Ready(Err(Undelivered::Sink(error))),
+                }
+                *current = deliveries.next();
+            },
+            Delivered::Settle(settle) => settle.as_mut().poll(cx).map_err(Undelivered::Sink),
+            Delivered::Copy(copy) => copy.as_mut().poll(cx),
+        }
+    }
+}
 
 /// Why a record's deliveries did not all succeed.
 enum Undelivered {
@@ -77,39 +129,29 @@ enum Undelivered {
     Gone,
 }
 
-fn delivered<D>(awaited: Awaited<D>) -> Delivered
-where
-    D: std::future::Future<Output = Result<(), SinkError>> + Send + 'static,
-{
+fn delivered<D>(awaited: Awaited<D>) -> Delivered<D> {
     match awaited {
-        // A transaction's commit settles all its records: a refusal inside it fails the
-        // commit, never one record's settlement.
-        Awaited::Settle(settle) => Box::pin(async move { settle.await.map_err(Undelivered::Sink) }),
-        Awaited::Deliveries(deliveries) => Box::pin(async move {
-            let mut refused = None;
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(()) => {}
-                    Err(error) if error.is_record_refusal() => {
-                        refused.get_or_insert(error);
-                    }
-                    Err(error) => return Err(Undelivered::Sink(error)),
-                }
+        Awaited::Settle(settle) => Delivered::Settle(settle),
+        Awaited::Deliveries(deliveries) => {
+            let mut deliveries = deliveries.into_iter();
+            Delivered::Deliveries {
+                current: deliveries.next(),
+                deliveries,
+                refused: None,
             }
-            refused.map_or(Ok(Settled::Done), |error| Err(Undelivered::Sink(error)))
-        }),
+        }
     }
 }
 
 /// The sink refused the delivery of an output of `record` (outside transactions): the ack
 /// stage asks the sink stage (which owns the writer) for its dead-letter copy, as output
 /// `index`.
-struct RefusedDelivery {
+struct RefusedDelivery<D> {
     record: InputRecord,
     placement: Placement,
     index: u32,
     error: SinkError,
-    reply: oneshot::Sender<Result<Delivered, PipelineError>>,
+    reply: oneshot::Sender<Result<Delivered<D>, PipelineError>>,
 }
 
 impl<S: Sink> Stages<S> {
@@ -201,9 +243,9 @@ type SinkStageEnd<S> = (
 );
 
 /// The sink stage's ends of the channels to the ack stage.
-struct SinkStageChannels {
-    settlements: mpsc::Sender<Settlement>,
-    refused: mpsc::UnboundedReceiver<RefusedDelivery>,
+struct SinkStageChannels<D> {
+    settlements: mpsc::Sender<Settlement<D>>,
+    refused: mpsc::UnboundedReceiver<RefusedDelivery<D>>,
 }
 
 /// Produces the outputs (or dead-letter copies) of each record and passes them on with the
@@ -213,7 +255,7 @@ struct SinkStageChannels {
 async fn sink_stage<S: Sink>(
     mut writer: OutcomeWriter<S>,
     mut batches: mpsc::Receiver<TransformedBatch>,
-    channels: SinkStageChannels,
+    channels: SinkStageChannels<S::Delivery>,
     abort: CancellationToken,
 ) -> SinkStageEnd<S> {
     let SinkStageChannels {
@@ -324,26 +366,29 @@ fn rest(first: SourceMessage, others: impl Iterator<Item = SourceMessage>) -> Ve
 }
 
 /// The ack stage's ends of the channels from the sink stage.
-struct AckStageChannels {
-    settlements: mpsc::Receiver<Settlement>,
-    refused: mpsc::UnboundedSender<RefusedDelivery>,
+struct AckStageChannels<D> {
+    settlements: mpsc::Receiver<Settlement<D>>,
+    refused: mpsc::UnboundedSender<RefusedDelivery<D>>,
 }
 
 /// Waits for each record's deliveries (or its transaction's commit), in source order, and
 /// acks it at the source (or lets it go, when its partition moved to another instance). When
 /// the sink refused a delivery, waits for the record's dead-letter copy instead. When a
 /// delivery fails, or another stage does, gives back every record not acked, oldest first.
-async fn ack_stage(
+async fn ack_stage<D>(
     pipeline: String,
-    channels: AckStageChannels,
+    channels: AckStageChannels<D>,
     stats: Arc<PipelineStats>,
     abort: CancellationToken,
-) -> (Result<(), PipelineError>, VecDeque<SourceMessage>) {
+) -> (Result<(), PipelineError>, VecDeque<SourceMessage>)
+where
+    D: Future<Output = Result<(), SinkError>> + Unpin + Send + 'static,
+{
     let AckStageChannels {
         mut settlements,
         refused,
     } = channels;
-    let mut pending: VecDeque<Settlement> = VecDeque::new();
+    let mut pending: VecDeque<Settlement<D>> = VecDeque::new();
     let mut open = true;
     let result = loop {
         if !open && pending.is_empty() {
@@ -397,11 +442,14 @@ async fn ack_stage(
 
 /// The sink refused a delivery of `settlement`'s record (`error`): it waits for the record's
 /// dead-letter copy from now on. `false` when the sink stage is gone (the stages stop).
-fn dead_letter_instead(
-    settlement: &mut Settlement,
+fn dead_letter_instead<D>(
+    settlement: &mut Settlement<D>,
     error: SinkError,
-    refused: &mpsc::UnboundedSender<RefusedDelivery>,
-) -> bool {
+    refused: &mpsc::UnboundedSender<RefusedDelivery<D>>,
+) -> bool
+where
+    D: Future<Output = Result<(), SinkError>> + Unpin + Send + 'static,
+{
     let (reply, copy) = oneshot::channel();
     let request = RefusedDelivery {
         record: settlement.message.record.clone(),
@@ -414,25 +462,28 @@ fn dead_letter_instead(
         return false;
     }
     settlement.dead_lettered = true;
-    settlement.delivered = Box::pin(async move {
+    settlement.delivered = Delivered::Copy(Box::pin(async move {
         match copy.await {
             Ok(Ok(delivered)) => delivered.await,
             Ok(Err(error)) => Err(Undelivered::Copy(error)),
             Err(_) => Err(Undelivered::Gone),
         }
-    });
+    }));
     true
 }
 
 /// The oldest pending record once all its outputs are delivered (or its transaction
-/// committed), and how it ends. Cancel-safe: the boxed future keeps its progress, and the
+/// committed), and how it ends. Cancel-safe: the settlement keeps its progress, and the
 /// record leaves the queue only once delivered.
-async fn next_delivered(
-    pending: &mut VecDeque<Settlement>,
-) -> Result<(SourceMessage, Settled), Undelivered> {
+async fn next_delivered<D>(
+    pending: &mut VecDeque<Settlement<D>>,
+) -> Result<(SourceMessage, Settled), Undelivered>
+where
+    D: Future<Output = Result<(), SinkError>> + Unpin,
+{
     let oldest = pending
         .front_mut()
         .expect("only polled with pending records");
-    let settled = oldest.delivered.as_mut().await?;
+    let settled = (&mut oldest.delivered).await?;
     Ok((pending.pop_front().expect("still there").message, settled))
 }
