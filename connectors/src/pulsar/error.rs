@@ -2,6 +2,12 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum PulsarError {
+    #[error("cannot read {}", path.display())]
+    CredentialFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot connect to Pulsar at {url}")]
     Connect {
         url: String,

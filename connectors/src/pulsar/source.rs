@@ -24,6 +24,8 @@ use sluice_record::{Header, InputRecord, SourceInfo, SourceKind};
 
 use super::config::{InitialPosition, PulsarSourceConfig, SubscriptionType};
 use super::error::PulsarError;
+use super::refusal;
+use super::token::TokenAuthentication;
 use crate::source::{
     ConnectSource, Placement, Position, Received, RunningSource, SourceClient, SourceError,
     SourceStart,
@@ -110,18 +112,45 @@ fn consumer_name() -> &'static str {
     })
 }
 
+/// The client for `config`'s URL with its TLS and authentication settings.
+fn client_builder(
+    config: &PulsarSourceConfig,
+) -> Result<pulsar::PulsarBuilder<TokioExecutor>, PulsarError> {
+    let mut builder = Pulsar::builder(&config.url, TokioExecutor);
+    if let Some(tls) = &config.tls {
+        if let Some(ca) = &tls.ca_file {
+            let chain = std::fs::read(ca).map_err(|source| PulsarError::CredentialFile {
+                path: ca.clone(),
+                source,
+            })?;
+            builder = builder.with_certificate_chain(chain);
+        }
+        builder = builder.with_tls_hostname_verification_enabled(tls.verify_hostname);
+    }
+    if let Some(auth) = &config.auth {
+        let token = match (&auth.token, &auth.token_file) {
+            (Some(token), _) => TokenAuthentication::Inline(token.clone()),
+            (None, Some(path)) => TokenAuthentication::File(path.clone()),
+            (None, None) => return Ok(builder),
+        };
+        builder = builder.with_auth_provider(Box::new(token));
+    }
+    Ok(builder)
+}
+
 impl PulsarSource {
     pub async fn connect(
         config: &PulsarSourceConfig,
         max_in_flight: usize,
     ) -> Result<Self, PulsarError> {
-        let client = Pulsar::builder(&config.url, TokioExecutor)
-            .build()
-            .await
-            .map_err(|source| PulsarError::Connect {
-                url: config.url.clone(),
-                source,
-            })?;
+        let client =
+            client_builder(config)?
+                .build()
+                .await
+                .map_err(|source| PulsarError::Connect {
+                    url: config.url.clone(),
+                    source,
+                })?;
         let subscribe_error = |source| PulsarError::Subscribe {
             topic: config.topic.clone(),
             subscription: config.subscription.clone(),
@@ -408,9 +437,18 @@ impl ConnectSource for PulsarSourceConfig {
 
     fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
         Box::pin(async move {
-            let client = PulsarSource::connect(self, start.max_in_flight)
-                .await
-                .map_err(SourceError::client)?;
+            let client = match PulsarSource::connect(self, start.max_in_flight).await {
+                Ok(client) => client,
+                Err(PulsarError::Connect { source, .. }) if refusal::is_fatal_connect(&source) => {
+                    let config = self.clone();
+                    return Err(
+                        tokio::task::spawn_blocking(move || refusal::diagnose(&config))
+                            .await
+                            .expect("diagnosing a refused Pulsar connection panicked"),
+                    );
+                }
+                Err(error) => return Err(SourceError::client(error)),
+            };
             Ok(start.run(client))
         })
     }
