@@ -349,6 +349,9 @@ impl Config {
                 pulsar.fill_defaults(exactly_once);
                 pulsar.resolve_credentials(base_dir);
             }
+            if let SourceConfig::GcpPubsub(pubsub) = &mut pipeline.source {
+                pubsub.resolve_credentials(base_dir);
+            }
             let section = format!("pipeline[{i}].sink");
             pipeline
                 .sink

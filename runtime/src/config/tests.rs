@@ -517,3 +517,63 @@ fn missing_and_malformed_credential_files_are_named() {
     let (key, _) = at(&text);
     assert_eq!(key, "pipeline[0].sink.properties.\"sasl.username\"");
 }
+
+#[test]
+fn a_missing_or_malformed_pubsub_key_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |file: &str| {
+        format!(
+            r#"
+[[pipeline]]
+name = "events"
+[pipeline.source]
+kind = "gcp_pubsub"
+project = "p"
+subscription = "s"
+credentials_file = "{file}"
+[[pipeline.transform]]
+component = "guests/redact.wasm"
+[pipeline.sink]
+kind = "kafka"
+brokers = "127.0.0.1:9092"
+topic = "events"
+"#
+        )
+    };
+    let at = |file: &str| match Config::parse(&text(file), Path::new("sluice.toml"), dir.path()) {
+        Err(ConfigError::Invalid { key, message, .. }) => (key, message),
+        other => panic!("expected an invalid-key error, got {other:?}"),
+    };
+    let (key, message) = at("missing.json");
+    assert_eq!(key, "pipeline[0].source.credentials_file");
+    assert!(message.contains("missing.json"), "{message}");
+
+    std::fs::write(
+        dir.path().join("broken.json"),
+        "{\"type\": \"service_account\",",
+    )
+    .unwrap();
+    let (_, message) = at("broken.json");
+    assert!(message.contains("not a JSON key file"), "{message}");
+
+    std::fs::write(
+        dir.path().join("user.json"),
+        r#"{"type": "authorized_user"}"#,
+    )
+    .unwrap();
+    let (_, message) = at("user.json");
+    assert!(message.contains("not a service-account key"), "{message}");
+
+    let secret = "-----BEGIN PRIVATE KEY-----\nnot-really-a-key\n-----END PRIVATE KEY-----\n";
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": "sluice@p.iam.gserviceaccount.com",
+        "private_key": secret,
+    });
+    std::fs::write(dir.path().join("bad-key.json"), key.to_string()).unwrap();
+    if let Err(ConfigError::Invalid { message, .. }) =
+        Config::parse(&text("bad-key.json"), Path::new("sluice.toml"), dir.path())
+    {
+        assert!(!message.contains("not-really-a-key"), "{message}");
+    }
+}
