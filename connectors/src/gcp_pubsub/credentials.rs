@@ -9,10 +9,12 @@ use std::path::Path;
 use google_cloud_auth::credentials::service_account;
 use serde_json::Value;
 
+use crate::credentials::read_credential_file;
+
 /// The service-account key in `path`, checked; the error says what is wrong with the file.
 pub(crate) fn service_account_key(path: &Path) -> Result<Value, String> {
     let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|error| format!("cannot read {shown}: {error}"))?;
+    let bytes = read_credential_file(path)?;
     let key: Value = serde_json::from_slice(&bytes).map_err(|error| {
         format!(
             "{shown} is not a JSON key file (line {}, column {})",

@@ -2,12 +2,9 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum PulsarError {
-    #[error("cannot read {}", path.display())]
-    CredentialFile {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A credential file the config named could not be read (the message names it).
+    #[error("{0}")]
+    CredentialFile(String),
     #[error("cannot connect to Pulsar at {url}")]
     Connect {
         url: String,

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 
 use super::config::PulsarSourceConfig;
-use crate::credentials::read_secret_file;
+use crate::credentials::{read_credential_file, read_secret_file};
 use crate::source::SourceError;
 
 /// How long the diagnosing handshake may take.
@@ -41,7 +41,7 @@ fn tls_refusal(config: &PulsarSourceConfig) -> Option<String> {
     let mut builder = native_tls::TlsConnector::builder();
     if let Some(tls) = &config.tls {
         if let Some(ca) = &tls.ca_file {
-            let pem = std::fs::read(ca).ok()?;
+            let pem = read_credential_file(ca).ok()?;
             let certificate = native_tls::Certificate::from_pem(&pem).ok()?;
             builder.disable_built_in_roots(true);
             builder.add_root_certificate(certificate);

@@ -20,12 +20,14 @@ use pulsar::consumer::InitialPosition as PulsarInitialPosition;
 use pulsar::consumer::Message;
 use pulsar::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
-use sluice_record::{Header, InputRecord, SourceInfo, SourceKind};
+use sluice_record::InputRecord;
 
 use super::config::{InitialPosition, PulsarSourceConfig, SubscriptionType};
 use super::error::PulsarError;
 use super::refusal;
 use super::token::TokenAuthentication;
+use crate::credentials::read_credential_file;
+use crate::source::metadata::{self, PulsarMessageParts};
 use crate::source::{
     ConnectSource, Placement, Position, Received, RunningSource, SourceClient, SourceError,
     SourceStart,
@@ -119,10 +121,7 @@ fn client_builder(
     let mut builder = Pulsar::builder(&config.url, TokioExecutor);
     if let Some(tls) = &config.tls {
         if let Some(ca) = &tls.ca_file {
-            let chain = std::fs::read(ca).map_err(|source| PulsarError::CredentialFile {
-                path: ca.clone(),
-                source,
-            })?;
+            let chain = read_credential_file(ca).map_err(PulsarError::CredentialFile)?;
             builder = builder.with_certificate_chain(chain);
         }
         builder = builder.with_tls_hostname_verification_enabled(tls.verify_hostname);
@@ -401,33 +400,29 @@ fn sub_type(subscription_type: SubscriptionType) -> SubType {
     }
 }
 
-/// Maps a Pulsar message (docs/delivery-guarantees.md, "Source metadata"): key → key,
-/// properties → headers, event time and publish time kept, message id as
-/// `ledger:entry:partition:batch`.
+/// Maps a Pulsar message (docs/delivery-guarantees.md, "Source metadata"; the mapping itself
+/// is `source::metadata`).
 fn to_input_record(message: &Message<Vec<u8>>) -> InputRecord {
     let metadata = message.metadata();
     let key = message.key_bytes().unwrap_or_else(|error| {
         tracing::warn!(messaging.system = "pulsar", %error, "undecodable key; treating it as absent");
         None
     });
-    let value = (!metadata.null_value.unwrap_or(false)).then(|| message.payload.data.clone());
-    InputRecord {
+    metadata::pulsar_record(PulsarMessageParts {
         key,
-        value,
-        headers: metadata
+        payload: message.payload.data.clone(),
+        null_value: metadata.null_value.unwrap_or(false),
+        properties: metadata
             .properties
             .iter()
-            .map(|p| Header::new(&p.key, p.value.as_bytes()))
+            .map(|p| (p.key.as_str(), p.value.as_str()))
             .collect(),
-        event_time_ms: metadata.event_time.filter(|&t| t > 0).map(|t| t as i64),
-        publish_time_ms: Some(metadata.publish_time as i64),
-        source: SourceInfo {
-            kind: SourceKind::Pulsar,
-            topic: message.topic.clone(),
-            message_id: format_message_id(&message.message_id.id),
-            schema_version: metadata.schema_version.clone(),
-        },
-    }
+        event_time: metadata.event_time,
+        publish_time: metadata.publish_time,
+        topic: &message.topic,
+        message_id: format_message_id(&message.message_id.id),
+        schema_version: metadata.schema_version.clone(),
+    })
 }
 
 impl ConnectSource for PulsarSourceConfig {

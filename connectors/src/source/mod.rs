@@ -10,6 +10,7 @@
 mod ack;
 mod driver;
 mod in_flight;
+pub mod metadata;
 mod placement;
 mod redelivery;
 
