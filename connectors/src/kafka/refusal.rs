@@ -65,8 +65,9 @@ pub(super) async fn check_access(config: &KafkaSinkConfig) -> Result<(), SinkErr
         let started = Instant::now();
         while started.elapsed() < PROBE_TIMEOUT {
             let answered = producer.client().fetch_metadata(None, PROBE_STEP).is_ok();
-            // Error callbacks are served by polling.
-            producer.poll(Duration::ZERO);
+            // Error callbacks are served by polling, one event per look: poll for a while, so
+            // every event queued meanwhile is served, not the oldest one only.
+            producer.poll(PROBE_STEP);
             let refusal = producer
                 .context()
                 .refusal
