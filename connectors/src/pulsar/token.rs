@@ -36,3 +36,26 @@ impl Authentication for TokenAuthentication {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rotated token file is what the next (re)connection presents, without a restart.
+    #[tokio::test]
+    async fn a_token_file_is_read_again_at_each_authentication() {
+        let dir = std::env::temp_dir().join(format!("sluice-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "first.token.value\n").unwrap();
+        let mut auth = TokenAuthentication::File(file.clone());
+        assert_eq!(auth.auth_data().await.unwrap(), b"first.token.value");
+        std::fs::write(&file, "rotated.token.value\n").unwrap();
+        assert_eq!(auth.auth_data().await.unwrap(), b"rotated.token.value");
+        std::fs::remove_file(&file).unwrap();
+        let error = auth.auth_data().await.unwrap_err().to_string();
+        assert!(error.contains("cannot read"), "{error}");
+        assert!(!error.contains("rotated"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
