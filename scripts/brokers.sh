@@ -2,13 +2,18 @@
 # Installs, starts and stops the brokers Sluice is developed and tested against, on 127.0.0.1 only:
 #   kafka    Apache Kafka 4.4.0, one node in KRaft mode     SLUICE_KAFKA_PORT 9092
 #            (broker and controller in one JVM)             SLUICE_KAFKA_CONTROLLER_PORT 9093
+#            SASL_SSL listener (SCRAM-SHA-256/512 users)    SLUICE_KAFKA_SECURE_PORT 9094
 #   pulsar   Apache Pulsar 4.2.4 standalone (one broker,    SLUICE_PULSAR_PORT 6650
 #            one in-process bookie, RocksDB metadata)       SLUICE_PULSAR_HTTP_PORT 8080 (admin API)
 #                                                           SLUICE_PULSAR_BOOKIE_PORT 3181
+#            TLS with token authentication                  SLUICE_PULSAR_TLS_PORT 6651
+#                                                           SLUICE_PULSAR_HTTPS_PORT 8443
 #   pubsub   Google's Pub/Sub emulator (in memory)          SLUICE_PUBSUB_PORT 8085
 #   registry Apicurio Registry 3.3.3, in-memory storage;    SLUICE_REGISTRY_PORT 8081
 #            its Confluent-compatible API is what Sluice     SLUICE_REGISTRY_MANAGEMENT_PORT 8082
 #            and Confluent clients speak (/apis/ccompat/v7)  (health, metrics)
+# The secured listeners' certificates, SCRAM password and tokens are made on first use into
+# $SLUICE_DEV_DIR/credentials (scripts/brokers/credentials.sh).
 # Kafka and Pulsar are assembled from their jars on Maven Central (poms and configs in
 # scripts/brokers/); Apicurio is its release archive from Maven Central (sha512-checked).
 # What runs, how, and why: docs/local-brokers.md.
@@ -49,14 +54,18 @@ dev_dir=${SLUICE_DEV_DIR:-$repo_dir/.sluice-dev}
 data_dir=$dev_dir/data
 log_dir=$dev_dir/logs
 run_dir=$dev_dir/run
+credentials_dir=$dev_dir/credentials
 brokers_cache=${SLUICE_BROKERS_CACHE:-$SLUICE_BUILD_CACHE/brokers}
 maven_repo=${SLUICE_MAVEN_REPO:-}
 
 kafka_port=${SLUICE_KAFKA_PORT:-9092}
 kafka_controller_port=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
+kafka_secure_port=${SLUICE_KAFKA_SECURE_PORT:-9094}
 pulsar_port=${SLUICE_PULSAR_PORT:-6650}
 pulsar_http_port=${SLUICE_PULSAR_HTTP_PORT:-8080}
 pulsar_bookie_port=${SLUICE_PULSAR_BOOKIE_PORT:-3181}
+pulsar_tls_port=${SLUICE_PULSAR_TLS_PORT:-6651}
+pulsar_https_port=${SLUICE_PULSAR_HTTPS_PORT:-8443}
 pubsub_port=${SLUICE_PUBSUB_PORT:-8085}
 registry_port=${SLUICE_REGISTRY_PORT:-8081}
 registry_management_port=${SLUICE_REGISTRY_MANAGEMENT_PORT:-8082}
@@ -165,6 +174,9 @@ with_progress() {
         die "$message failed (log: $log)"
     fi
 }
+
+# shellcheck source=scripts/brokers/credentials.sh
+source "$config_dir/credentials.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Installation
@@ -311,8 +323,8 @@ port_of() {
 # The ports a broker listens on (all must be free before it starts).
 ports_of() {
     case $1 in
-        kafka) echo "$kafka_port $kafka_controller_port" ;;
-        pulsar) echo "$pulsar_port $pulsar_http_port $pulsar_bookie_port" ;;
+        kafka) echo "$kafka_port $kafka_controller_port $kafka_secure_port" ;;
+        pulsar) echo "$pulsar_port $pulsar_http_port $pulsar_bookie_port $pulsar_tls_port $pulsar_https_port" ;;
         pubsub) echo "$pubsub_port" ;;
         registry) echo "$registry_port $registry_management_port" ;;
     esac
@@ -383,8 +395,8 @@ pulsar_answers() {
 
 broker_ready() {
     case $1 in
-        kafka) kafka_answers ;;
-        pulsar) pulsar_answers ;;
+        kafka) kafka_answers && port_open "$kafka_secure_port" ;;
+        pulsar) pulsar_answers && port_open "$pulsar_tls_port" ;;
         pubsub) curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$pubsub_port/" ;;
         # The Confluent API answers (a fresh registry's subject list is `[]`).
         registry) curl -sf -o /dev/null --max-time 2 "$registry_url/subjects" ;;
@@ -409,6 +421,10 @@ render() {
     sed -e "s|@PORT@|$(port_of "${3}")|g" \
         -e "s|@CONTROLLER_PORT@|$kafka_controller_port|g" \
         -e "s|@HTTP_PORT@|$pulsar_http_port|g" \
+        -e "s|@SECURE_PORT@|$kafka_secure_port|g" \
+        -e "s|@TLS_PORT@|$pulsar_tls_port|g" \
+        -e "s|@HTTPS_PORT@|$pulsar_https_port|g" \
+        -e "s|@CREDENTIALS_DIR@|$credentials_dir|g" \
         -e "s|@DATA_DIR@|$data_dir/kafka/logs|g" \
         "$template" >"$out"
 }
@@ -423,14 +439,25 @@ launch() {
             home=$(broker_home kafka)
             render "$config_dir/kafka/server.properties" "$workdir/server.properties" kafka
             cp "$config_dir/kafka/log4j2.properties" "$workdir/log4j2.properties"
+            # SCRAM users can only be added at format time here (the jars hold no kafka-configs
+            # tool): storage formatted before them, or for other credentials, is formatted anew
+            # (a development broker's data are test data).
+            local scram_marker=$workdir/logs/sluice-scram-password
+            if [[ -f $workdir/logs/meta.properties ]] &&
+                ! cmp -s "$scram_marker" "$credentials_dir/kafka-scram-password"; then
+                say "kafka: its storage predates the SCRAM user of $credentials_dir; formatting it anew"
+                rm -rf "$workdir/logs"
+            fi
             # KRaft storage is formatted once, with a cluster id of its own.
             if [[ ! -f $workdir/logs/meta.properties ]]; then
-                local cluster_id
+                local cluster_id scram_arguments
                 cluster_id=$("$java" -cp "$home/lib/*" kafka.tools.StorageTool random-uuid 2>>"$(log_file kafka)")
+                mapfile -t scram_arguments < <(kafka_scram_arguments)
                 "$java" -Dlog4j2.configurationFile="$workdir/log4j2.properties" -cp "$home/lib/*" \
                     kafka.tools.StorageTool format -t "$cluster_id" -c "$workdir/server.properties" \
-                    --ignore-formatted >>"$(log_file kafka)" 2>&1 ||
+                    "${scram_arguments[@]}" --ignore-formatted >>"$(log_file kafka)" 2>&1 ||
                     die "kafka: formatting its storage failed (log: $(log_file kafka))"
+                cp "$credentials_dir/kafka-scram-password" "$scram_marker"
             fi
             spawn kafka "$workdir" "$java" "${kafka_java_opts[@]}" \
                 -Dlog4j2.configurationFile="$workdir/log4j2.properties" \
@@ -563,15 +590,23 @@ print_env() {
     local prefix=${1:-} broker
     for broker in $selected_brokers; do
         case $broker in
-            kafka) echo "${prefix}SLUICE_KAFKA_BROKERS=127.0.0.1:$kafka_port" ;;
+            kafka)
+                echo "${prefix}SLUICE_KAFKA_BROKERS=127.0.0.1:$kafka_port"
+                echo "${prefix}SLUICE_KAFKA_SECURE_BROKERS=127.0.0.1:$kafka_secure_port"
+                ;;
             pulsar)
                 echo "${prefix}SLUICE_PULSAR_URL=pulsar://127.0.0.1:$pulsar_port"
                 echo "${prefix}SLUICE_PULSAR_ADMIN_URL=http://127.0.0.1:$pulsar_http_port"
+                echo "${prefix}SLUICE_PULSAR_TLS_URL=pulsar+ssl://127.0.0.1:$pulsar_tls_port"
+                echo "${prefix}SLUICE_PULSAR_HTTPS_URL=https://127.0.0.1:$pulsar_https_port"
                 ;;
             pubsub) echo "${prefix}PUBSUB_EMULATOR_HOST=127.0.0.1:$pubsub_port" ;;
             registry) echo "${prefix}SLUICE_REGISTRY_URL=$registry_url" ;;
         esac
     done
+    # The secured listeners' certificates, SCRAM password and tokens (file names:
+    # scripts/brokers/credentials.sh).
+    echo "${prefix}SLUICE_CREDENTIALS_DIR=$credentials_dir"
 }
 
 cmd_toolchain() {
@@ -592,6 +627,8 @@ cmd_up() {
     cmd_setup
     local broker pids=() failed=0
     mkdir -p "$data_dir" "$log_dir" "$run_dir"
+    # Before the brokers start side by side: both read the same files.
+    ensure_credentials
     for broker in $selected_brokers; do
         start_broker "$broker" &
         pids+=($!)
@@ -624,6 +661,7 @@ cmd_status() {
 
 cmd_start() {
     ensure_installed "$1"
+    ensure_credentials
     start_broker "$1"
 }
 
@@ -646,7 +684,7 @@ cmd_clean() {
 }
 
 usage() {
-    sed -n '16,29p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '21,34p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

@@ -29,6 +29,7 @@ step "format"
 cargo fmt --all -- --check
 (cd examples && cargo fmt --all -- --check)
 (cd tests/guests && cargo fmt --all -- --check)
+(cd fuzz && cargo fmt --all -- --check)
 
 step "Kubernetes manifests against the API's JSON schemas (kubeconform; no cluster here; first run: about a minute)"
 scripts/kubeconform.sh
@@ -69,6 +70,9 @@ cargo test --workspace --all-features --locked -- --show-output \
 step "exactly-once against at-least-once throughput, printed (not asserted), with nothing beside it"
 cargo test --workspace --all-features --locked -- --exact --show-output \
     fencing::exactly_once_throughput_against_at_least_once_is_printed
+
+step "fuzz smoke run: a few seconds per target (scripts/fuzz.sh; config_parser's first build is long)"
+scripts/fuzz.sh 5
 
 step "benchmark harness, smoke mode (tiny N: checks that it runs, not the figures)"
 bench/run.sh --smoke

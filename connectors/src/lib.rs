@@ -12,6 +12,7 @@
 //! client at all; the runtime turns every connector on.
 
 pub mod config;
+pub mod credentials;
 pub mod memory;
 pub mod sink;
 pub mod source;

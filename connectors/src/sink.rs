@@ -33,6 +33,10 @@ pub enum SinkError {
         #[source]
         source: ClientError,
     },
+    /// Kafka refused the sink's credentials, or its certificate was not trusted: the user's
+    /// to fix.
+    #[error("Kafka at {brokers} refused the connection: {cause}")]
+    AccessRefused { brokers: String, cause: String },
     #[error("Kafka topic {topic:?} does not exist on {brokers}")]
     MissingTopic { topic: String, brokers: String },
     #[error("cannot create Kafka topic {topic:?}")]

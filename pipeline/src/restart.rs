@@ -8,6 +8,8 @@
 //! - The source failed (its broker unreachable or restarting), or could not start: a new
 //!   source session starts. Records it had handed out and not acked come again from the
 //!   broker; the transforms and the sink connection are kept.
+//! - The source's broker refused its credentials, or its certificate was not trusted: a
+//!   restart would only knock again with the same credentials, so the pipeline stops for good.
 //! - Anything else (config, components, a transform's `fatal`, a missing topic) is the user's
 //!   to fix: the pipeline stops for good.
 //!
@@ -42,7 +44,7 @@ pub(crate) enum Renew {
 pub(crate) fn renew_for(error: &PipelineError) -> Option<Renew> {
     match error {
         PipelineError::Sink { source, .. } if source.is_transient() => Some(Renew::Sink),
-        PipelineError::Source { .. } => Some(Renew::Source),
+        PipelineError::Source { source, .. } if source.is_transient() => Some(Renew::Source),
         _ => None,
     }
 }

@@ -10,10 +10,13 @@
 //!   to fit the sink;
 //! - [`validation`]: the checks every output passes before the sink (what a guest returns is
 //!   untrusted input);
-//! - [`text`]: bounding guest-controlled text before the host repeats it.
+//! - [`text`]: bounding guest-controlled text before the host repeats it;
+//! - `json_lines` (feature `json-lines`): `sluice exec`'s input lines as records.
 
 pub mod dead_letter;
 pub mod identity;
+#[cfg(feature = "json-lines")]
+pub mod json_lines;
 pub mod text;
 pub mod validation;
 

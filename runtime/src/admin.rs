@@ -3,8 +3,10 @@
 //!
 //! Reads are open; when a token is configured every mutating call needs
 //! `Authorization: Bearer <token>`, compared in constant time. Errors are JSON
-//! `{"error": "…"}` with a fitting status code.
+//! `{"error": "…"}` with a fitting status code. Deploys and rollbacks, accepted or refused, go
+//! to the audit log (`audit.rs`).
 
+mod audit;
 mod follower;
 mod versions;
 
@@ -70,6 +72,8 @@ pub struct AdminState {
     /// The deployments topics of the pipelines whose instances share their versions, by
     /// pipeline (`[admin] deployments = "kafka"`).
     shared: BTreeMap<String, Arc<SharedDeployments>>,
+    /// Deploys and rollbacks, accepted or refused.
+    audit: audit::AuditLog,
 }
 
 impl AdminState {
@@ -81,6 +85,7 @@ impl AdminState {
         engine: TransformEngine,
         shared: BTreeMap<String, Arc<SharedDeployments>>,
     ) -> Arc<Self> {
+        let audit = audit::AuditLog::new(Some(store.dir().to_owned()));
         Arc::new(Self {
             pipelines: pipelines
                 .into_iter()
@@ -92,7 +97,20 @@ impl AdminState {
             token: config.token.as_ref().map(|t| t.expose().to_owned()),
             deploying: tokio::sync::Mutex::new(()),
             shared,
+            audit,
         })
+    }
+
+    /// Writes the audit line of a deploy or rollback and its answer.
+    fn audit_call(
+        &self,
+        entry: audit::AuditEntry<'_>,
+        headers: &HeaderMap,
+        extensions: &axum::http::Extensions,
+    ) {
+        let presented = self.authorize(headers).is_ok();
+        let caller = audit::caller(self.token.as_deref(), presented, extensions);
+        self.audit.record(&caller, &entry);
     }
 
     /// Refuses a mutating call without the configured token.
@@ -160,6 +178,8 @@ pub async fn serve(
     tracing::info!(listen = %config.listen, token = state.token.is_some(), "admin API listening");
     let app = router(state);
     Ok(tokio::spawn(async move {
+        // The peer address is what the audit log names besides the token.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await

@@ -342,12 +342,26 @@ impl Config {
         {
             *state_dir = base_dir.join(&*state_dir);
         }
-        for pipeline in &mut config.pipelines {
+        for (i, pipeline) in config.pipelines.iter_mut().enumerate() {
             pipeline.base_dir = base_dir.to_owned();
             let exactly_once = pipeline.guarantee == Guarantee::ExactlyOnce;
             if let SourceConfig::Pulsar(pulsar) = &mut pipeline.source {
                 pulsar.fill_defaults(exactly_once);
+                pulsar.resolve_credentials(base_dir);
             }
+            if let SourceConfig::GcpPubsub(pubsub) = &mut pipeline.source {
+                pubsub.resolve_credentials(base_dir);
+            }
+            let section = format!("pipeline[{i}].sink");
+            pipeline
+                .sink
+                .resolve_credentials(base_dir)
+                .map_err(within(&section))
+                .map_err(|(key, message)| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key,
+                    message,
+                })?;
             for transform in &mut pipeline.transforms {
                 if transform.component.is_relative() {
                     transform.component = base_dir.join(&transform.component);

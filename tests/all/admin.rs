@@ -277,7 +277,50 @@ async fn deploy_and_rollback_need_the_admin_token() {
         versions.current, v2,
         "deployed with the token, not rolled back without"
     );
-    assert_eq!(versions.digests, [v1, v2]);
+    assert_eq!(versions.digests, [v1.as_str(), v2.as_str()]);
+
+    // The audit log: every deploy and rollback, refused or not, with who, what and when, and
+    // the token's fingerprint, never the token.
+    let audit = std::fs::read_to_string(run.dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(!audit.contains(&token), "the audit log shows the token");
+    let entries: Vec<Value> = audit.lines().map(json_of).collect();
+    let summary: Vec<(&str, &str, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["who"].as_str().unwrap(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let fingerprint = entries[3]["who"].as_str().unwrap();
+    assert!(fingerprint.starts_with("token:"), "{audit}");
+    assert_eq!(
+        summary,
+        [
+            ("deploy", "unauthenticated", 401),
+            ("deploy", "unauthenticated", 401),
+            ("deploy", "unauthenticated", 401),
+            ("deploy", fingerprint, 200),
+            ("rollback", "unauthenticated", 401),
+        ],
+        "{audit}"
+    );
+    assert_eq!(entries[3]["digest"], v2.as_str());
+    for entry in &entries {
+        assert!(
+            entry["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{entry}"
+        );
+        assert!(
+            entry["at_ms"].as_u64().unwrap() > 1_700_000_000_000,
+            "{entry}"
+        );
+        assert_eq!(entry["pipeline"], PIPELINE);
+        assert_eq!(entry["transform"], STAMP);
+    }
+    println!("audit log: {} entries:\n{audit}", entries.len());
 }
 
 /// Acceptance: an admin API listening beyond loopback without a token is a config error:

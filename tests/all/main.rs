@@ -14,6 +14,7 @@ mod real_brokers;
 mod sandbox;
 mod scale_out;
 mod schemas;
+mod secured_brokers;
 mod support;
 mod transactions;
 mod transform;

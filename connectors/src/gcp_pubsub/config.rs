@@ -1,5 +1,7 @@
 //! `[pipeline.source]` with `kind = "gcp_pubsub"`.
 
+use std::path::{Path, PathBuf};
+
 use serde::Deserialize;
 
 use crate::config::{Invalid, non_empty};
@@ -17,6 +19,10 @@ pub struct PubSubSourceConfig {
     /// How messages are pulled.
     #[serde(default)]
     pub pull: PubSubPull,
+    /// A service-account key file; without it, Application Default Credentials (unused with
+    /// an emulator endpoint, which takes none).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// How the Pub/Sub source pulls: repeated unary Pull calls, or one long-lived streaming pull.
@@ -46,10 +52,23 @@ impl PubSubSourceConfig {
         })
     }
 
+    /// Resolves a relative `credentials_file` against `base_dir`.
+    pub fn resolve_credentials(&mut self, base_dir: &Path) {
+        if let Some(path) = &mut self.credentials_file
+            && path.is_relative()
+        {
+            *path = base_dir.join(&*path);
+        }
+    }
+
     /// Checks the section; keys are relative to it.
     pub fn validate(&self) -> Result<(), Invalid> {
         non_empty("project", &self.project)?;
         non_empty("subscription", &self.subscription)?;
+        if let Some(path) = &self.credentials_file {
+            super::credentials::service_account_key(path)
+                .map_err(|message| ("credentials_file".to_owned(), message))?;
+        }
         if let Some(endpoint) = &self.endpoint {
             non_empty("endpoint", endpoint)?;
             // Unary pull connects to an endpoint in plain text only (as the emulator

@@ -3,6 +3,7 @@
 //! records the same way (`mapping.rs`).
 
 mod config;
+mod credentials;
 mod error;
 mod mapping;
 mod streaming;

@@ -70,6 +70,13 @@ impl PubSubSource {
             builder = builder.with_endpoint(endpoint).with_credentials(
                 google_cloud_auth::credentials::anonymous::Builder::new().build(),
             );
+        } else if let Some(path) = &config.credentials_file {
+            let key = super::credentials::service_account_key(path)
+                .map_err(|message| PubSubError::Client(message.into()))?;
+            let credentials = google_cloud_auth::credentials::service_account::Builder::new(key)
+                .build()
+                .map_err(|error| PubSubError::Client(Box::new(error)))?;
+            builder = builder.with_credentials(credentials);
         }
         let subscriber = builder
             .build()

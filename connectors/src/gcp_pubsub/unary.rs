@@ -151,7 +151,7 @@ impl UnaryPubSubSource {
                 tracing::info!(messaging.system = "gcp_pubsub", endpoint = %url, "using a Pub/Sub endpoint without credentials");
                 Environment::Emulator(url.trim_start_matches("http://").to_owned())
             }
-            None => Environment::GoogleCloud(Box::new(AdcTokens::new()?)),
+            None => Environment::GoogleCloud(Box::new(AdcTokens::new(config)?)),
         };
         let options = ConnectionOptions::default();
         let connect = || ConnectionManager::new(1, PUBSUB, &environment, &options);
@@ -449,10 +449,20 @@ struct AdcTokens(Arc<AdcToken>);
 struct AdcToken(google_cloud_auth::credentials::AccessTokenCredentials);
 
 impl AdcTokens {
-    fn new() -> Result<Self, PubSubError> {
-        let credentials = google_cloud_auth::credentials::Builder::default()
-            .build_access_token_credentials()
-            .map_err(|error| PubSubError::Client(Box::new(error)))?;
+    /// The key file of `credentials_file`, else Application Default Credentials.
+    fn new(config: &PubSubSourceConfig) -> Result<Self, PubSubError> {
+        let credentials = match &config.credentials_file {
+            Some(path) => {
+                let key = super::credentials::service_account_key(path)
+                    .map_err(|message| PubSubError::Client(message.into()))?;
+                google_cloud_auth::credentials::service_account::Builder::new(key)
+                    .build_access_token_credentials()
+            }
+            None => {
+                google_cloud_auth::credentials::Builder::default().build_access_token_credentials()
+            }
+        }
+        .map_err(|error| PubSubError::Client(Box::new(error)))?;
         Ok(Self(Arc::new(AdcToken(credentials))))
     }
 }

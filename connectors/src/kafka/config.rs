@@ -1,11 +1,14 @@
 //! `[pipeline.sink]`: Kafka.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::config::{ExactlyOnceMode, Guaranteeing, Invalid, Secret, non_empty, secret_map};
 use crate::sink::{OversizedPolicy, SinkError};
+
+use super::security::{self, KafkaSaslConfig, KafkaTlsConfig};
 
 /// `[pipeline.sink]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +24,12 @@ pub struct KafkaSinkConfig {
     /// (`undeclared-topic`): what was written there could not be found again.
     #[serde(default)]
     pub route_topics: Vec<String>,
+    /// TLS to the brokers (custom CA, mutual TLS, hostname verification).
+    #[serde(default)]
+    pub tls: Option<KafkaTlsConfig>,
+    /// SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
+    #[serde(default)]
+    pub sasl: Option<KafkaSaslConfig>,
     /// Any librdkafka producer property; values may be strings, numbers or booleans.
     #[serde(default, deserialize_with = "secret_map")]
     pub properties: BTreeMap<String, Secret>,
@@ -59,6 +68,17 @@ impl KafkaSinkConfig {
         topics
     }
 
+    /// Resolves relative credential files against `base_dir` and reads the password file;
+    /// keys are relative to the section.
+    pub fn resolve_credentials(&mut self, base_dir: &Path) -> Result<(), Invalid> {
+        security::resolve(self.tls.as_mut(), self.sasl.as_mut(), base_dir)
+    }
+
+    /// Sets the connection's security (the `tls` and `sasl` sections) on a librdkafka config.
+    pub(super) fn apply_security(&self, client: &mut rdkafka::ClientConfig) {
+        security::apply(self.tls.as_ref(), self.sasl.as_ref(), client);
+    }
+
     /// Checks the section; keys are relative to it.
     pub fn validate(&self, guaranteeing: Guaranteeing) -> Result<(), Invalid> {
         let transactions = guaranteeing == Guaranteeing::ExactlyOnce(ExactlyOnceMode::Transactions);
@@ -72,6 +92,7 @@ impl KafkaSinkConfig {
             ));
         }
         non_empty("brokers", &self.brokers)?;
+        security::validate(self.tls.as_ref(), self.sasl.as_ref(), &self.properties)?;
         check_topic_name("topic", &self.topic)?;
         if let Some(dlq) = &self.dead_letter_topic {
             check_topic_name("dead_letter_topic", dlq)?;

@@ -184,6 +184,7 @@ fn consumer_config(sink: &KafkaSinkConfig) -> ClientConfig {
             client.set(key, value.expose());
         }
     }
+    sink.apply_security(&mut client);
     client
         .set("group.id", "sluice-deployments-reader")
         .set("enable.auto.commit", "false")

@@ -9,6 +9,8 @@ mod config;
 mod deployment_log;
 mod offsets;
 mod read_back;
+mod refusal;
+mod security;
 mod sink;
 mod transactional;
 
@@ -16,5 +18,6 @@ pub use config::{KafkaSinkConfig, SinkKind, check_topic_name};
 pub use deployment_log::{
     DeploymentLog, DeploymentLogError, DeploymentReader, LogEntry, MAX_ENTRY_BYTES,
 };
+pub use security::{KafkaSaslConfig, KafkaTlsConfig, SaslMechanism};
 pub use sink::{KafkaSink, PendingDelivery};
 pub use transactional::{KafkaWriter, TransactionalContext};

@@ -61,6 +61,7 @@ pub(super) fn consumer_config(config: &KafkaSinkConfig) -> ClientConfig {
             client.set(key, value.expose());
         }
     }
+    config.apply_security(&mut client);
     client
 }
 

@@ -19,6 +19,7 @@ use sluice_record::OutputRecord;
 use sluice_record::validation::SinkLimits;
 
 use super::config::{KafkaSinkConfig, config_error};
+use super::refusal;
 use super::transactional::{KafkaWriter, Opening};
 use super::{offsets, read_back};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
@@ -73,6 +74,7 @@ impl KafkaSink {
     /// Builds the producer and checks that the sink and dead-letter topics exist (creating
     /// them when `create_topics` is set).
     pub async fn connect(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
+        refusal::check_access(config).await?;
         let settings = producer_config(config);
         let producer: FutureProducer = settings.create().map_err(config_error)?;
         let admin: AdminClient<DefaultClientContext> = settings.create().map_err(config_error)?;
@@ -432,6 +434,7 @@ pub(super) fn producer_config(config: &KafkaSinkConfig) -> ClientConfig {
     for (key, value) in &config.properties {
         client.set(key, value.expose());
     }
+    config.apply_security(&mut client);
     client.set("enable.idempotence", "true");
     client.set("acks", "all");
     client

@@ -1,8 +1,11 @@
 //! `[pipeline.source]` with `kind = "pulsar"`.
 
+use std::path::{Path, PathBuf};
+
 use serde::Deserialize;
 
-use crate::config::{ExactlyOnceMode, Guaranteeing, Invalid, non_empty};
+use crate::config::{ExactlyOnceMode, Guaranteeing, Invalid, Secret, non_empty};
+use crate::credentials::{check_pem_file, read_secret_file};
 
 /// `kind = "pulsar"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +22,42 @@ pub struct PulsarSourceConfig {
     /// is skipped.
     #[serde(default)]
     pub initial_position: InitialPosition,
+    /// TLS settings of a `pulsar+ssl://` URL.
+    #[serde(default)]
+    pub tls: Option<PulsarTlsConfig>,
+    /// Token (JWT) authentication.
+    #[serde(default)]
+    pub auth: Option<PulsarAuthConfig>,
+}
+
+/// `[pipeline.source.tls]`. (Mutual TLS is not offered: the `pulsar` crate presents no client
+/// certificate.)
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulsarTlsConfig {
+    /// PEM file of the CA certificates the broker's certificate must chain up to (default:
+    /// the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Check that the broker's certificate names the host connected to. On by default.
+    #[serde(default = "default_true")]
+    pub verify_hostname: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[pipeline.source.auth]`: a token, inline (`"${PULSAR_TOKEN}"` takes it from the
+/// environment) or from a file read again at every (re)connection, so a rotated token is
+/// picked up without a restart.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulsarAuthConfig {
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Pulsar subscription types.
@@ -63,6 +102,55 @@ impl PulsarSourceConfig {
         });
     }
 
+    /// Resolves relative credential files against `base_dir`.
+    pub fn resolve_credentials(&mut self, base_dir: &Path) {
+        let tls_ca = self.tls.as_mut().and_then(|tls| tls.ca_file.as_mut());
+        let token = self.auth.as_mut().and_then(|auth| auth.token_file.as_mut());
+        for path in [tls_ca, token].into_iter().flatten() {
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
+        }
+    }
+
+    fn validate_credentials(&self) -> Result<(), Invalid> {
+        if let Some(tls) = &self.tls {
+            if !self.url.starts_with("pulsar+ssl://") {
+                return Err((
+                    "tls".into(),
+                    format!("TLS settings need a pulsar+ssl:// url, not {:?}", self.url),
+                ));
+            }
+            if let Some(ca) = &tls.ca_file {
+                check_pem_file("tls.ca_file", ca)?;
+            }
+        }
+        if let Some(auth) = &self.auth {
+            match (&auth.token, &auth.token_file) {
+                (Some(_), Some(_)) => {
+                    return Err((
+                        "auth.token_file".into(),
+                        "set either token or token_file, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err((
+                        "auth.token".into(),
+                        "missing: set token (e.g. \"${PULSAR_TOKEN}\") or token_file".into(),
+                    ));
+                }
+                (Some(token), None) if token.expose().trim().is_empty() => {
+                    return Err(("auth.token".into(), "must not be empty".into()));
+                }
+                (Some(_), None) => {}
+                (None, Some(path)) => {
+                    read_secret_file("auth.token_file", path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the section; keys are relative to it. Exactly-once needs each partition read by
     /// one consumer at a time: with transactions an exclusive or a failover subscription (a
     /// standby that takes a partition over fences the writer of the instance that had it);
@@ -76,6 +164,7 @@ impl PulsarSourceConfig {
         }
         non_empty("topic", &self.topic)?;
         non_empty("subscription", &self.subscription)?;
+        self.validate_credentials()?;
         let subscription_type = self.subscription_type.unwrap_or_default();
         let Guaranteeing::ExactlyOnce(mode) = guaranteeing else {
             return Ok(());

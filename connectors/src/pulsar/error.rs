@@ -2,6 +2,9 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum PulsarError {
+    /// A credential file the config named could not be read (the message names it).
+    #[error("{0}")]
+    CredentialFile(String),
     #[error("cannot connect to Pulsar at {url}")]
     Connect {
         url: String,

@@ -3,8 +3,12 @@
 
 mod config;
 mod error;
+mod refusal;
 mod source;
+mod token;
 
-pub use config::{InitialPosition, PulsarSourceConfig, SubscriptionType};
+pub use config::{
+    InitialPosition, PulsarAuthConfig, PulsarSourceConfig, PulsarTlsConfig, SubscriptionType,
+};
 pub use error::PulsarError;
 pub use source::PulsarSource;

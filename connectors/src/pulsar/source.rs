@@ -20,10 +20,14 @@ use pulsar::consumer::InitialPosition as PulsarInitialPosition;
 use pulsar::consumer::Message;
 use pulsar::proto::MessageIdData;
 use pulsar::{Consumer, ConsumerOptions, Pulsar, SubType, TokioExecutor};
-use sluice_record::{Header, InputRecord, SourceInfo, SourceKind};
+use sluice_record::InputRecord;
 
 use super::config::{InitialPosition, PulsarSourceConfig, SubscriptionType};
 use super::error::PulsarError;
+use super::refusal;
+use super::token::TokenAuthentication;
+use crate::credentials::read_credential_file;
+use crate::source::metadata::{self, PulsarMessageParts};
 use crate::source::{
     ConnectSource, Placement, Position, Received, RunningSource, SourceClient, SourceError,
     SourceStart,
@@ -112,18 +116,42 @@ fn consumer_name() -> &'static str {
     })
 }
 
+/// The client for `config`'s URL with its TLS and authentication settings.
+fn client_builder(
+    config: &PulsarSourceConfig,
+) -> Result<pulsar::PulsarBuilder<TokioExecutor>, PulsarError> {
+    let mut builder = Pulsar::builder(&config.url, TokioExecutor);
+    if let Some(tls) = &config.tls {
+        if let Some(ca) = &tls.ca_file {
+            let chain = read_credential_file(ca).map_err(PulsarError::CredentialFile)?;
+            builder = builder.with_certificate_chain(chain);
+        }
+        builder = builder.with_tls_hostname_verification_enabled(tls.verify_hostname);
+    }
+    if let Some(auth) = &config.auth {
+        let token = match (&auth.token, &auth.token_file) {
+            (Some(token), _) => TokenAuthentication::Inline(token.clone()),
+            (None, Some(path)) => TokenAuthentication::File(path.clone()),
+            (None, None) => return Ok(builder),
+        };
+        builder = builder.with_auth_provider(Box::new(token));
+    }
+    Ok(builder)
+}
+
 impl PulsarSource {
     pub async fn connect(
         config: &PulsarSourceConfig,
         max_in_flight: usize,
     ) -> Result<Self, PulsarError> {
-        let client = Pulsar::builder(&config.url, TokioExecutor)
-            .build()
-            .await
-            .map_err(|source| PulsarError::Connect {
-                url: config.url.clone(),
-                source,
-            })?;
+        let client =
+            client_builder(config)?
+                .build()
+                .await
+                .map_err(|source| PulsarError::Connect {
+                    url: config.url.clone(),
+                    source,
+                })?;
         let subscribe_error = |source| PulsarError::Subscribe {
             topic: config.topic.clone(),
             subscription: config.subscription.clone(),
@@ -377,10 +405,9 @@ fn sub_type(subscription_type: SubscriptionType) -> SubType {
     }
 }
 
-/// Maps a Pulsar message (docs/delivery-guarantees.md, "Source metadata"): key → key,
-/// properties → headers, event time and publish time kept, message id as
-/// `ledger:entry:partition:batch`. Takes the message: its payload, properties and topic move
-/// into the record instead of being copied.
+/// Maps a Pulsar message (docs/delivery-guarantees.md, "Source metadata"; the mapping itself
+/// is `source::metadata`). Takes the message: its payload moves into the record instead of
+/// being copied.
 fn to_input_record(message: Message<Vec<u8>>) -> InputRecord {
     let key = message.key_bytes().unwrap_or_else(|error| {
         tracing::warn!(messaging.system = "pulsar", %error, "undecodable key; treating it as absent");
@@ -389,24 +416,21 @@ fn to_input_record(message: Message<Vec<u8>>) -> InputRecord {
     let message_id = format_message_id(&message.message_id.id);
     let Message { topic, payload, .. } = message;
     let metadata = payload.metadata;
-    let value = (!metadata.null_value.unwrap_or(false)).then_some(payload.data);
-    InputRecord {
+    metadata::pulsar_record(PulsarMessageParts {
         key,
-        value,
-        headers: metadata
+        payload: payload.data,
+        null_value: metadata.null_value.unwrap_or(false),
+        properties: metadata
             .properties
-            .into_iter()
-            .map(|p| Header::new(p.key, p.value.into_bytes()))
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
             .collect(),
-        event_time_ms: metadata.event_time.filter(|&t| t > 0).map(|t| t as i64),
-        publish_time_ms: Some(metadata.publish_time as i64),
-        source: SourceInfo {
-            kind: SourceKind::Pulsar,
-            topic,
-            message_id,
-            schema_version: metadata.schema_version,
-        },
-    }
+        event_time: metadata.event_time,
+        publish_time: metadata.publish_time,
+        topic: &topic,
+        message_id,
+        schema_version: metadata.schema_version,
+    })
 }
 
 impl ConnectSource for PulsarSourceConfig {
@@ -416,9 +440,18 @@ impl ConnectSource for PulsarSourceConfig {
 
     fn start(&self, start: SourceStart) -> BoxFuture<'_, Result<RunningSource, SourceError>> {
         Box::pin(async move {
-            let client = PulsarSource::connect(self, start.max_in_flight)
-                .await
-                .map_err(SourceError::client)?;
+            let client = match PulsarSource::connect(self, start.max_in_flight).await {
+                Ok(client) => client,
+                Err(PulsarError::Connect { source, .. }) if refusal::is_fatal_connect(&source) => {
+                    let config = self.clone();
+                    return Err(
+                        tokio::task::spawn_blocking(move || refusal::diagnose(&config))
+                            .await
+                            .expect("diagnosing a refused Pulsar connection panicked"),
+                    );
+                }
+                Err(error) => return Err(SourceError::client(error)),
+            };
             Ok(start.run(client))
         })
     }

@@ -10,6 +10,7 @@
 mod ack;
 mod driver;
 mod in_flight;
+pub mod metadata;
 mod placement;
 mod redelivery;
 
@@ -34,12 +35,21 @@ pub enum SourceError {
     Client(Box<dyn std::error::Error + Send + Sync>),
     #[error("the {system} stream stopped delivering messages")]
     StreamEnded { system: &'static str },
+    /// The broker refused the source's credentials or the source refused the broker's
+    /// certificate: no restart cures that, the user has to fix the config or the secrets.
+    #[error("{connection} refused: {cause}")]
+    Refused { connection: String, cause: String },
 }
 
 impl SourceError {
     /// Wraps a connector's own error.
     pub fn client(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         SourceError::Client(Box::new(error))
+    }
+
+    /// Whether a new source session may cure this (a broker restarting, a network outage).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, SourceError::Refused { .. })
     }
 }
 

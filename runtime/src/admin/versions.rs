@@ -13,9 +13,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
+use super::audit::AuditEntry;
 use super::{AdminPipeline, AdminState, ApiError};
 use crate::component_store::{History, Version};
 use crate::shared_deployments::{MAX_ENTRY_BYTES, SharedDeployments};
@@ -235,10 +237,38 @@ impl AdminState {
 pub(super) async fn deploy(
     State(state): State<Arc<AdminState>>,
     Path((pipeline, transform)): Path<(String, String)>,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers)?;
+    let digest = body
+        .as_ref()
+        .ok()
+        .filter(|bytes| !bytes.is_empty())
+        .map(|bytes| format!("sha256:{}", hex::encode(Sha256::digest(bytes))));
+    let answer = deploy_version(&state, &pipeline, &transform, &headers, body).await;
+    state.audit_call(
+        AuditEntry {
+            action: "deploy",
+            pipeline: &pipeline,
+            transform: &transform,
+            digest: digest.as_deref(),
+            status: status_of(&answer),
+        },
+        &headers,
+        &extensions,
+    );
+    answer
+}
+
+async fn deploy_version(
+    state: &AdminState,
+    pipeline: &str,
+    transform: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(headers)?;
     let body =
         body.map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
     if body.is_empty() {
@@ -247,8 +277,8 @@ pub(super) async fn deploy(
             "the request body must be the component (.wasm) bytes",
         ));
     }
-    let target = state.target(&pipeline, &transform)?;
-    state.check_shareable(&pipeline, body.len())?;
+    let target = state.target(pipeline, transform)?;
+    state.check_shareable(pipeline, body.len())?;
     let _one_at_a_time = state.deploying.lock().await;
     let history = state.history_of(&target)?;
     let (digest, path) = state.store.put(&body).map_err(|e| ApiError::internal(&e))?;
@@ -262,7 +292,7 @@ pub(super) async fn deploy(
             return Err(error);
         }
     };
-    match state.shared.get(&pipeline) {
+    match state.shared.get(pipeline) {
         Some(shared) => {
             drop(loaded);
             state.go_live_shared(&target, shared, history, digest).await
@@ -274,14 +304,54 @@ pub(super) async fn deploy(
 pub(super) async fn rollback(
     State(state): State<Arc<AdminState>>,
     Path((pipeline, transform)): Path<(String, String)>,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers)?;
+    let answer = rollback_version(&state, &pipeline, &transform, &headers, &body).await;
+    let digest = match &answer {
+        Ok(Json(value)) => value
+            .get("digest")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        Err(_) => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("digest").and_then(Value::as_str).map(str::to_owned)),
+    };
+    state.audit_call(
+        AuditEntry {
+            action: "rollback",
+            pipeline: &pipeline,
+            transform: &transform,
+            digest: digest.as_deref(),
+            status: status_of(&answer),
+        },
+        &headers,
+        &extensions,
+    );
+    answer
+}
+
+/// The status code an answer is sent with.
+fn status_of(answer: &Result<Json<Value>, ApiError>) -> u16 {
+    match answer {
+        Ok(_) => StatusCode::OK.as_u16(),
+        Err(error) => error.status.as_u16(),
+    }
+}
+
+async fn rollback_version(
+    state: &AdminState,
+    pipeline: &str,
+    transform: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(headers)?;
     let requested = if body.is_empty() {
         None
     } else {
-        let request: Value = serde_json::from_slice(&body).map_err(|error| {
+        let request: Value = serde_json::from_slice(body).map_err(|error| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("the body must be JSON {{\"digest\": \"sha256:…\"}} or empty: {error}"),
@@ -295,7 +365,7 @@ pub(super) async fn rollback(
             })?;
         Some(digest.to_owned())
     };
-    let target = state.target(&pipeline, &transform)?;
+    let target = state.target(pipeline, transform)?;
     let _one_at_a_time = state.deploying.lock().await;
     let history = state.history_of(&target)?;
     let digest = match requested {
@@ -320,7 +390,7 @@ pub(super) async fn rollback(
             .to_owned(),
     };
     let loaded = state.load(&target, &digest).await?;
-    match state.shared.get(&pipeline) {
+    match state.shared.get(pipeline) {
         Some(shared) => {
             drop(loaded);
             state.go_live_shared(&target, shared, history, digest).await

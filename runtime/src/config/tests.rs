@@ -393,3 +393,187 @@ fn bad_schema_sections_are_refused_naming_the_key() {
     ));
     assert_eq!(key, "pipeline[0].encode.value.format");
 }
+
+/// MINIMAL with TLS and authentication on both connections, credentials in `dir`.
+fn secured(dir: &Path, source_extra: &str, sink_extra: &str) -> String {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for name in ["ca.crt", "client.crt", "client.key"] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    std::fs::write(dir.join("password"), "s3cret-password\n").unwrap();
+    std::fs::write(dir.join("token"), "eyJhbGciOiJIUzI1NiJ9.e30.sig-nature\n").unwrap();
+    let d = dir.display();
+    format!(
+        r#"
+[[pipeline]]
+name = "orders"
+
+[pipeline.source]
+kind = "pulsar"
+url = "pulsar+ssl://127.0.0.1:6651"
+topic = "persistent://public/default/orders"
+subscription = "sluice-orders"
+tls = {{ ca_file = "{d}/ca.crt" }}
+{source_extra}
+
+[[pipeline.transform]]
+component = "guests/redact.wasm"
+
+[pipeline.sink]
+kind = "kafka"
+brokers = "127.0.0.1:9094"
+topic = "orders-clean"
+tls = {{ ca_file = "{d}/ca.crt", cert_file = "{d}/client.crt", key_file = "{d}/client.key" }}
+{sink_extra}
+"#
+    )
+}
+
+const SASL_FROM_FILE: &str =
+    r#"sasl = { mechanism = "SCRAM-SHA-256", username = "sluice", password_file = "password" }"#;
+
+#[test]
+fn secured_connections_read_their_credentials_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = r#"auth = { token_file = "token" }"#;
+    let text = secured(dir.path(), auth, SASL_FROM_FILE);
+    let config = Config::parse(&text, Path::new("sluice.toml"), dir.path()).unwrap();
+    let pipeline = &config.pipelines[0];
+    let sasl = pipeline.sink.sasl.as_ref().unwrap();
+    assert_eq!(sasl.password.as_ref().unwrap().expose(), "s3cret-password");
+    assert_eq!(
+        sasl.password_file.as_deref(),
+        Some(dir.path().join("password").as_path())
+    );
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("s3cret"),
+        "the password must not be printed"
+    );
+    assert!(
+        !debug.contains("sig-nature"),
+        "the token must not be printed"
+    );
+}
+
+#[test]
+fn missing_and_malformed_credential_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = secured(dir.path(), "", SASL_FROM_FILE);
+    let at = |text: &str| match Config::parse(text, Path::new("sluice.toml"), dir.path()) {
+        Err(ConfigError::Invalid { key, message, .. }) => (key, message),
+        other => panic!("expected an invalid-key error, got {other:?}"),
+    };
+
+    let text = base.replace("/client.key\"", "/missing.key\"");
+    let (key, message) = at(&text);
+    assert_eq!(key, "pipeline[0].sink.tls.key_file");
+    assert!(message.contains("missing.key"), "{message}");
+
+    std::fs::write(dir.path().join("not-pem.crt"), "hello").unwrap();
+    let text = base.replacen("/ca.crt\"", "/not-pem.crt\"", 1);
+    let (key, message) = at(&text);
+    assert_eq!(key, "pipeline[0].source.tls.ca_file");
+    assert!(message.contains("not a PEM file"), "{message}");
+
+    let text = base.replace(", key_file = \"", ", unused = \"");
+    let (key, _) = at(&text);
+    assert_eq!(key, "pipeline[0].sink.tls.unused");
+
+    let text = base.replace(
+        r#", key_file = "{}/client.key""#.replace("{}", &dir.path().display().to_string()).as_str(),
+        "",
+    );
+    let (key, message) = at(&text);
+    assert_eq!(key, "pipeline[0].sink.tls.key_file");
+    assert!(message.contains("needs its private key"), "{message}");
+
+    let text = base.replace("password_file = \"password\"", "password_file = \"nope\"");
+    let (key, message) = at(&text);
+    assert_eq!(key, "pipeline[0].sink.sasl.password_file");
+    assert!(message.contains("nope"), "{message}");
+
+    let text = base.replace(
+        "password_file = \"password\"",
+        "password = \"x\", password_file = \"password\"",
+    );
+    let (key, _) = at(&text);
+    assert_eq!(key, "pipeline[0].sink.sasl.password_file");
+
+    let text = base.replace("SCRAM-SHA-256", "GSSAPI");
+    let (key, _) = at(&text);
+    assert_eq!(key, "pipeline[0].sink.sasl.mechanism");
+
+    let text = secured(dir.path(), r#"auth = { token_file = "gone" }"#, "");
+    let (key, message) = at(&text);
+    assert_eq!(key, "pipeline[0].source.auth.token_file");
+    assert!(message.contains("gone"), "{message}");
+    assert!(!message.contains("sig-nature"));
+
+    let text = secured(dir.path(), "", SASL_FROM_FILE).replace(
+        "kind = \"kafka\"",
+        "kind = \"kafka\"\nproperties = { \"sasl.username\" = \"x\" }",
+    );
+    let (key, _) = at(&text);
+    assert_eq!(key, "pipeline[0].sink.properties.\"sasl.username\"");
+}
+
+#[test]
+fn a_missing_or_malformed_pubsub_key_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |file: &str| {
+        format!(
+            r#"
+[[pipeline]]
+name = "events"
+[pipeline.source]
+kind = "gcp_pubsub"
+project = "p"
+subscription = "s"
+credentials_file = "{file}"
+[[pipeline.transform]]
+component = "guests/redact.wasm"
+[pipeline.sink]
+kind = "kafka"
+brokers = "127.0.0.1:9092"
+topic = "events"
+"#
+        )
+    };
+    let at = |file: &str| match Config::parse(&text(file), Path::new("sluice.toml"), dir.path()) {
+        Err(ConfigError::Invalid { key, message, .. }) => (key, message),
+        other => panic!("expected an invalid-key error, got {other:?}"),
+    };
+    let (key, message) = at("missing.json");
+    assert_eq!(key, "pipeline[0].source.credentials_file");
+    assert!(message.contains("missing.json"), "{message}");
+
+    std::fs::write(
+        dir.path().join("broken.json"),
+        "{\"type\": \"service_account\",",
+    )
+    .unwrap();
+    let (_, message) = at("broken.json");
+    assert!(message.contains("not a JSON key file"), "{message}");
+
+    std::fs::write(
+        dir.path().join("user.json"),
+        r#"{"type": "authorized_user"}"#,
+    )
+    .unwrap();
+    let (_, message) = at("user.json");
+    assert!(message.contains("not a service-account key"), "{message}");
+
+    let secret = "-----BEGIN PRIVATE KEY-----\nnot-really-a-key\n-----END PRIVATE KEY-----\n";
+    let key = serde_json::json!({
+        "type": "service_account",
+        "client_email": "sluice@p.iam.gserviceaccount.com",
+        "private_key": secret,
+    });
+    std::fs::write(dir.path().join("bad-key.json"), key.to_string()).unwrap();
+    if let Err(ConfigError::Invalid { message, .. }) =
+        Config::parse(&text("bad-key.json"), Path::new("sluice.toml"), dir.path())
+    {
+        assert!(!message.contains("not-really-a-key"), "{message}");
+    }
+}

@@ -165,7 +165,7 @@ pub(crate) fn emulator_threads() -> Option<u64> {
 }
 
 /// `scripts/brokers.sh`'s state directory (PID files, logs).
-fn dev_dir() -> PathBuf {
+pub(crate) fn dev_dir() -> PathBuf {
     std::env::var_os("SLUICE_DEV_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.sluice-dev"),
         PathBuf::from,

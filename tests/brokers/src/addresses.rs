@@ -10,6 +10,10 @@ use crate::timeouts;
 
 /// Apache Kafka's bootstrap servers.
 pub const KAFKA: (&str, &str) = ("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092");
+/// Apache Kafka's SASL_SSL listener (SCRAM users; scripts/brokers/credentials.sh).
+pub const KAFKA_SECURE: (&str, &str) = ("SLUICE_KAFKA_SECURE_BROKERS", "127.0.0.1:9094");
+/// Apache Pulsar's TLS port (token authentication).
+pub const PULSAR_TLS: (&str, &str) = ("SLUICE_PULSAR_TLS_URL", "pulsar+ssl://127.0.0.1:6651");
 /// Apache Pulsar's binary protocol.
 pub const PULSAR: (&str, &str) = ("SLUICE_PULSAR_URL", "pulsar://127.0.0.1:6650");
 /// Apache Pulsar's admin API (HTTP).
