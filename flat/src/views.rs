@@ -22,6 +22,18 @@ impl<'a> Headers<'a> {
         Self { raw, count }
     }
 
+    /// Headers from bytes a decoder checked before ([`Headers::raw`], [`Headers::len`]),
+    /// kept apart from their buffer. Bytes that do not follow the layout end the iteration
+    /// early; they never panic.
+    pub fn from_raw(raw: &'a [u8], count: usize) -> Self {
+        Self { raw, count }
+    }
+
+    /// The encoded headers, as they lie in the buffer.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
     /// How many headers there are.
     pub fn len(&self) -> usize {
         self.count
