@@ -148,3 +148,19 @@ fn hostile_counts_and_tags_are_named() {
         Err(DecodeError::Version { found: 2 })
     );
 }
+
+/// Writes the seed corpus of the fuzz target (`fuzz/corpus/flat_batch`) when asked:
+/// `SLUICE_WRITE_FUZZ_CORPUS=<dir> cargo test -p sluice-flat seed`.
+#[test]
+fn seed_corpus() {
+    let Some(dir) = std::env::var_os("SLUICE_WRITE_FUZZ_CORPUS") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("results"), results()).unwrap();
+    std::fs::write(dir.join("batch"), batch()).unwrap();
+    let mut empty = Vec::new();
+    encode::results_header(&mut empty, 0);
+    std::fs::write(dir.join("empty-results"), empty).unwrap();
+}
