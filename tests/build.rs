@@ -32,6 +32,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "fan_out_work",
             "bad_outputs",
             "flat_hostile",
+            "identity_v0_1",
         ],
     ),
 ];

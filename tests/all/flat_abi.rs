@@ -10,7 +10,9 @@ use sluice_engine::{
     WorldVersion,
 };
 use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
-use sluice_tests::{BAD_OUTPUTS, FAULT_ON_MARKER, FLAT_HOSTILE, PASSTHROUGH, REDACT, engine};
+use sluice_tests::{
+    BAD_OUTPUTS, FAULT_ON_MARKER, FLAT_HOSTILE, IDENTITY_V0_1, PASSTHROUGH, REDACT, engine,
+};
 
 fn record(index: usize, value: &str) -> InputRecord {
     InputRecord {
@@ -67,6 +69,7 @@ fn passed_through(record: &InputRecord) -> RecordOutcome {
 #[test]
 fn both_world_versions_run_through_the_real_host_and_check_names_the_version() {
     let cases = [
+        (IDENTITY_V0_1, WorldVersion::V0_1),
         (FAULT_ON_MARKER, WorldVersion::V0_1),
         (BAD_OUTPUTS, WorldVersion::V0_1),
         (PASSTHROUGH, WorldVersion::V0_2),
