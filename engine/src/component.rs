@@ -8,13 +8,13 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::bindings::TransformerPre;
-use wasmtime::component::InstancePre;
 use super::capabilities::{self, SensitiveImport};
 use super::engine::TransformEngine;
 use super::error::{Error, boxed};
 use super::host::HostState;
 use super::limits::Limits;
 use super::world::{self, WorldVersion};
+use wasmtime::component::InstancePre;
 
 /// What `sluice check` prints about a valid component.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,10 +121,11 @@ pub(crate) fn load(
     let digest_hex = hex::encode(Sha256::digest(&bytes));
     let component = engine.compile(path, &bytes, &digest_hex)?;
     // Our own checks first: they name the import or export at fault.
-    let version = world::check(engine.wasmtime(), &component).map_err(|problem| Error::WorldMismatch {
-        path: path.to_owned(),
-        problem,
-    })?;
+    let version =
+        world::check(engine.wasmtime(), &component).map_err(|problem| Error::WorldMismatch {
+            path: path.to_owned(),
+            problem,
+        })?;
     let unlinkable = |e| Error::Unlinkable {
         path: path.to_owned(),
         source: boxed(e),
@@ -134,7 +135,9 @@ pub(crate) fn load(
         .instantiate_pre(&component)
         .map_err(unlinkable)?;
     let pre = match version {
-        WorldVersion::V0_1 => GuestPre::V0_1(TransformerPre::new(instance_pre).map_err(unlinkable)?),
+        WorldVersion::V0_1 => {
+            GuestPre::V0_1(TransformerPre::new(instance_pre).map_err(unlinkable)?)
+        }
         WorldVersion::V0_2 => GuestPre::V0_2(instance_pre),
     };
     Ok(LoadedComponent {

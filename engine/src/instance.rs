@@ -57,7 +57,9 @@ struct LiveInstance {
 enum LiveGuest {
     V0_1(Transformer),
     /// `transform-batch` of 0.2.0, called through the flat boundary.
-    V0_2 { transform_batch: Func },
+    V0_2 {
+        transform_batch: Func,
+    },
 }
 
 /// What one call returned: one result per input (the guest may break that; it is checked).

@@ -61,9 +61,7 @@ pub fn decode_batch(buffer: &[u8]) -> Result<BatchView<'_>, DecodeError> {
         let publish_time_ms = has(present::PUBLISH_TIME)
             .then(|| reader.i64("publish time"))
             .transpose()?;
-        let key = has(present::KEY)
-            .then(|| reader.bytes("key"))
-            .transpose()?;
+        let key = has(present::KEY).then(|| reader.bytes("key")).transpose()?;
         let value = has(present::VALUE)
             .then(|| reader.bytes("value"))
             .transpose()?;

@@ -18,7 +18,16 @@ fn batch() -> Vec<u8> {
         },
     ];
     encode::batch_header(&mut buffer, 2, &sources);
-    encode::record(&mut buffer, 0, "1:2:-1:0", Some(b"k"), Some(b"{}"), Some(5), None, 2);
+    encode::record(
+        &mut buffer,
+        0,
+        "1:2:-1:0",
+        Some(b"k"),
+        Some(b"{}"),
+        Some(5),
+        None,
+        2,
+    );
     encode::header(&mut buffer, "a", b"1");
     encode::header(&mut buffer, "b", b"");
     encode::record(&mut buffer, 1, "m", None, None, None, Some(-7), 0);
@@ -64,7 +73,10 @@ fn an_input_batch_round_trips() {
     assert_eq!(first.message_id, "1:2:-1:0");
     assert_eq!(first.key, Some(&b"k"[..]));
     assert_eq!(first.value, Some(&b"{}"[..]));
-    assert_eq!((first.event_time_ms, first.publish_time_ms), (Some(5), None));
+    assert_eq!(
+        (first.event_time_ms, first.publish_time_ms),
+        (Some(5), None)
+    );
     let headers: Vec<_> = first.headers.iter().collect();
     assert_eq!(headers, [("a", &b"1"[..]), ("b", &b""[..])]);
     assert_eq!(first.headers.get("b"), Some(&b""[..]));

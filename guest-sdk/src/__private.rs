@@ -93,7 +93,8 @@ struct Input {
 
 fn message(batch: &Arc<Vec<u8>>, view: &BatchView<'_>, record: &RecordView<'_>) -> Message {
     let shared = |part: &[u8]| Shared::within(batch, part);
-    let field = |part: Option<&[u8]>| part.map_or(Field::Absent, |part| Field::Shared(shared(part)));
+    let field =
+        |part: Option<&[u8]>| part.map_or(Field::Absent, |part| Field::Shared(shared(part)));
     let source = view.sources.get(record.source);
     Message {
         key: field(record.key),

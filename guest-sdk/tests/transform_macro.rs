@@ -167,8 +167,14 @@ fn changed_fields_travel_as_bytes() {
     };
     assert_eq!(outputs[0].key, FieldView::Absent);
     assert_eq!(outputs[0].value, FieldView::Inline(b"new"));
-    assert!(outputs[0].input_headers, "the input's headers, then the added one");
-    assert_eq!(outputs[0].headers.iter().collect::<Vec<_>>(), [("added", &b"1"[..])]);
+    assert!(
+        outputs[0].input_headers,
+        "the input's headers, then the added one"
+    );
+    assert_eq!(
+        outputs[0].headers.iter().collect::<Vec<_>>(),
+        [("added", &b"1"[..])]
+    );
 }
 
 fn error_of(mode: &str, value: &str) -> (&'static str, String) {

@@ -76,14 +76,19 @@ fn both_world_versions_run_through_the_real_host_and_check_names_the_version() {
         (FLAT_HOSTILE, WorldVersion::V0_2),
     ];
     // Keys, values, headers (one empty), times (some absent) and several sources.
-    let mut records: Vec<_> = (0..50).map(|i| record(i, "{\"small\":\"record\"}")).collect();
+    let mut records: Vec<_> = (0..50)
+        .map(|i| record(i, "{\"small\":\"record\"}"))
+        .collect();
     records[7].key = None;
     records[8].value = None;
     records[9].headers.clear();
     for (path, version) in cases {
         let info = transform::inspect(engine(), Path::new(path)).unwrap();
         assert_eq!(info.version, version, "{path}");
-        assert_eq!(info.world, format!("sluice:transform/transformer@{}", version.as_str()));
+        assert_eq!(
+            info.world,
+            format!("sluice:transform/transformer@{}", version.as_str())
+        );
         let mut chain = chain(path, Limits::default());
         chain.run_batch(&records[..5]);
         let started = Instant::now();

@@ -11,7 +11,9 @@ use std::mem::MaybeUninit;
 use sluice_flat::{ByteCounter, Sink, SliceWriter, SourceView, encode, source_kind};
 use sluice_record::{InputRecord, SourceKind};
 use wasmtime::ValRaw;
-use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext};
+use wasmtime::component::__internal::{
+    CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext,
+};
 use wasmtime::component::{ComponentType, Lower};
 
 /// The `batch: list<u8>` argument of `transform-batch` in 0.2.0.
