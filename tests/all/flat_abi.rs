@@ -22,10 +22,12 @@ fn record(index: usize, value: &str) -> InputRecord {
             Header::new("index", index.to_string()),
             Header::new("empty", ""),
         ],
-        event_time_ms: (index % 2 == 0).then_some(1_700_000_000_000 + index as i64),
+        event_time_ms: index
+            .is_multiple_of(2)
+            .then_some(1_700_000_000_000 + index as i64),
         publish_time_ms: Some(1_800_000_000_000),
         source: SourceInfo {
-            kind: if index % 3 == 0 {
+            kind: if index.is_multiple_of(3) {
                 SourceKind::Pulsar
             } else {
                 SourceKind::GcpPubsub
