@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ENGINE_GROUPS = {
-    "identity": ["empty-chain", "identity-guest", "identity-native"],
+    "identity": ["empty-chain", "identity-guest", "identity-guest-0.1", "identity-native"],
     "redact": ["redact-guest", "redact-native"],
 }
 SOURCE_TITLES = {"pulsar": "Pulsar → Kafka", "pubsub": "Pub/Sub → Kafka"}

@@ -17,7 +17,7 @@ source scripts/env.sh
 seconds=${1:-5}
 [[ $# -gt 0 ]] && shift
 targets=("$@")
-((${#targets[@]} > 0)) || targets=(exec_json_lines source_metadata config_parser)
+((${#targets[@]} > 0)) || targets=(exec_json_lines source_metadata flat_batch config_parser)
 export CARGO_TARGET_DIR=${SLUICE_FUZZ_TARGET_DIR:-$CARGO_TARGET_DIR/fuzz}
 
 if ! rustup toolchain list | grep -q '^nightly'; then

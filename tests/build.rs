@@ -31,6 +31,8 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "version_stamp_v2",
             "fan_out_work",
             "bad_outputs",
+            "flat_hostile",
+            "identity_v0_1",
         ],
     ),
 ];

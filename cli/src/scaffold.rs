@@ -128,6 +128,11 @@ pub(crate) fn new_project(args: NewArgs) -> Result<()> {
             .to_owned(),
     };
     let lang = args.lang.as_str();
+    // The Rust SDK implements 0.2.0 (flat batches); the Python and JavaScript SDKs 0.1.0.
+    let world_version = match args.lang {
+        Lang::Rust => "0.2.0",
+        Lang::Python | Lang::Js => "0.1.0",
+    };
     let substitute = |text: &str| {
         text.replace("{{name}}", &name)
             .replace("{{crate_name}}", &name.replace('-', "_"))
@@ -137,6 +142,7 @@ pub(crate) fn new_project(args: NewArgs) -> Result<()> {
             .replace("{{entry}}", entry)
             .replace("{{toolchain}}", toolchain)
             .replace("{{sdk_note}}", &sdk_note)
+            .replace("{{world_version}}", world_version)
     };
     let readme = File {
         path: "README.md",

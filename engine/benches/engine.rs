@@ -3,7 +3,10 @@
 //!
 //! - `empty-chain`: a pipeline without transforms (what pass-through costs the host),
 //! - `identity-guest` / `redact-guest`: the `examples/passthrough` and `examples/redact`
-//!   components (`fields = "email,phone"`),
+//!   components (`fields = "email,phone"`), built with the SDK on `sluice:transform@0.2.0`
+//!   (flat batches),
+//! - `identity-guest-0.1`: the identity transform on `sluice:transform@0.1.0` (lists of
+//!   records; `tests/guests/identity-v0-1`, raw `wit-bindgen`),
 //! - `identity-native` / `redact-native`: a Rust closure doing the same work per record (for
 //!   redact: the same config lookup, serde_json parse, masking walk, re-serialization and
 //!   count header as `examples/redact`).
@@ -11,9 +14,10 @@
 //! Criterion's time per iteration divided by the batch size is the time per record;
 //! `bench/report.py` turns `<target>/criterion/*/*/new/estimates.json` into that table.
 //!
-//! The guests are read from `$SLUICE_BENCH_GUESTS` (a directory holding `passthrough.wasm` and
-//! `redact.wasm`), else from `<target dir>/guests/wasm32-wasip2/release` — where `tests/build.rs`
-//! and `bench/run.sh` build them — and are built there (release, `wasm32-wasip2`) when missing.
+//! The guests are read from `$SLUICE_BENCH_GUESTS` (a directory holding `passthrough.wasm`,
+//! `redact.wasm` and `identity_v0_1.wasm`), else from `<target dir>/guests/wasm32-wasip2/release`
+//! — where `tests/build.rs` and `bench/run.sh` build them — and are built there (release,
+//! `wasm32-wasip2`) when missing.
 //!
 //! `cargo bench -p sluice-engine --bench engine` measures; `cargo test -p sluice-engine --bench engine` runs
 //! every case once (a smoke test: it fails when the engine or a guest is broken).
@@ -131,14 +135,16 @@ fn guests_dir() -> PathBuf {
         .expect("bench binary inside <target>/<profile>/deps");
     let guest_target = target.join("guests");
     let dir = guest_target.join("wasm32-wasip2/release");
-    if !(dir.join("passthrough.wasm").is_file() && dir.join("redact.wasm").is_file()) {
-        build_examples(&guest_target);
+    let guests = ["passthrough.wasm", "redact.wasm", "identity_v0_1.wasm"];
+    if !guests.iter().all(|guest| dir.join(guest).is_file()) {
+        build_guests(&guest_target, "../examples");
+        build_guests(&guest_target, "../tests/guests");
     }
     dir
 }
 
-fn build_examples(guest_target: &Path) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+fn build_guests(guest_target: &Path, workspace: &str) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join(workspace);
     eprintln!(
         "building the example guests into {} (set SLUICE_BENCH_GUESTS to use prebuilt ones)",
         guest_target.display()
@@ -199,6 +205,10 @@ fn engine_benches(c: &mut Criterion) {
         &engine,
         &[spec("identity", dir.join("passthrough.wasm"), &[])],
     );
+    let mut identity_v0_1 = chain(
+        &engine,
+        &[spec("identity-0.1", dir.join("identity_v0_1.wasm"), &[])],
+    );
     let mut redact = chain(
         &engine,
         &[spec(
@@ -216,6 +226,11 @@ fn engine_benches(c: &mut Criterion) {
             if workload == "identity" {
                 check(&empty.run_batch(&batch), None);
                 check(&identity.run_batch(&batch), None);
+                assert_eq!(
+                    identity_v0_1.run_batch(&batch),
+                    identity.run_batch(&batch),
+                    "both identity guests pass every record through"
+                );
                 group.bench_with_input(
                     BenchmarkId::new("empty-chain", size),
                     &batch,
@@ -225,6 +240,11 @@ fn engine_benches(c: &mut Criterion) {
                     BenchmarkId::new("identity-guest", size),
                     &batch,
                     |b, batch| b.iter(|| identity.run_batch(black_box(batch))),
+                );
+                group.bench_with_input(
+                    BenchmarkId::new("identity-guest-0.1", size),
+                    &batch,
+                    |b, batch| b.iter(|| identity_v0_1.run_batch(black_box(batch))),
                 );
                 group.bench_with_input(
                     BenchmarkId::new("identity-native", size),

@@ -146,6 +146,13 @@ impl TransformChain {
     /// set a timestamp. If any stage fails a record, that failure is the record's outcome
     /// and its other intermediate outputs are dropped.
     pub fn run_batch(&mut self, records: &[InputRecord]) -> Vec<RecordOutcome> {
+        // Without transforms every record passes as it came: no staging.
+        if self.stages.is_empty() {
+            return records
+                .iter()
+                .map(|record| RecordOutcome::Outputs(vec![OutputRecord::passthrough(record)]))
+                .collect();
+        }
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; records.len()];
         let mut pending: Vec<Vec<Staged>> = records
             .iter()

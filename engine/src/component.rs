@@ -13,7 +13,8 @@ use super::engine::TransformEngine;
 use super::error::{Error, boxed};
 use super::host::HostState;
 use super::limits::Limits;
-use super::world::{self, WORLD};
+use super::world::{self, WorldVersion};
+use wasmtime::component::InstancePre;
 
 /// What `sluice check` prints about a valid component.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +25,10 @@ pub struct ComponentInfo {
     pub size_bytes: u64,
     /// `sha256:<hex>` of the file.
     pub digest: String,
-    /// The world it implements.
+    /// The world it implements, with its version (`sluice:transform/transformer@0.2.0`).
     pub world: String,
+    /// The version of the world.
+    pub version: WorldVersion,
     /// Interfaces it imports (the WASI ones are linked but grant nothing by default).
     pub imports: Vec<String>,
     /// Functions and interfaces it exports.
@@ -46,7 +49,8 @@ impl ComponentInfo {
     }
 }
 
-/// Loads the component at `path` and checks that it implements [`WORLD`] (without running
+/// Loads the component at `path` and checks that it implements a served version of the world
+/// [`WORLD`](super::world::WORLD) (without running
 /// it), under the default [`Limits::max_component_mib`]. Compiles through the engine's cache.
 pub fn inspect(engine: &TransformEngine, path: &Path) -> Result<ComponentInfo, Error> {
     let loaded = load(engine, path, &Limits::default())?;
@@ -56,7 +60,8 @@ pub fn inspect(engine: &TransformEngine, path: &Path) -> Result<ComponentInfo, E
         path: loaded.path,
         size_bytes: loaded.size_bytes,
         digest: loaded.digest,
-        world: WORLD.to_owned(),
+        world: loaded.version.world(),
+        version: loaded.version,
         imports: names(
             &mut component_type
                 .imports(engine.wasmtime())
@@ -80,7 +85,15 @@ pub(crate) struct LoadedComponent {
     pub(crate) size_bytes: u64,
     pub(crate) digest: String,
     pub(crate) component: Component,
-    pub(crate) pre: TransformerPre<HostState>,
+    pub(crate) version: WorldVersion,
+    pub(crate) pre: GuestPre,
+}
+
+/// A component linked and ready to instantiate, by the version of the world it implements.
+pub(crate) enum GuestPre {
+    V0_1(TransformerPre<HostState>),
+    /// Called through the flat boundary (`flat`), its exports looked up by name.
+    V0_2(InstancePre<HostState>),
 }
 
 /// The binary encoding's preamble: magic, then version and layer.
@@ -108,10 +121,11 @@ pub(crate) fn load(
     let digest_hex = hex::encode(Sha256::digest(&bytes));
     let component = engine.compile(path, &bytes, &digest_hex)?;
     // Our own checks first: they name the import or export at fault.
-    world::check(engine.wasmtime(), &component).map_err(|problem| Error::WorldMismatch {
-        path: path.to_owned(),
-        problem,
-    })?;
+    let version =
+        world::check(engine.wasmtime(), &component).map_err(|problem| Error::WorldMismatch {
+            path: path.to_owned(),
+            problem,
+        })?;
     let unlinkable = |e| Error::Unlinkable {
         path: path.to_owned(),
         source: boxed(e),
@@ -120,12 +134,18 @@ pub(crate) fn load(
         .linker()
         .instantiate_pre(&component)
         .map_err(unlinkable)?;
-    let pre = TransformerPre::new(instance_pre).map_err(unlinkable)?;
+    let pre = match version {
+        WorldVersion::V0_1 => {
+            GuestPre::V0_1(TransformerPre::new(instance_pre).map_err(unlinkable)?)
+        }
+        WorldVersion::V0_2 => GuestPre::V0_2(instance_pre),
+    };
     Ok(LoadedComponent {
         path: path.to_owned(),
         size_bytes: bytes.len() as u64,
         digest: format!("sha256:{digest_hex}"),
         component,
+        version,
         pre,
     })
 }
@@ -219,7 +239,7 @@ mod tests {
             .expect("must fail");
         assert!(matches!(error, Error::WorldMismatch { .. }), "{error:?}");
         let chain = format!("{:#}", anyhow::Error::new(error));
-        assert!(chain.contains(WORLD), "{chain}");
+        assert!(chain.contains(super::world::WORLD), "{chain}");
         assert!(
             chain.contains("missing exports \"init\", \"transform-batch\""),
             "{chain}"

@@ -16,7 +16,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, LogLevel, Transformer};
+use super::bindings::{self, LogLevel, Transformer, v0_2};
 use super::capabilities::Grants;
 use super::determinism::PinnedInputs;
 use super::engine::{EPOCH_TICK, EpochCount};
@@ -186,11 +186,30 @@ impl bindings::sluice::transform::host::Host for HostState {
     }
 }
 
-/// The linker every transform is instantiated with: WASI p2 (sync) plus the `host` interface.
+impl v0_2::sluice::transform::types::Host for HostState {}
+
+impl v0_2::sluice::transform::host::Host for HostState {
+    fn log(&mut self, level: v0_2::sluice::transform::types::LogLevel, message: String) {
+        use v0_2::sluice::transform::types::LogLevel as Level;
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        self.log.line(Stream::Log(level), message.as_bytes());
+    }
+}
+
+/// The linker every transform is instantiated with: WASI p2 (sync) plus the `host` interface
+/// of both world versions.
 pub(crate) fn linker(engine: &wasmtime::Engine) -> Result<Linker<HostState>, Error> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| Error::Linker(boxed(e)))?;
     Transformer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+        .map_err(|e| Error::Linker(boxed(e)))?;
+    v0_2::Transformer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
         .map_err(|e| Error::Linker(boxed(e)))?;
     // Replace WASI's sleeps with ones bounded by the call's deadline.
     linker.allow_shadowing(true);

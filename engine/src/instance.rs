@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
+use wasmtime::component::Func;
 
-use super::bindings::{self, Transformer, TransformerPre};
+use super::bindings::{self, Transformer};
 use super::capabilities::Grants;
-use super::component::LoadedComponent;
+use super::component::{GuestPre, LoadedComponent};
 use super::determinism::{PinnedInputs, is_nondeterministic};
 use super::engine::{EPOCH_TICK, EpochCount, TransformEngine};
 use super::error::Error;
+use super::flat::{self, DecodedResult, FlatBatch, FlatResults};
 use super::host::{CallDeadline, HostState};
 use super::limits::Limits;
 use super::outcome::{FailureKind, RecordOutcome, TransformId};
@@ -48,7 +50,31 @@ enum StartError {
 
 struct LiveInstance {
     store: Store<HostState>,
-    bindings: Transformer,
+    guest: LiveGuest,
+}
+
+/// A live instance's exports, by the version of the world.
+enum LiveGuest {
+    V0_1(Transformer),
+    /// `transform-batch` of 0.2.0, called through the flat boundary.
+    V0_2 {
+        transform_batch: Func,
+    },
+}
+
+/// What one call returned: one result per input (the guest may break that; it is checked).
+enum CallResults {
+    V0_1(Vec<bindings::RecordResult>),
+    V0_2(Vec<DecodedResult>),
+}
+
+impl CallResults {
+    fn len(&self) -> usize {
+        match self {
+            CallResults::V0_1(results) => results.len(),
+            CallResults::V0_2(results) => results.len(),
+        }
+    }
 }
 
 /// A transform with at most one live instance, re-created from its `InstancePre` after a trap.
@@ -60,7 +86,7 @@ pub(crate) struct TransformInstance {
     grants: Grants,
     engine: wasmtime::Engine,
     epochs: EpochCount,
-    pre: TransformerPre<HostState>,
+    pre: GuestPre,
     live: Option<LiveInstance>,
     /// Instances re-created after a trap, for metrics.
     recycles: u64,
@@ -181,15 +207,11 @@ impl TransformInstance {
         if inputs.is_empty() {
             return Vec::new();
         }
-        let lowered: Vec<bindings::InputRecord> = inputs.iter().map(lower).collect();
         if let Some(pinned) = self.pinned.clone() {
-            return self.run_deterministic(&pinned, inputs, &lowered);
+            return self.run_deterministic(&pinned, inputs);
         }
-        match self.call(&lowered, None) {
-            Ok(results) if results.len() == inputs.len() => results
-                .into_iter()
-                .map(|result| self.judge(result))
-                .collect(),
+        match self.call(inputs, None) {
+            Ok(results) if results.len() == inputs.len() => self.judge_all(results, inputs),
             Ok(results) if inputs.len() == 1 => vec![Err(self.wrong_count(results.len()))],
             Ok(results) => {
                 tracing::warn!(
@@ -198,7 +220,7 @@ impl TransformInstance {
                     results = results.len(),
                     "transform returned the wrong number of results; retrying record by record"
                 );
-                self.run_one_by_one(inputs, &lowered)
+                self.run_one_by_one(inputs)
             }
             Err(CallError::Trapped(failure)) if inputs.len() == 1 => {
                 vec![Err(self.dead_letter(failure))]
@@ -211,7 +233,7 @@ impl TransformInstance {
                     records = inputs.len(),
                     "batch trapped; retrying record by record to find the culprit"
                 );
-                self.run_one_by_one(inputs, &lowered)
+                self.run_one_by_one(inputs)
             }
             Err(CallError::Unavailable(reason)) => inputs
                 .iter()
@@ -229,21 +251,17 @@ impl TransformInstance {
         &mut self,
         pinned: &PinnedInputs,
         inputs: &[InputRecord],
-        lowered: &[bindings::InputRecord],
     ) -> Vec<StageResult> {
         if inputs.len() == 1 || self.batches_read_inputs >= BATCHES_READING_INPUTS_BEFORE_PER_RECORD
         {
-            return self.run_one_by_one(inputs, lowered);
+            return self.run_one_by_one(inputs);
         }
-        let called = self.call(lowered, Some(Pinning::Watched));
+        let called = self.call(inputs, Some(Pinning::Watched));
         let read_inputs = pinned.stop_watching();
         match called {
             Ok(results) if !read_inputs && results.len() == inputs.len() => {
                 self.batches_read_inputs = 0;
-                results
-                    .into_iter()
-                    .map(|result| self.judge(result))
-                    .collect()
+                self.judge_all(results, inputs)
             }
             _ => {
                 if read_inputs {
@@ -256,29 +274,22 @@ impl TransformInstance {
                         );
                     }
                 }
-                self.run_one_by_one(inputs, lowered)
+                self.run_one_by_one(inputs)
             }
         }
     }
 
     /// One call per record, each with clocks and random pinned to it when deterministic.
-    fn run_one_by_one(
-        &mut self,
-        inputs: &[InputRecord],
-        lowered: &[bindings::InputRecord],
-    ) -> Vec<StageResult> {
-        inputs
-            .iter()
-            .zip(lowered)
-            .map(|(input, record)| self.call_one(input, record))
-            .collect()
+    fn run_one_by_one(&mut self, inputs: &[InputRecord]) -> Vec<StageResult> {
+        inputs.iter().map(|input| self.call_one(input)).collect()
     }
 
-    fn call_one(&mut self, input: &InputRecord, record: &bindings::InputRecord) -> StageResult {
-        match self.call(std::slice::from_ref(record), Some(Pinning::To(input))) {
-            Ok(mut results) if results.len() == 1 => {
-                let result = results.pop().expect("one result");
-                self.judge(result)
+    fn call_one(&mut self, input: &InputRecord) -> StageResult {
+        let inputs = std::slice::from_ref(input);
+        match self.call(inputs, Some(Pinning::To(input))) {
+            Ok(results) if results.len() == 1 => {
+                let mut judged = self.judge_all(results, inputs);
+                judged.pop().unwrap_or_else(|| Err(self.wrong_count(0)))
             }
             Ok(results) => Err(self.wrong_count(results.len())),
             Err(CallError::Trapped(failure)) => Err(self.dead_letter(failure)),
@@ -291,9 +302,9 @@ impl TransformInstance {
     /// is made, so its `init` neither moves the record's random stream nor counts as a read.
     fn call(
         &mut self,
-        records: &[bindings::InputRecord],
+        inputs: &[InputRecord],
         pinning: Option<Pinning<'_>>,
-    ) -> Result<Vec<bindings::RecordResult>, CallError> {
+    ) -> Result<CallResults, CallError> {
         let mut live = match self.live.take() {
             Some(live) => live,
             None => match self.instantiate() {
@@ -325,7 +336,18 @@ impl TransformInstance {
             _ => {}
         }
         self.arm(&mut live.store);
-        let result = live.bindings.call_transform_batch(&mut live.store, records);
+        let result = match &live.guest {
+            LiveGuest::V0_1(bindings) => {
+                let records: Vec<bindings::InputRecord> = inputs.iter().map(lower).collect();
+                bindings
+                    .call_transform_batch(&mut live.store, &records)
+                    .map(CallResults::V0_1)
+            }
+            LiveGuest::V0_2 { transform_batch } => transform_batch
+                .typed::<(FlatBatch<'_>,), (FlatResults,)>(&live.store)
+                .and_then(|typed| typed.call(&mut live.store, (FlatBatch::new(inputs),)))
+                .map(|(FlatResults(results),)| CallResults::V0_2(results)),
+        };
         live.store.data().log.end_call();
         match result {
             Ok(results) => {
@@ -349,14 +371,40 @@ impl TransformInstance {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         self.arm(&mut store);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|error| StartError::Failed(self.classify(&error, &store)))?;
-        let result = bindings.call_init(&mut store, &self.config);
+        let failed = |error: wasmtime::Error, store: &Store<HostState>| {
+            StartError::Failed(self.classify(&error, store))
+        };
+        let (guest, result) = match &self.pre {
+            GuestPre::V0_1(pre) => {
+                let bindings = pre
+                    .instantiate(&mut store)
+                    .map_err(|error| failed(error, &store))?;
+                let result = bindings.call_init(&mut store, &self.config);
+                (LiveGuest::V0_1(bindings), result)
+            }
+            GuestPre::V0_2(pre) => {
+                let instance = pre
+                    .instantiate(&mut store)
+                    .map_err(|error| failed(error, &store))?;
+                // The world check found both exports with these types.
+                let export = |store: &mut Store<HostState>, name: &str| {
+                    instance.get_func(&mut *store, name).ok_or_else(|| {
+                        wasmtime::Error::msg(format!("the component has no export {name:?}"))
+                    })
+                };
+                let transform_batch =
+                    export(&mut store, "transform-batch").map_err(|e| failed(e, &store))?;
+                let init = export(&mut store, "init").map_err(|e| failed(e, &store))?;
+                let result = init
+                    .typed::<(&[(String, String)],), (Result<(), String>,)>(&store)
+                    .and_then(|init| init.call(&mut store, (&self.config,)))
+                    .map(|(result,)| result);
+                (LiveGuest::V0_2 { transform_batch }, result)
+            }
+        };
         store.data().log.end_call();
         match result {
-            Ok(Ok(())) => Ok(LiveInstance { store, bindings }),
+            Ok(Ok(())) => Ok(LiveInstance { store, guest }),
             Ok(Err(reason)) => Err(StartError::Refused(bound(reason))),
             Err(error) => Err(StartError::Failed(self.classify(&error, &store))),
         }
@@ -425,53 +473,110 @@ impl TransformInstance {
         }
     }
 
+    /// Judges one call's results, one per input (the count was checked).
+    fn judge_all(&self, results: CallResults, inputs: &[InputRecord]) -> Vec<StageResult> {
+        match results {
+            CallResults::V0_1(results) => results
+                .into_iter()
+                .map(|result| self.judge(result))
+                .collect(),
+            CallResults::V0_2(results) => results
+                .into_iter()
+                .zip(inputs)
+                .map(|(result, input)| self.judge_flat(result, input))
+                .collect(),
+        }
+    }
+
     /// Applies the output limits to a guest result and maps guest errors to outcomes.
     fn judge(&self, result: bindings::RecordResult) -> StageResult {
         match result {
             Ok(outputs) => {
-                let limits = &self.limits;
-                if outputs.len() as u64 > u64::from(limits.max_outputs_per_record) {
-                    return Err(self.dead_letter(Failure {
-                        kind: FailureKind::OutputLimit,
-                        reason: format!(
-                            "{} outputs for one record; max_outputs_per_record is {}",
-                            outputs.len(),
-                            limits.max_outputs_per_record
-                        ),
-                    }));
-                }
                 let bytes: u64 = outputs.iter().map(output_bytes).sum();
-                if bytes > limits.max_output_bytes_per_record {
-                    return Err(self.dead_letter(Failure {
-                        kind: FailureKind::OutputLimit,
-                        reason: format!(
-                            "{bytes} output bytes for one record; max_output_bytes_per_record is {}",
-                            limits.max_output_bytes_per_record
-                        ),
-                    }));
+                if let Some(outcome) = self.over_limits(outputs.len(), bytes) {
+                    return Err(outcome);
                 }
-                let outputs: Vec<OutputRecord> = outputs.into_iter().map(lift).collect();
-                let fields = limits.output_fields();
-                for (index, output) in outputs.iter().enumerate() {
-                    if let Err(violation) = validation::check_fields(output, &fields) {
-                        return Err(self.dead_letter(Failure {
-                            kind: FailureKind::InvalidOutput,
-                            reason: format!("output {index}: {violation}"),
-                        }));
-                    }
-                }
-                Ok(outputs)
+                self.accept(outputs)
             }
-            // Guest text enters the host here: bounded before anything repeats it.
-            Err(bindings::TransformError::Skip(reason)) => Err(RecordOutcome::Skip {
+            Err(error) => Err(self.guest_error(error)),
+        }
+    }
+
+    /// [`Self::judge`] for a 0.2.0 result: the limits are applied before the outputs that
+    /// forward their input are made whole, so forwarding cannot multiply bytes unchecked.
+    fn judge_flat(&self, result: DecodedResult, input: &InputRecord) -> StageResult {
+        match result {
+            Ok(outputs) => {
+                let bytes: u64 = outputs
+                    .iter()
+                    .map(|output| flat::output_bytes(output, input))
+                    .sum();
+                if let Some(outcome) = self.over_limits(outputs.len(), bytes) {
+                    return Err(outcome);
+                }
+                self.accept(
+                    outputs
+                        .into_iter()
+                        .map(|output| flat::resolve(output, input))
+                        .collect(),
+                )
+            }
+            Err(error) => Err(self.guest_error(error)),
+        }
+    }
+
+    /// The outcome when one record's outputs exceed the output limits.
+    fn over_limits(&self, outputs: usize, bytes: u64) -> Option<RecordOutcome> {
+        let limits = &self.limits;
+        if outputs as u64 > u64::from(limits.max_outputs_per_record) {
+            return Some(self.dead_letter(Failure {
+                kind: FailureKind::OutputLimit,
+                reason: format!(
+                    "{outputs} outputs for one record; max_outputs_per_record is {}",
+                    limits.max_outputs_per_record
+                ),
+            }));
+        }
+        if bytes > limits.max_output_bytes_per_record {
+            return Some(self.dead_letter(Failure {
+                kind: FailureKind::OutputLimit,
+                reason: format!(
+                    "{bytes} output bytes for one record; max_output_bytes_per_record is {}",
+                    limits.max_output_bytes_per_record
+                ),
+            }));
+        }
+        None
+    }
+
+    /// Outputs within the limits, as host records, each checked against Kafka's rules.
+    fn accept(&self, outputs: Vec<bindings::OutputRecord>) -> StageResult {
+        let outputs: Vec<OutputRecord> = outputs.into_iter().map(lift).collect();
+        let fields = self.limits.output_fields();
+        for (index, output) in outputs.iter().enumerate() {
+            if let Err(violation) = validation::check_fields(output, &fields) {
+                return Err(self.dead_letter(Failure {
+                    kind: FailureKind::InvalidOutput,
+                    reason: format!("output {index}: {violation}"),
+                }));
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// A guest's own error as an outcome. Guest text enters the host here: bounded before
+    /// anything repeats it.
+    fn guest_error(&self, error: bindings::TransformError) -> RecordOutcome {
+        match error {
+            bindings::TransformError::Skip(reason) => RecordOutcome::Skip {
                 transform: self.id.clone(),
                 reason: bound(reason),
-            }),
-            Err(bindings::TransformError::DeadLetter(reason)) => Err(self.dead_letter(Failure {
+            },
+            bindings::TransformError::DeadLetter(reason) => self.dead_letter(Failure {
                 kind: FailureKind::DeadLetter,
                 reason,
-            })),
-            Err(bindings::TransformError::Fatal(reason)) => Err(self.fatal(reason)),
+            }),
+            bindings::TransformError::Fatal(reason) => self.fatal(reason),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The transform engine: loading, validating and running WebAssembly components of the
-//! world `sluice:transform/transformer@0.1.0` (`wit/sluice-transform@0.1.0/world.wit`) under
+//! world `sluice:transform/transformer` at 0.2.0 (flat batches, docs/flat-batch-abi.md) or
+//! 0.1.0 (`wit/sluice-transform@<version>/world.wit`) under
 //! the sandbox described in docs/sandbox.md. It links wasmtime and nothing that talks to a
 //! broker: `sluice check`, `sluice exec` and the engine benchmark build without them.
 //!
@@ -29,6 +30,7 @@ mod determinism;
 mod engine;
 mod error;
 pub mod exec;
+mod flat;
 mod host;
 mod instance;
 mod limits;
@@ -46,4 +48,4 @@ pub use limits::Limits;
 pub use observer::{TransformObserver, Unobserved};
 pub use outcome::{FailureKind, RecordOutcome, TransformId};
 pub use spec::TransformSpec;
-pub use world::{WORLD, WorldProblem};
+pub use world::{WORLD, WorldProblem, WorldVersion};

@@ -1,17 +1,68 @@
-//! Checks a compiled component's type against the world before linking, so a refusal names
-//! what is wrong (an import, a version, an export) instead of passing on the linker's text.
+//! Checks a compiled component's type against the worlds the host serves before linking, so a
+//! refusal names what is wrong (an import, a version, an export) instead of passing on the
+//! linker's text, and tells which version of the world a component implements: the host
+//! serves `sluice:transform@0.2.0` (flat batches) beside `@0.1.0` (lists of records) and picks
+//! by what the component exports and imports.
 
 use std::fmt;
 
 use wasmtime::component::Component;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 
-/// The world every transform must implement.
-pub const WORLD: &str = "sluice:transform/transformer@0.1.0";
+/// The world a transform implements, without its version (see [`WorldVersion`]).
+pub const WORLD: &str = "sluice:transform/transformer";
 
-/// The package this host serves, and its version.
+/// The package this host serves.
 const PACKAGE: &str = "sluice:transform";
-const SERVED_VERSION: &str = "0.1.0";
+/// The versions served, for messages.
+const SERVED_VERSIONS: &str = "0.1.0, 0.2.0";
+
+/// The version of the world a component implements; the host serves both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorldVersion {
+    /// `sluice:transform@0.1.0`: records cross the boundary as lists of records.
+    V0_1,
+    /// `sluice:transform@0.2.0`: a batch crosses as one flat byte buffer each way
+    /// (docs/flat-batch-abi.md).
+    V0_2,
+}
+
+impl WorldVersion {
+    /// The package version, as in `sluice:transform@<version>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorldVersion::V0_1 => "0.1.0",
+            WorldVersion::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The full world name, as `sluice check` prints it.
+    pub fn world(self) -> String {
+        format!("{WORLD}@{}", self.as_str())
+    }
+
+    fn from_version(version: &str) -> Option<Self> {
+        match version {
+            "0.1.0" => Some(WorldVersion::V0_1),
+            "0.2.0" => Some(WorldVersion::V0_2),
+            _ => None,
+        }
+    }
+
+    /// The `transform-batch` type of this version, rendered by [`render_func`].
+    fn transform_batch(self) -> &'static str {
+        match self {
+            WorldVersion::V0_1 => TRANSFORM_BATCH_V0_1,
+            WorldVersion::V0_2 => TRANSFORM_BATCH_V0_2,
+        }
+    }
+}
+
+impl fmt::Display for WorldVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.world())
+    }
+}
 /// Interfaces of [`PACKAGE`] a transform may import.
 const PACKAGE_INTERFACES: &[&str] = &["types", "host"];
 /// WASI 0.2 packages the host links (every interface of each is granted nothing beyond
@@ -25,24 +76,21 @@ const WASI_PACKAGES: &[&str] = &[
     "wasi:sockets",
 ];
 
-/// The world's exports and their types, rendered by [`render_func`]. `sluice:transform@0.1.0`
-/// is frozen (a breaking change is a new version), so these are too.
-const EXPORTS: &[(&str, &str)] = &[
-    (
-        "init",
-        "func(config: list<tuple<string, string>>) -> result<_, string>",
-    ),
-    (
-        "transform-batch",
-        "func(records: list<record { key: option<list<u8>>, value: option<list<u8>>, \
+/// The world's exports, the same in both versions.
+const EXPORTS: &[&str] = &["init", "transform-batch"];
+/// `init`'s type, the same in both versions, rendered by [`render_func`]. Published versions
+/// are frozen (a breaking change is a new version), so these types are too.
+const INIT: &str = "func(config: list<tuple<string, string>>) -> result<_, string>";
+/// `transform-batch` in 0.2.0: one flat buffer each way.
+const TRANSFORM_BATCH_V0_2: &str = "func(batch: list<u8>) -> list<u8>";
+/// `transform-batch` in 0.1.0: lists of records.
+const TRANSFORM_BATCH_V0_1: &str = "func(records: list<record { key: option<list<u8>>, value: option<list<u8>>, \
          headers: list<record { name: string, value: list<u8> }>, event-time-ms: option<s64>, \
          publish-time-ms: option<s64>, source: record { kind: enum { pulsar, gcp-pubsub, other }, \
          topic: string, message-id: string } }>) -> list<result<list<record { \
          key: option<list<u8>>, value: option<list<u8>>, headers: list<record { name: string, \
          value: list<u8> }>, timestamp-ms: option<s64>, topic: option<string> }>, \
-         variant { skip(string), dead-letter(string), fatal(string) }>>",
-    ),
-];
+         variant { skip(string), dead-letter(string), fatal(string) }>>";
 
 /// How a component departs from the world.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +124,7 @@ impl fmt::Display for WorldProblem {
         match self {
             WorldProblem::UnsupportedVersion { found } => write!(
                 f,
-                "unsupported version {PACKAGE}@{found} (this host serves {SERVED_VERSION})"
+                "unsupported version {PACKAGE}@{found} (this host serves {SERVED_VERSIONS})"
             ),
             WorldProblem::UnknownImport { import } => {
                 write!(f, "imports {import} which the host does not provide")
@@ -108,24 +156,39 @@ impl fmt::Display for WorldProblem {
     }
 }
 
-/// Checks the imports, then the exports, of `component` against the world.
-pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<(), WorldProblem> {
+/// Checks the imports, then the exports, of `component` against the worlds served, and says
+/// which version it implements: the one its `sluice:transform` imports name, else the one its
+/// `transform-batch` type matches (a component need not import the `host` interface).
+pub(crate) fn check(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<WorldVersion, WorldProblem> {
     let component_type = component.component_type();
+    let mut imported: Option<WorldVersion> = None;
     for (import, _) in component_type.imports(engine) {
-        check_import(import)?;
+        let version = check_import(import)?;
+        match (imported, version) {
+            (Some(first), Some(other)) if first != other => {
+                return Err(WorldProblem::UnsupportedVersion {
+                    found: format!("{} and {}", first.as_str(), other.as_str()),
+                });
+            }
+            (None, Some(version)) => imported = Some(version),
+            _ => {}
+        }
     }
     let mut found = Vec::new();
     let mut unexpected = Vec::new();
     for (name, item) in component_type.exports(engine) {
-        match EXPORTS.iter().find(|(export, _)| *export == name) {
-            Some((_, expected)) => found.push((name.to_owned(), item, *expected)),
+        match EXPORTS.iter().find(|export| **export == name) {
+            Some(_) => found.push((name.to_owned(), item)),
             None => unexpected.push(name.to_owned()),
         }
     }
     let missing: Vec<String> = EXPORTS
         .iter()
-        .filter(|(export, _)| !found.iter().any(|(name, _, _)| name == export))
-        .map(|(export, _)| (*export).to_owned())
+        .filter(|export| !found.iter().any(|(name, _)| name == *export))
+        .map(|export| (*export).to_owned())
         .collect();
     if !missing.is_empty() {
         return Err(WorldProblem::MissingExports {
@@ -133,10 +196,30 @@ pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<
             unexpected,
         });
     }
-    for (export, item, expected) in found {
-        let found = match &item.ty {
-            ComponentItem::ComponentFunc(func) => render_func(func),
-            other => format!("a {} (not a function)", item_kind(other)),
+    let rendered: Vec<(String, String)> = found
+        .into_iter()
+        .map(|(export, item)| {
+            let found = match &item.ty {
+                ComponentItem::ComponentFunc(func) => render_func(func),
+                other => format!("a {} (not a function)", item_kind(other)),
+            };
+            (export, found)
+        })
+        .collect();
+    let batch_type = rendered
+        .iter()
+        .find(|(export, _)| export == "transform-batch")
+        .map(|(_, found)| found.as_str())
+        .unwrap_or_default();
+    let version = imported.unwrap_or(if batch_type == TRANSFORM_BATCH_V0_1 {
+        WorldVersion::V0_1
+    } else {
+        WorldVersion::V0_2
+    });
+    for (export, found) in rendered {
+        let expected = match export.as_str() {
+            "init" => INIT,
+            _ => version.transform_batch(),
         };
         if found != expected {
             return Err(WorldProblem::ExportType {
@@ -146,29 +229,30 @@ pub(crate) fn check(engine: &wasmtime::Engine, component: &Component) -> Result<
             });
         }
     }
-    Ok(())
+    Ok(version)
 }
 
-/// `ns:pkg/interface@version` → refused unless the host provides it.
-fn check_import(import: &str) -> Result<(), WorldProblem> {
+/// `ns:pkg/interface@version` → refused unless the host provides it; the world version when
+/// it is an interface of `sluice:transform`.
+fn check_import(import: &str) -> Result<Option<WorldVersion>, WorldProblem> {
     let (path, version) = import.split_once('@').unwrap_or((import, ""));
     let (package, interface) = path.split_once('/').unwrap_or((path, ""));
     let unknown = || WorldProblem::UnknownImport {
         import: import.to_owned(),
     };
     if package == PACKAGE {
-        if version != SERVED_VERSION {
+        let Some(served) = WorldVersion::from_version(version) else {
             return Err(WorldProblem::UnsupportedVersion {
                 found: version.to_owned(),
             });
-        }
+        };
         return match PACKAGE_INTERFACES.contains(&interface) {
-            true => Ok(()),
+            true => Ok(Some(served)),
             false => Err(unknown()),
         };
     }
     if WASI_PACKAGES.contains(&package) && version.starts_with("0.2.") {
-        return Ok(());
+        return Ok(None);
     }
     Err(unknown())
 }
@@ -266,12 +350,19 @@ mod tests {
 
     #[test]
     fn imports_are_judged_by_package_and_version() {
-        assert_eq!(check_import("sluice:transform/host@0.1.0"), Ok(()));
-        assert_eq!(check_import("wasi:cli/stdout@0.2.6"), Ok(()));
+        assert_eq!(
+            check_import("sluice:transform/host@0.1.0"),
+            Ok(Some(WorldVersion::V0_1))
+        );
         assert_eq!(
             check_import("sluice:transform/host@0.2.0"),
+            Ok(Some(WorldVersion::V0_2))
+        );
+        assert_eq!(check_import("wasi:cli/stdout@0.2.6"), Ok(None));
+        assert_eq!(
+            check_import("sluice:transform/host@0.3.0"),
             Err(WorldProblem::UnsupportedVersion {
-                found: "0.2.0".into()
+                found: "0.3.0".into()
             })
         );
         for import in [
@@ -293,10 +384,10 @@ mod tests {
     fn problems_name_what_is_wrong() {
         assert_eq!(
             WorldProblem::UnsupportedVersion {
-                found: "0.2.0".into()
+                found: "0.3.0".into()
             }
             .to_string(),
-            "unsupported version sluice:transform@0.2.0 (this host serves 0.1.0)"
+            "unsupported version sluice:transform@0.3.0 (this host serves 0.1.0, 0.2.0)"
         );
         assert_eq!(
             WorldProblem::MissingExports {

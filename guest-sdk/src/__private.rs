@@ -2,14 +2,20 @@
 //! release.
 
 use std::fmt::Display;
+use std::sync::{Arc, OnceLock};
+
+use sluice_flat::{BatchView, FieldView, RecordView, decode_batch, encode, source_kind};
 
 use crate::config::replace_active;
-use crate::{Config, Error, ErrorKind, Header, Message, Output, SourceInfo, SourceKind, Writer};
+use crate::header_list::{HeaderList, InputHeaders};
+use crate::input_source::InputSource;
+use crate::shared::{Field, Shared};
+use crate::{Config, Error, ErrorKind, Message, Output, SourceKind, Writer};
 
-/// The `wit-bindgen` output for the `transformer` world.
+/// The `wit-bindgen` output for the `transformer` world (0.2.0: flat batches).
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/sluice-transform@0.1.0",
+        path: "../wit/sluice-transform@0.2.0",
         world: "transformer",
         // The `export!` macro is used by guest crates, through `#[transform]`.
         pub_export_macro: true,
@@ -21,10 +27,6 @@ pub mod bindings {
 }
 
 pub use bindings::Guest;
-pub use bindings::sluice::transform::types::{
-    Header as WitHeader, InputRecord, OutputRecord, RecordResult, SourceInfo as WitSourceInfo,
-    SourceKind as WitSourceKind, TransformError,
-};
 pub use wit_bindgen;
 
 /// Body of the exported `init`: stores the config for [`config()`](crate::config()), then runs
@@ -38,26 +40,125 @@ pub fn run_init(
     setup(&config).map_err(|error| error.message().to_owned())
 }
 
-/// Body of the exported `transform-batch`: one call of `on_message` per record, each with a
-/// fresh [`Writer`], and exactly one result per record, in order.
+/// Body of the exported `transform-batch`: reads the flat batch in place, calls `on_message`
+/// once per record (its outputs discarded on error), and encodes exactly one result per
+/// record, in order (docs/flat-batch-abi.md). Messages borrow their bytes from the batch;
+/// outputs that leave their input's key, value or headers unchanged send back a reference.
 pub fn run_batch(
-    records: Vec<InputRecord>,
+    batch: Vec<u8>,
     mut on_message: impl FnMut(Message, &mut Writer) -> Result<(), Error>,
-) -> Vec<RecordResult> {
-    records
-        .into_iter()
-        .map(|record| {
-            let mut writer = Writer::new();
-            match on_message(Message::from(record), &mut writer) {
-                Ok(()) => Ok(writer
-                    .into_outputs()
-                    .into_iter()
-                    .map(OutputRecord::from)
-                    .collect()),
-                Err(error) => Err(TransformError::from(error)),
+) -> Vec<u8> {
+    let batch = Arc::new(batch);
+    // The host wrote the batch: a malformed one is a host bug, and trapping says so.
+    let view = decode_batch(&batch)
+        .unwrap_or_else(|error| panic!("the host sent a malformed batch: {error}"));
+    // Outputs are usually about the size of the inputs, or references to them.
+    let mut results = Vec::with_capacity(batch.len() / 2 + 64);
+    encode::results_header(&mut results, view.records.len());
+    let mut writer = Writer::new();
+    for record in &view.records {
+        let message = message(&batch, &view, record);
+        let input = Input {
+            key: message.key.clone(),
+            value: message.value.clone(),
+            headers: message.headers.input.clone(),
+        };
+        match on_message(message, &mut writer) {
+            Ok(()) => {
+                encode::outputs(&mut results, writer.len());
+                for output in writer.drain() {
+                    encode_output(&mut results, &output, &input);
+                }
             }
-        })
-        .collect()
+            Err(error) => {
+                let kind = match error.kind {
+                    ErrorKind::Skip => encode::ErrorKind::Skip,
+                    ErrorKind::DeadLetter => encode::ErrorKind::DeadLetter,
+                    ErrorKind::Fatal => encode::ErrorKind::Fatal,
+                };
+                encode::error(&mut results, kind, &error.message);
+                writer.drain();
+            }
+        }
+    }
+    results
+}
+
+/// What an output may reference of its input instead of carrying bytes.
+struct Input {
+    key: Field,
+    value: Field,
+    headers: Option<InputHeaders>,
+}
+
+fn message(batch: &Arc<Vec<u8>>, view: &BatchView<'_>, record: &RecordView<'_>) -> Message {
+    let shared = |part: &[u8]| Shared::within(batch, part);
+    let field =
+        |part: Option<&[u8]>| part.map_or(Field::Absent, |part| Field::Shared(shared(part)));
+    let source = view.sources.get(record.source);
+    Message {
+        key: field(record.key),
+        value: field(record.value),
+        headers: HeaderList::from_input(InputHeaders {
+            raw: shared(record.headers.raw()),
+            count: record.headers.len(),
+        }),
+        event_time_ms: record.event_time_ms,
+        publish_time_ms: record.publish_time_ms,
+        source: InputSource::Batch {
+            kind: match source.map(|source| source.kind) {
+                Some(source_kind::PULSAR) => SourceKind::Pulsar,
+                Some(source_kind::GCP_PUBSUB) => SourceKind::GcpPubsub,
+                _ => SourceKind::Other,
+            },
+            topic: shared(source.map_or(&b""[..], |source| source.topic.as_bytes())),
+            message_id: shared(record.message_id.as_bytes()),
+            info: OnceLock::new(),
+        },
+    }
+}
+
+/// An output's key or value as sent: a reference when it is the input's own, untouched.
+fn field<'a>(field: &'a Field, input: &Field) -> FieldView<'a> {
+    if field.is_input(input) {
+        return FieldView::FromInput;
+    }
+    field.get().map_or(FieldView::Absent, FieldView::Inline)
+}
+
+fn encode_output(results: &mut Vec<u8>, output: &Output, input: &Input) {
+    let input_headers = match (&output.headers.input, &input.headers) {
+        (Some(this), Some(input)) => this.raw.is(&input.raw),
+        _ => false,
+    };
+    // Headers that are not the input's own (a message's headers moved to another record)
+    // are sent in full.
+    let inline: Vec<(&str, &[u8])> = match input_headers {
+        true => output
+            .headers
+            .added
+            .iter()
+            .map(|header| (header.name.as_str(), header.value.as_slice()))
+            .collect(),
+        false => output
+            .headers
+            .all()
+            .iter()
+            .map(|header| (header.name.as_str(), header.value.as_slice()))
+            .collect(),
+    };
+    encode::output(
+        results,
+        field(&output.key, &input.key),
+        field(&output.value, &input.value),
+        output.timestamp_ms,
+        output.topic.as_deref(),
+        input_headers,
+        inline.len(),
+    );
+    for (name, value) in inline {
+        encode::header(results, name, value);
+    }
 }
 
 /// Converts whatever error type an author's function returns into an [`Error`]:
@@ -126,65 +227,5 @@ pub trait FromDisplay {
 impl<E: Display> FromDisplay for ErrorRef<'_, E> {
     fn into_sdk_error(self) -> Error {
         Error::dead_letter(format!("{:#}", self.0))
-    }
-}
-
-impl From<InputRecord> for Message {
-    fn from(record: InputRecord) -> Self {
-        Self {
-            key: record.key,
-            value: record.value,
-            headers: record.headers.into_iter().map(Header::from).collect(),
-            event_time_ms: record.event_time_ms,
-            publish_time_ms: record.publish_time_ms,
-            source: SourceInfo {
-                kind: match record.source.kind {
-                    WitSourceKind::Pulsar => SourceKind::Pulsar,
-                    WitSourceKind::GcpPubsub => SourceKind::GcpPubsub,
-                    WitSourceKind::Other => SourceKind::Other,
-                },
-                topic: record.source.topic,
-                message_id: record.source.message_id,
-            },
-        }
-    }
-}
-
-impl From<WitHeader> for Header {
-    fn from(header: WitHeader) -> Self {
-        Self {
-            name: header.name,
-            value: header.value,
-        }
-    }
-}
-
-impl From<Output> for OutputRecord {
-    fn from(output: Output) -> Self {
-        Self {
-            key: output.key,
-            value: output.value,
-            headers: output
-                .headers
-                .into_iter()
-                .map(|header| WitHeader {
-                    name: header.name,
-                    value: header.value,
-                })
-                .collect(),
-            timestamp_ms: output.timestamp_ms,
-            topic: output.topic,
-        }
-    }
-}
-
-impl From<Error> for TransformError {
-    fn from(error: Error) -> Self {
-        let Error { kind, message } = error;
-        match kind {
-            ErrorKind::Skip => Self::Skip(message),
-            ErrorKind::DeadLetter => Self::DeadLetter(message),
-            ErrorKind::Fatal => Self::Fatal(message),
-        }
     }
 }

@@ -3,7 +3,8 @@
 //! A transform sits between a source (Apache Pulsar, Google Cloud Pub/Sub) and Apache Kafka. You
 //! write one function that receives each input record as a [`Message`] and writes zero or more
 //! [`Output`]s into a [`Writer`]; [`#[transform]`](transform) turns it into a component that
-//! implements the `sluice:transform/transformer@0.1.0` world (`init` and `transform-batch`).
+//! implements the `sluice:transform/transformer@0.2.0` world (`init` and `transform-batch`, a
+//! batch crossing as one flat buffer each way: docs/flat-batch-abi.md).
 //!
 //! ```
 //! use sluice_sdk::{Error, Message, Result, Writer, transform};
@@ -85,11 +86,14 @@ extern crate self as sluice_sdk;
 pub mod __private;
 mod config;
 mod error;
+mod header_list;
+mod input_source;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod log;
 mod message;
 mod output;
+mod shared;
 pub mod testing;
 mod writer;
 

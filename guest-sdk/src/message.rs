@@ -1,6 +1,9 @@
 //! The input record a transform receives.
 
 use crate::Output;
+use crate::header_list::HeaderList;
+use crate::input_source::InputSource;
+use crate::shared::Field;
 
 /// One record header: a name and raw bytes (Pulsar property, Pub/Sub attribute, Kafka header).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,14 +52,18 @@ pub struct SourceInfo {
 ///
 /// The host builds these; tests build them with [`Message::new`] or [`Message::from_value`] and
 /// the `with_*` methods.
+///
+/// In a component a message borrows its bytes from the batch the host sent (nothing is copied
+/// until asked for), and an output made from it with [`Message::into_output`] sends back only
+/// a reference to whatever it leaves unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) value: Option<Vec<u8>>,
-    pub(crate) headers: Vec<Header>,
+    pub(crate) key: Field,
+    pub(crate) value: Field,
+    pub(crate) headers: HeaderList,
     pub(crate) event_time_ms: Option<i64>,
     pub(crate) publish_time_ms: Option<i64>,
-    pub(crate) source: SourceInfo,
+    pub(crate) source: InputSource,
 }
 
 impl Message {
@@ -73,14 +80,14 @@ impl Message {
     /// The same message with this key.
     #[must_use]
     pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.key = Some(key.into());
+        self.key = Field::Owned(key.into());
         self
     }
 
     /// The same message with this value.
     #[must_use]
     pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> Self {
-        self.value = Some(value.into());
+        self.value = Field::Owned(value.into());
         self
     }
 
@@ -108,28 +115,28 @@ impl Message {
     /// The same message coming from this source.
     #[must_use]
     pub fn with_source(mut self, source: SourceInfo) -> Self {
-        self.source = source;
+        self.source = InputSource::Given(source);
         self
     }
 
     /// Pulsar key or Pub/Sub ordering key; `None` when absent.
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.as_deref()
+        self.key.get()
     }
 
     /// The payload; `None` for a tombstone.
     pub fn value(&self) -> Option<&[u8]> {
-        self.value.as_deref()
+        self.value.get()
     }
 
     /// All headers, in source order.
     pub fn headers(&self) -> &[Header] {
-        &self.headers
+        self.headers.all()
     }
 
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        first_header(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// Event time set by the producer, in milliseconds since the Unix epoch.
@@ -144,7 +151,7 @@ impl Message {
 
     /// Where the record came from.
     pub fn source(&self) -> &SourceInfo {
-        &self.source
+        self.source.get()
     }
 
     /// An output with this message's key, value and headers; no timestamp (the host picks one)
@@ -164,14 +171,6 @@ impl From<Message> for Output {
     fn from(message: Message) -> Self {
         message.into_output()
     }
-}
-
-/// The value of the first header called `name`.
-pub(crate) fn first_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|header| header.name == name)
-        .map(|header| header.value.as_slice())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The records a transform writes.
 
 use crate::Header;
-use crate::message::first_header;
+use crate::header_list::HeaderList;
+use crate::shared::Field;
 
 /// A record to write to Kafka (or hand to the next transform).
 ///
@@ -9,9 +10,9 @@ use crate::message::first_header;
 /// scratch with [`Output::new`], then adjust it with the `with_*` methods.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Output {
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) value: Option<Vec<u8>>,
-    pub(crate) headers: Vec<Header>,
+    pub(crate) key: Field,
+    pub(crate) value: Field,
+    pub(crate) headers: HeaderList,
     pub(crate) timestamp_ms: Option<i64>,
     pub(crate) topic: Option<String>,
 }
@@ -26,28 +27,28 @@ impl Output {
     /// The same output with this Kafka key (it picks the partition).
     #[must_use]
     pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.key = Some(key.into());
+        self.key = Field::Owned(key.into());
         self
     }
 
     /// The same output without a key.
     #[must_use]
     pub fn without_key(mut self) -> Self {
-        self.key = None;
+        self.key = Field::Absent;
         self
     }
 
     /// The same output with this value.
     #[must_use]
     pub fn with_value(mut self, value: impl Into<Vec<u8>>) -> Self {
-        self.value = Some(value.into());
+        self.value = Field::Owned(value.into());
         self
     }
 
     /// The same output with no value: a tombstone.
     #[must_use]
     pub fn without_value(mut self) -> Self {
-        self.value = None;
+        self.value = Field::Absent;
         self
     }
 
@@ -74,22 +75,22 @@ impl Output {
 
     /// The Kafka key.
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.as_deref()
+        self.key.get()
     }
 
     /// The payload; `None` writes a tombstone.
     pub fn value(&self) -> Option<&[u8]> {
-        self.value.as_deref()
+        self.value.get()
     }
 
     /// All headers, in order.
     pub fn headers(&self) -> &[Header] {
-        &self.headers
+        self.headers.all()
     }
 
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        first_header(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// The Kafka timestamp; `None` lets the host choose (event time, else publish time).

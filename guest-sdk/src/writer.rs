@@ -42,6 +42,12 @@ impl Writer {
         &self.outputs
     }
 
+    /// Takes the outputs written so far, leaving the writer empty for the next record (its
+    /// allocation kept).
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.outputs.drain(..)
+    }
+
     /// The outputs written, in order.
     pub fn into_outputs(self) -> Vec<Output> {
         self.outputs

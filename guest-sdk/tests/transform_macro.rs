@@ -4,10 +4,8 @@
 
 use std::fmt;
 
-use sluice_sdk::__private::{
-    InputRecord, TransformError, WitHeader, WitSourceInfo, WitSourceKind, into_error, run_batch,
-    run_init,
-};
+use sluice_flat::{FieldView, ResultView, SourceView, decode_results, encode, source_kind};
+use sluice_sdk::__private::{into_error, run_batch, run_init};
 use sluice_sdk::{
     Config, Error, ErrorKind, Message, Output, Result, SourceKind, Writer, transform,
 };
@@ -64,22 +62,29 @@ fn always_printable(_msg: Message, _out: &mut Writer) -> Result<(), Printable> {
     Err(Printable)
 }
 
-fn input(value: &str) -> InputRecord {
-    InputRecord {
-        key: Some(b"k".to_vec()),
-        value: Some(value.as_bytes().to_vec()),
-        headers: vec![WitHeader {
-            name: "h".into(),
-            value: b"v".to_vec(),
-        }],
-        event_time_ms: Some(1),
-        publish_time_ms: Some(2),
-        source: WitSourceInfo {
-            kind: WitSourceKind::Pulsar,
-            topic: "persistent://public/default/in".into(),
-            message_id: "1:2:-1:0".into(),
-        },
+/// A flat batch as the host encodes it: one record per value, each with key `k`, header
+/// `h: v`, event time 1, publish time 2, from one Pulsar topic.
+fn batch(values: &[&str]) -> Vec<u8> {
+    let mut buffer = Vec::new();
+    let sources = [SourceView {
+        kind: source_kind::PULSAR,
+        topic: "persistent://public/default/in",
+    }];
+    encode::batch_header(&mut buffer, values.len(), &sources);
+    for value in values {
+        encode::record(
+            &mut buffer,
+            0,
+            "1:2:-1:0",
+            Some(b"k"),
+            Some(value.as_bytes()),
+            Some(1),
+            Some(2),
+            1,
+        );
+        encode::header(&mut buffer, "h", b"v");
     }
+    buffer
 }
 
 #[test]
@@ -114,45 +119,85 @@ fn init_stores_the_config_and_reports_hook_errors() {
 }
 
 #[test]
-fn batch_gives_one_result_per_record_in_order() {
+fn batch_gives_one_result_per_record_in_order_and_forwards_what_it_leaves_unchanged() {
     run_init(vec![("mode".into(), "copy".into())], setup).unwrap();
     let mut seen = Vec::new();
-    let results = run_batch(vec![input("a"), input("b")], |msg, out| {
+    let results = run_batch(batch(&["a", "b"]), |msg, out| {
         assert_eq!(msg.source().kind, SourceKind::Pulsar);
+        assert_eq!(msg.source().topic, "persistent://public/default/in");
         assert_eq!(msg.source().message_id, "1:2:-1:0");
         assert_eq!(msg.event_time_ms(), Some(1));
+        assert_eq!(msg.header("h"), Some(&b"v"[..]));
+        assert_eq!(msg.headers().len(), 1);
         assert!(out.is_empty(), "each record gets a fresh writer");
         seen.push(msg.value().unwrap().to_vec());
         on_message(msg, out)
     });
     assert_eq!(seen, [b"a".to_vec(), b"b".to_vec()]);
+    let results = decode_results(&results).unwrap();
     assert_eq!(results.len(), 2);
-    let outputs = results[1].as_ref().unwrap();
+    let ResultView::Outputs(outputs) = results.iter().nth(1).unwrap() else {
+        panic!("outputs expected");
+    };
     assert_eq!(outputs.len(), 2);
-    assert_eq!(outputs[0].key.as_deref(), Some(&b"k"[..]));
-    assert_eq!(outputs[0].value.as_deref(), Some(&b"b"[..]));
-    assert_eq!(outputs[0].headers[0].name, "h");
-    assert_eq!(outputs[0].headers[0].value, b"v");
+    // Unchanged key, value and headers travel back as references to the input.
+    assert_eq!(outputs[0].key, FieldView::FromInput);
+    assert_eq!(outputs[0].value, FieldView::FromInput);
+    assert!(outputs[0].input_headers);
+    assert!(outputs[0].headers.is_empty());
     assert_eq!(outputs[0].timestamp_ms, None);
     assert_eq!(outputs[0].topic, None);
-    assert_eq!(outputs[1].topic.as_deref(), Some("copies"));
+    assert_eq!(outputs[1].topic, Some("copies"));
 }
 
-fn error_of(mode: &str, value: &str) -> TransformError {
+#[test]
+fn changed_fields_travel_as_bytes() {
+    let results = run_batch(batch(&["a"]), |msg, out| {
+        out.write(
+            msg.into_output()
+                .with_value("new")
+                .without_key()
+                .with_header("added", "1"),
+        );
+        Ok(())
+    });
+    let results = decode_results(&results).unwrap();
+    let ResultView::Outputs(outputs) = results.iter().next().unwrap() else {
+        panic!("outputs expected");
+    };
+    assert_eq!(outputs[0].key, FieldView::Absent);
+    assert_eq!(outputs[0].value, FieldView::Inline(b"new"));
+    assert!(
+        outputs[0].input_headers,
+        "the input's headers, then the added one"
+    );
+    assert_eq!(
+        outputs[0].headers.iter().collect::<Vec<_>>(),
+        [("added", &b"1"[..])]
+    );
+}
+
+fn error_of(mode: &str, value: &str) -> (&'static str, String) {
     sluice_sdk::testing::with_config([("mode", mode)], || {
-        let mut results = run_batch(vec![input(value)], on_message);
-        results.remove(0).unwrap_err()
+        let results = run_batch(batch(&[value]), on_message);
+        let results = decode_results(&results).unwrap();
+        match results.iter().next().unwrap() {
+            ResultView::Skip(reason) => ("skip", reason.to_owned()),
+            ResultView::DeadLetter(reason) => ("dead-letter", reason.to_owned()),
+            ResultView::Fatal(reason) => ("fatal", reason.to_owned()),
+            ResultView::Outputs(_) => panic!("an error expected"),
+        }
     })
 }
 
 #[test]
-fn errors_map_to_the_wit_variant_and_discard_outputs() {
-    assert!(matches!(error_of("skip", "1"), TransformError::Skip(m) if m == "not interesting"));
-    assert!(matches!(error_of("fatal", "1"), TransformError::Fatal(m) if m == "broken"));
-    assert!(matches!(
+fn errors_map_to_the_result_tags_and_discard_outputs() {
+    assert_eq!(error_of("skip", "1"), ("skip", "not interesting".into()));
+    assert_eq!(error_of("fatal", "1"), ("fatal", "broken".into()));
+    assert_eq!(
         error_of("number", "x"),
-        TransformError::DeadLetter(m) if m == "invalid digit found in string"
-    ));
+        ("dead-letter", "invalid digit found in string".into())
+    );
 }
 
 #[test]

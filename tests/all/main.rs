@@ -5,6 +5,7 @@ mod cli;
 mod exactly_once;
 mod examples;
 mod fencing;
+mod flat_abi;
 mod kubernetes;
 mod languages;
 mod pipeline;

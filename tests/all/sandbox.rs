@@ -58,12 +58,12 @@ fn invalid_components() -> Vec<(&'static str, String)> {
         ),
         (
             WRONG_SIGNATURE,
-            "export \"transform-batch\" has type `func(records: list<string>) -> list<string>` but the world declares `func(records: list<record {".into(),
+            "export \"transform-batch\" has type `func(records: list<string>) -> list<string>` but the world declares `func(batch: list<u8>) -> list<u8>`".into(),
         ),
         (MISSING_EXPORT, "missing export \"transform-batch\"".into()),
         (
             FUTURE_VERSION,
-            "unsupported version sluice:transform@0.2.0 (this host serves 0.1.0)".into(),
+            "unsupported version sluice:transform@0.3.0 (this host serves 0.1.0, 0.2.0)".into(),
         ),
         (
             FOREIGN_IMPORT,
@@ -86,7 +86,7 @@ fn components_that_do_not_fit_the_world_are_refused_at_load_naming_the_problem()
         assert!(message.contains(&expected), "{path}: {message}");
         assert!(message.contains(path), "{message}");
         assert!(
-            message.contains("does not implement the world sluice:transform/transformer@0.1.0"),
+            message.contains("does not implement the world sluice:transform/transformer: "),
             "{message}"
         );
         // Told apart by type, not by text.

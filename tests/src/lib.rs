@@ -44,6 +44,10 @@ pub const VERSION_STAMP_V2: &str = env!("VERSION_STAMP_V2_COMPONENT");
 pub const FAN_OUT_WORK: &str = env!("FAN_OUT_WORK_COMPONENT");
 /// `tests/guests/bad-outputs` (raw `wit-bindgen`): bad outputs and huge texts on request.
 pub const BAD_OUTPUTS: &str = env!("BAD_OUTPUTS_COMPONENT");
+/// Hand-written 0.2.0 result buffers: malformed, or forwarding an input many times.
+pub const FLAT_HOSTILE: &str = env!("FLAT_HOSTILE_COMPONENT");
+/// The identity transform on 0.1.0 (raw `wit-bindgen`), beside the 0.2.0 `PASSTHROUGH`.
+pub const IDENTITY_V0_1: &str = env!("IDENTITY_V0_1_COMPONENT");
 
 /// A component path as a `PathBuf`.
 pub fn component(path: &str) -> PathBuf {

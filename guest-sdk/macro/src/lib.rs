@@ -216,9 +216,9 @@ fn generate(function: &ItemFn, checked: &Checked, init: Option<&Path>) -> TokenS
                 }
 
                 fn transform_batch(
-                    __sluice_records: ::std::vec::Vec<::sluice_sdk::__private::InputRecord>,
-                ) -> ::std::vec::Vec<::sluice_sdk::__private::RecordResult> {
-                    ::sluice_sdk::__private::run_batch(__sluice_records, |__sluice_message, __sluice_writer| {
+                    __sluice_batch: ::std::vec::Vec<u8>,
+                ) -> ::std::vec::Vec<u8> {
+                    ::sluice_sdk::__private::run_batch(__sluice_batch, |__sluice_message, __sluice_writer| {
                         #result
                         match __sluice_result {
                             ::core::result::Result::Ok(()) => ::core::result::Result::Ok(()),

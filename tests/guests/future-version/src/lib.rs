@@ -1,4 +1,4 @@
-//! Test guest: the transformer world at version 0.2.0, which this host does not serve. The
+//! Test guest: the transformer world at version 0.3.0, which this host does not serve. The
 //! host must refuse it at load, naming the version.
 
 wit_bindgen::generate!({
@@ -12,7 +12,7 @@ impl Guest for FutureVersion {
     fn init(_config: Vec<(String, String)>) -> Result<(), String> {
         sluice::transform::host::log(
             sluice::transform::types::LogLevel::Info,
-            "0.2.0 guest started",
+            "0.3.0 guest started",
         );
         Ok(())
     }
