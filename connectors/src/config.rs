@@ -116,6 +116,11 @@ impl ExactlyOnceMode {
     }
 }
 
+/// Serde default of settings that are on unless turned off (e.g. `verify_hostname`).
+pub(crate) fn default_true() -> bool {
+    true
+}
+
 /// Refuses an empty (or blank) `value` at `key`.
 pub fn non_empty(key: &str, value: &str) -> Result<(), Invalid> {
     if value.trim().is_empty() {

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use sluice_engine::{
-    self as transform, FailureKind, Limits, RecordOutcome, TransformChain, TransformSpec,
-    WorldVersion,
+    self as transform, FailureKind, Limits, RecordOutcome, TransformChain, WorldVersion,
 };
 use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 use sluice_tests::{
@@ -51,16 +50,7 @@ fn chain(path: &str, limits: Limits) -> TransformChain {
 }
 
 fn configured_chain(path: &str, config: &[(&str, &str)], limits: Limits) -> TransformChain {
-    let spec = TransformSpec {
-        name: "flat".to_owned(),
-        component: path.into(),
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        limits,
-        capabilities: Default::default(),
-    };
+    let spec = crate::transform::spec("flat", path, config, limits);
     TransformChain::new(engine(), &[spec]).unwrap_or_else(|e| panic!("{path}: {e:#}"))
 }
 

@@ -34,7 +34,8 @@ fn batch_with(poison: &str) -> Vec<InputRecord> {
         .collect()
 }
 
-fn spec(
+/// A transform spec of the component at `path`, with `config` and `limits`.
+pub(crate) fn spec(
     name: &str,
     path: impl AsRef<Path>,
     config: &[(&str, &str)],

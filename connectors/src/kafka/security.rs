@@ -27,12 +27,8 @@ pub struct KafkaTlsConfig {
     pub key_file: Option<PathBuf>,
     /// Check that the broker's certificate names the host connected to. On by default; off
     /// only for brokers whose certificates name something else.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub verify_hostname: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// `[pipeline.sink.sasl]`: who the sink is.

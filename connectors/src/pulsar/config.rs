@@ -40,12 +40,8 @@ pub struct PulsarTlsConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Check that the broker's certificate names the host connected to. On by default.
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     pub verify_hostname: bool,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// `[pipeline.source.auth]`: a token, inline (`"${PULSAR_TOKEN}"` takes it from the
