@@ -183,10 +183,11 @@ source "$config_dir/credentials.sh"
 
 # Debian packages the build and the brokers need, by the command each provides: protoc (the
 # pulsar crate compiles Pulsar's .proto files at build time), mold (links the large debug
-# binaries in seconds), Maven and a Java 17 runtime (Kafka and Pulsar), curl (readiness checks).
+# binaries in seconds), Maven and a Java 17 runtime (Kafka and Pulsar), curl (readiness checks),
+# openssl (the secured listeners' certificates, scripts/brokers/credentials.sh).
 ensure_packages() {
     local missing=() pair command package
-    for pair in protoc:protobuf-compiler mold:mold mvn:maven java:openjdk-17-jre-headless curl:curl python3:python3; do
+    for pair in protoc:protobuf-compiler mold:mold mvn:maven java:openjdk-17-jre-headless curl:curl python3:python3 openssl:openssl; do
         command=${pair%%:*} package=${pair#*:}
         command -v "$command" >/dev/null || missing+=("$package")
     done
