@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import flamegraph  # noqa: E402
 import workload  # noqa: E402
 from processes import Watched, wait_for  # noqa: E402
 from workload import Brokers  # noqa: E402
@@ -197,7 +198,14 @@ class Bench:
         where = self.prepare_source(source, tag, count, size)
         watcher = workload.KafkaProgress(self.brokers, out_topic, PARTITIONS)
         started = time.monotonic()
-        process = Watched(self.contender_argv(source, name, where, out_topic), self.work / f"{tag}.log")
+        argv = self.contender_argv(source, name, where, out_topic)
+        profile = None
+        if self.args.flamegraph and name.startswith("sluice-"):
+            profile = Path(self.args.flamegraph) / f"{tag}.perf.data"
+        if profile:
+            profile.parent.mkdir(parents=True, exist_ok=True)
+            argv = flamegraph.wrap(argv, profile)
+        process = Watched(argv, self.work / f"{tag}.log")
         state = {"count": 0, "first": None, "moved_at": started}
         # A peer that stops moving is recorded as stalled (with what it moved); Sluice must not.
         stall_s = self.args.stall_seconds if not name.startswith("sluice-") else max(120, count / 100)
@@ -231,6 +239,11 @@ class Bench:
             process.stop()
             watcher.close()
         row.peak_rss_mib = process.peak_rss_bytes / 2**20
+        if profile:
+            self.progress.update("rendering the flame graph")
+            svg = profile.with_suffix("").with_suffix(".svg")
+            flamegraph.render(profile, svg, f"{name}, {source} → Kafka, {size} B, {count:,} records")
+            self.progress.update(f"flame graph: {svg}")
         self.progress.update("reading the Kafka topic back")
         row.delivered, row.distinct = workload.read_back(self.brokers, out_topic, PARTITIONS)
         if row.delivered:
@@ -362,15 +375,21 @@ def main() -> None:
     parser.add_argument("--contenders", type=lambda s: s.split(","), help="only these (default: all)")
     parser.add_argument("--stall-seconds", type=float, default=75,
                         help="a peer moving nothing for this long is recorded as stalled")
-    parser.add_argument("--latency-rate", type=int, default=1000, help="probes per second")
+    parser.add_argument("--latency-rate", type=int, default=5000, help="probes per second (issue 17 sets its p99 target at 5,000/s)")
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--out", required=True, help="directory for latest.{json,md,png}")
     parser.add_argument("--work", required=True, help="directory for configs and logs")
     parser.add_argument("--keep-work", action="store_true")
     parser.add_argument("--engine", help="criterion output directory (<target>/criterion), if run")
     parser.add_argument("--label", default="", help="what kind of run, for the report")
+    parser.add_argument("--flamegraph", metavar="DIR",
+                        help="profile each sluice contender with perf and write DIR/<source>-<size>-<name>.svg "
+                             "(needs perf and inferno; CPU figures of such a run include perf's work)")
     parser.add_argument("--brokers", default="", help="what the brokers are, for the report")
     args = parser.parse_args()
+    if args.flamegraph and flamegraph.missing_tools():
+        parser.error(f"--flamegraph needs {', '.join(flamegraph.missing_tools())} on PATH "
+                     "(apt install linux-perf; cargo install inferno)")
 
     bench = Bench(args)
     started = time.time()

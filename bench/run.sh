@@ -8,6 +8,8 @@
 # Usage: bench/run.sh [--smoke] [driver options, e.g. --sources pulsar --sizes 100]
 #   --smoke   tiny N, debug build, results in .sluice-dev/bench-smoke; checks the harness works
 #             (every contender moves every record), never the figures. scripts/test.sh runs it.
+#   --flamegraph DIR (a driver option): perf + inferno flame graphs of each Sluice contender,
+#             installed here when missing (apt linux-perf, cargo install inferno).
 # Uses running brokers (scripts/brokers.sh) or starts them and stops them again.
 # SLUICE_BENCH_VENV: the Python environment (default $SLUICE_BUILD_CACHE/bench-venv, i.e.
 # ~/.cache/sluice-build/bench-venv).
@@ -30,6 +32,19 @@ if [[ ! -x $venv/bin/python || $(cat "$venv/.requirements.sha256" 2>/dev/null) !
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
     echo "$wanted" >"$venv/.requirements.sha256"
+fi
+
+if [[ " $* " = *" --flamegraph "* ]]; then
+    if ! command -v perf >/dev/null; then
+        step "installing perf (apt linux-perf) for --flamegraph"
+        as_root=(); [[ $(id -u) = 0 ]] || as_root=(sudo)
+        "${as_root[@]}" apt-get update -q && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends linux-perf
+    fi
+    if ! command -v inferno-flamegraph >/dev/null; then
+        step "installing inferno (cargo install inferno --locked) for --flamegraph"
+        cargo install --quiet --locked inferno
+    fi
 fi
 
 step "building the example guests (release, wasm32-wasip2)"
