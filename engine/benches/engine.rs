@@ -51,15 +51,15 @@ fn records(count: usize) -> Vec<InputRecord> {
             let pad = VALUE_BYTES.saturating_sub(value.len());
             value.insert_str(value.len() - 2, &"x".repeat(pad));
             InputRecord {
-                key: Some(format!("key-{}", seq % 64).into_bytes()),
-                value: Some(value.into_bytes()),
+                key: Some(format!("key-{}", seq % 64).into()),
+                value: Some(value.into()),
                 headers: vec![Header::new("trace", "bench")],
                 event_time_ms: None,
                 publish_time_ms: Some(1_763_768_000_000),
                 source: SourceInfo {
                     kind: SourceKind::Other,
                     topic: "bench".into(),
-                    message_id: seq.to_string(),
+                    message_id: seq.to_string().into(),
                     schema_version: None,
                 },
             }
@@ -98,7 +98,7 @@ fn redact_native(config: &BTreeMap<String, String>, record: &InputRecord) -> Rec
         serde_json::from_slice(record.value.as_deref().unwrap_or_default()).expect("JSON value");
     let masked = mask(&fields, &mut document);
     let mut output = OutputRecord::passthrough(record);
-    output.value = Some(serde_json::to_vec(&document).expect("serializable"));
+    output.value = Some(serde_json::to_vec(&document).expect("serializable").into());
     output
         .headers
         .push(Header::new(REDACTED_HEADER, masked.to_string()));
@@ -189,7 +189,7 @@ fn check(outcomes: &[RecordOutcome], expected_header: Option<&str>) {
         };
         assert_eq!(outputs.len(), 1);
         if let Some(name) = expected_header {
-            assert!(outputs[0].headers.iter().any(|h| h.name == name));
+            assert!(outputs[0].headers.iter().any(|h| &*h.name == name));
         }
     }
 }

@@ -146,40 +146,45 @@ impl TransformChain {
     /// set a timestamp. If any stage fails a record, that failure is the record's outcome
     /// and its other intermediate outputs are dropped.
     pub fn run_batch(&mut self, records: &[InputRecord]) -> Vec<RecordOutcome> {
-        // Without transforms every record passes as it came: no staging.
+        // Without transforms every record passes as it came: no staging, its bytes shared.
         if self.stages.is_empty() {
             return records
                 .iter()
                 .map(|record| RecordOutcome::Outputs(vec![OutputRecord::passthrough(record)]))
                 .collect();
         }
+        let last = self.stages.len() - 1;
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; records.len()];
-        let mut pending: Vec<Vec<Staged>> = records
-            .iter()
-            .map(|record| {
-                vec![Staged {
-                    record: record.clone(),
-                    topic: None,
-                }]
-            })
-            .collect();
-        for (stage, observer) in self.stages.iter_mut().zip(&self.observers) {
-            // Flatten the records every source record feeds this stage, remembering whose.
+        // What each source record feeds the next stage (between stages only) ...
+        let mut pending: Vec<Vec<Staged>> = (0..records.len()).map(|_| Vec::new()).collect();
+        // ... and what the last stage made of it.
+        let mut finished: Vec<Vec<OutputRecord>> = (0..records.len()).map(|_| Vec::new()).collect();
+        for (index, (stage, observer)) in self.stages.iter_mut().zip(&self.observers).enumerate() {
+            // The first stage reads the source records themselves (no copy: the caller keeps
+            // them for dead letters); a later one the records every source record fed it,
+            // flattened, remembering whose.
             let mut owners = Vec::new();
-            let mut inputs = Vec::new();
+            let mut staged_inputs = Vec::new();
             let mut topics = Vec::new();
-            for (owner, staged) in pending.iter_mut().enumerate() {
-                for Staged { record, topic } in staged.drain(..) {
-                    owners.push(owner);
-                    inputs.push(record);
-                    topics.push(topic);
+            let inputs: &[InputRecord] = if index == 0 {
+                owners.extend(0..records.len());
+                topics.resize(records.len(), None);
+                records
+            } else {
+                for (owner, staged) in pending.iter_mut().enumerate() {
+                    for Staged { record, topic } in staged.drain(..) {
+                        owners.push(owner);
+                        staged_inputs.push(record);
+                        topics.push(topic);
+                    }
                 }
-            }
+                &staged_inputs
+            };
             if inputs.is_empty() {
                 break;
             }
             let recycles_before = stage.recycles();
-            let results: Vec<StageResult> = stage.run(&inputs);
+            let results: Vec<StageResult> = stage.run(inputs);
             debug_assert_eq!(results.len(), inputs.len());
             observer.records_in(inputs.len() as u64);
             observer.recycled(stage.recycles() - recycles_before);
@@ -190,12 +195,20 @@ impl TransformChain {
                     continue;
                 }
                 match result {
+                    Ok(outputs) if index == last => {
+                        observer.records_out(outputs.len() as u64);
+                        finished[owner].extend(
+                            outputs
+                                .into_iter()
+                                .map(|output| final_output(output, input, &topic)),
+                        );
+                    }
                     Ok(outputs) => {
                         observer.records_out(outputs.len() as u64);
                         pending[owner].extend(
                             outputs
                                 .into_iter()
-                                .map(|output| next_input(output, &input, &topic)),
+                                .map(|output| next_input(output, input, &topic)),
                         );
                     }
                     Err(outcome) => {
@@ -203,6 +216,7 @@ impl TransformChain {
                             observer.failed(kind);
                         }
                         pending[owner].clear();
+                        finished[owner].clear();
                         outcomes[owner] = Some(outcome);
                     }
                 }
@@ -210,18 +224,15 @@ impl TransformChain {
         }
         outcomes
             .into_iter()
-            .zip(pending)
-            .map(|(outcome, staged)| {
-                outcome.unwrap_or_else(|| {
-                    RecordOutcome::Outputs(staged.into_iter().map(final_output).collect())
-                })
-            })
+            .zip(finished)
+            .map(|(outcome, outputs)| outcome.unwrap_or(RecordOutcome::Outputs(outputs)))
             .collect()
     }
 }
 
 /// An output of one stage as the input of the next: it keeps the source, the publish time
-/// and (unless it set its own) the event time and the topic chosen so far.
+/// and (unless it set its own) the event time and the topic chosen so far. Its bytes and the
+/// source's strings are moved or shared, never copied.
 fn next_input(output: OutputRecord, input: &InputRecord, topic: &Option<String>) -> Staged {
     Staged {
         record: InputRecord {
@@ -236,21 +247,20 @@ fn next_input(output: OutputRecord, input: &InputRecord, topic: &Option<String>)
     }
 }
 
-fn final_output(staged: Staged) -> OutputRecord {
-    let Staged { record, topic } = staged;
+/// An output of the last stage as the chain's output: the timestamp it set, else its input's
+/// event time, else publish time; the topic it chose, else the one chosen so far.
+fn final_output(output: OutputRecord, input: &InputRecord, topic: &Option<String>) -> OutputRecord {
     OutputRecord {
-        timestamp_ms: record.default_timestamp_ms(),
-        key: record.key,
-        value: record.value,
-        headers: record.headers,
-        topic,
+        timestamp_ms: output.timestamp_ms.or_else(|| input.default_timestamp_ms()),
+        topic: output.topic.or_else(|| topic.clone()),
+        ..output
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_record::{Header, SourceInfo, SourceKind};
+    use sluice_record::{Bytes, Header, SourceInfo, SourceKind};
 
     fn record(
         value: &str,
@@ -258,8 +268,8 @@ mod tests {
         publish_time_ms: Option<i64>,
     ) -> InputRecord {
         InputRecord {
-            key: Some(b"k".to_vec()),
-            value: Some(value.as_bytes().to_vec()),
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
             headers: vec![Header::new("h", "1")],
             event_time_ms,
             publish_time_ms,
@@ -301,7 +311,7 @@ mod tests {
         let first = next_input(
             OutputRecord {
                 key: None,
-                value: Some(b"x".to_vec()),
+                value: Some(Bytes::from_static(b"x")),
                 headers: vec![],
                 timestamp_ms: None,
                 topic: Some("routed".into()),
@@ -312,20 +322,25 @@ mod tests {
         assert_eq!(first.record.event_time_ms, None);
         assert_eq!(first.record.publish_time_ms, Some(9));
         assert_eq!(first.topic.as_deref(), Some("routed"));
-        let second = next_input(
+        let unset = || OutputRecord {
+            key: None,
+            value: None,
+            headers: vec![],
+            timestamp_ms: None,
+            topic: None,
+        };
+        let output = final_output(
             OutputRecord {
-                key: None,
-                value: None,
-                headers: vec![],
                 timestamp_ms: Some(3),
-                topic: None,
+                ..unset()
             },
             &first.record,
             &first.topic,
         );
-        let output = final_output(second);
         assert_eq!(output.timestamp_ms, Some(3));
         assert_eq!(output.topic.as_deref(), Some("routed"));
-        assert_eq!(final_output(first).timestamp_ms, Some(9));
+        let output = final_output(unset(), &first.record, &first.topic);
+        assert_eq!(output.timestamp_ms, Some(9));
+        assert_eq!(output.topic.as_deref(), Some("routed"));
     }
 }

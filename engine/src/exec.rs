@@ -275,9 +275,9 @@ impl Serialize for HeadersJson<'_> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for header in self.0 {
             match std::str::from_utf8(&header.value) {
-                Ok(text) => map.serialize_entry(&header.name, text)?,
+                Ok(text) => map.serialize_entry(&*header.name, text)?,
                 Err(_) => map.serialize_entry(
-                    &header.name,
+                    &*header.name,
                     &Base64Value {
                         base64: BASE64.encode(&header.value),
                     },
@@ -292,7 +292,7 @@ impl Serialize for HeadersJson<'_> {
 mod tests {
     use super::*;
     use crate::{FailureKind, TransformEngine, TransformId};
-    use sluice_record::SourceKind;
+    use sluice_record::{Bytes, SourceKind};
 
     fn parse(line: &str) -> Result<InputRecord, String> {
         parse_exec_line(line, 7)
@@ -315,8 +315,8 @@ mod tests {
             (Some(5), Some(6))
         );
         assert_eq!(record.source.kind, SourceKind::Other);
-        assert_eq!(record.source.topic, "exec");
-        assert_eq!(record.source.message_id, "7");
+        assert_eq!(&*record.source.topic, "exec");
+        assert_eq!(&*record.source.message_id, "7");
     }
 
     #[test]
@@ -379,8 +379,8 @@ mod tests {
     #[test]
     fn outputs_are_written_with_a_fixed_field_order() {
         let record = OutputRecord {
-            key: Some(vec![0xff]),
-            value: Some(b"v".to_vec()),
+            key: Some(Bytes::from_static(&[0xff])),
+            value: Some(Bytes::from_static(b"v")),
             headers: vec![
                 Header::new("b", "1"),
                 Header::new("a", vec![0x80]),

@@ -20,7 +20,7 @@ use super::outcome::{FailureKind, RecordOutcome, TransformId};
 use super::spec::TransformSpec;
 use sluice_record::text::bound;
 use sluice_record::validation;
-use sluice_record::{InputRecord, OutputRecord};
+use sluice_record::{Bytes, InputRecord, OutputRecord};
 
 /// What one call into a guest made of one record: outputs, or the record's final outcome.
 pub(crate) type StageResult = Result<Vec<OutputRecord>, RecordOutcome>;
@@ -496,7 +496,7 @@ impl TransformInstance {
                 if let Some(outcome) = self.over_limits(outputs.len(), bytes) {
                     return Err(outcome);
                 }
-                self.accept(outputs)
+                self.accept(outputs.into_iter().map(lift).collect())
             }
             Err(error) => Err(self.guest_error(error)),
         }
@@ -549,9 +549,8 @@ impl TransformInstance {
         None
     }
 
-    /// Outputs within the limits, as host records, each checked against Kafka's rules.
-    fn accept(&self, outputs: Vec<bindings::OutputRecord>) -> StageResult {
-        let outputs: Vec<OutputRecord> = outputs.into_iter().map(lift).collect();
+    /// Outputs within the limits, each checked against Kafka's rules.
+    fn accept(&self, outputs: Vec<OutputRecord>) -> StageResult {
         let fields = self.limits.output_fields();
         for (index, output) in outputs.iter().enumerate() {
             if let Err(violation) = validation::check_fields(output, &fields) {
@@ -632,15 +631,17 @@ fn output_bytes(output: &bindings::OutputRecord) -> u64 {
 
 fn lower(record: &InputRecord) -> bindings::InputRecord {
     use sluice_record::SourceKind;
+    // The bindings own their lists: 0.1.0 copies every field (0.2.0 does not).
+    let bytes = |bytes: &Option<Bytes>| bytes.as_deref().map(<[u8]>::to_vec);
     bindings::InputRecord {
-        key: record.key.clone(),
-        value: record.value.clone(),
+        key: bytes(&record.key),
+        value: bytes(&record.value),
         headers: record
             .headers
             .iter()
             .map(|h| bindings::Header {
-                name: h.name.clone(),
-                value: h.value.clone(),
+                name: h.name.to_string(),
+                value: h.value.to_vec(),
             })
             .collect(),
         event_time_ms: record.event_time_ms,
@@ -651,8 +652,8 @@ fn lower(record: &InputRecord) -> bindings::InputRecord {
                 SourceKind::GcpPubsub => bindings::SourceKind::GcpPubsub,
                 SourceKind::Other => bindings::SourceKind::Other,
             },
-            topic: record.source.topic.clone(),
-            message_id: record.source.message_id.clone(),
+            topic: record.source.topic.to_string(),
+            message_id: record.source.message_id.to_string(),
         },
     }
 }
@@ -660,15 +661,12 @@ fn lower(record: &InputRecord) -> bindings::InputRecord {
 /// A guest output as a host record (its timestamp and topic are resolved by the chain).
 fn lift(output: bindings::OutputRecord) -> OutputRecord {
     OutputRecord {
-        key: output.key,
-        value: output.value,
+        key: output.key.map(Bytes::from),
+        value: output.value.map(Bytes::from),
         headers: output
             .headers
             .into_iter()
-            .map(|h| sluice_record::Header {
-                name: h.name,
-                value: h.value,
-            })
+            .map(|h| sluice_record::Header::new(h.name, h.value))
             .collect(),
         timestamp_ms: output.timestamp_ms,
         topic: output.topic,

@@ -230,7 +230,7 @@ impl<S: Sink> OutcomeWriter<S> {
                 return Err(PipelineError::Fatal {
                     pipeline: self.pipeline.clone(),
                     transform: transform.to_string(),
-                    message_id: record.source.message_id.clone(),
+                    message_id: record.source.message_id.to_string(),
                     reason,
                 });
             }
@@ -354,7 +354,7 @@ impl<S: Sink> OutcomeWriter<S> {
         let Some(topic) = self.sink.dead_letter_topic() else {
             return Err(PipelineError::NoDeadLetterTopic {
                 pipeline: self.pipeline.clone(),
-                message_id: record.source.message_id.clone(),
+                message_id: record.source.message_id.to_string(),
                 kind: dead_letter.kind,
                 reason: dead_letter.reason,
             });

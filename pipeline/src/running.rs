@@ -192,7 +192,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
                 if self.catch_up =>
             {
                 let unacked: Vec<&str> = (self.replay.iter())
-                    .map(|m| m.record.source.message_id.as_str())
+                    .map(|m| &*m.record.source.message_id)
                     .collect();
                 let caught_up = written.catch_up(name, &*sink, &unacked).await;
                 caught_up.map_err(sink_error)?;

@@ -9,12 +9,13 @@
 //! nothing goes out half-encoded. A schema service that does not answer is retried with
 //! backoff, never a reason to dead-letter.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_codec::{Attributes, Decoded, Decoder, Encoder, Schema, SourceMessage};
 use sluice_engine::{FailureKind, RecordOutcome, TransformId};
-use sluice_record::{Header, InputRecord, OutputRecord};
+use sluice_record::{Bytes, Header, InputRecord, OutputRecord};
 use tokio_util::sync::CancellationToken;
 
 /// The header carrying the identity of the schema a record was decoded with (e.g.
@@ -52,7 +53,7 @@ impl Attributes for HeaderAttributes<'_> {
     fn attribute(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
-            .find(|h| h.name == name)
+            .find(|h| &*h.name == name)
             .and_then(|h| std::str::from_utf8(&h.value).ok())
     }
 }
@@ -134,7 +135,7 @@ impl Schemas {
         };
         let mut view = record.clone();
         if let Some(json) = decoded.json {
-            view.value = Some(json);
+            view.value = Some(json.into());
         }
         if let Some(schema) = &decoded.schema {
             view.headers
@@ -174,8 +175,8 @@ impl Schemas {
                 {
                     Ok(parts) => {
                         break (
-                            parts.key.map(|k| k.into_owned()),
-                            parts.value.map(|v| v.into_owned()),
+                            shared(output.key.as_ref(), parts.key),
+                            shared(output.value.as_ref(), parts.value),
                         );
                     }
                     Err(error) if error.is_transient() => {
@@ -201,4 +202,15 @@ impl Schemas {
         }
         Some(RecordOutcome::Outputs(encoded))
     }
+}
+
+/// An encoded key or value: what the encoder left as it was shares the output's bytes.
+fn shared(original: Option<&Bytes>, encoded: Option<Cow<'_, [u8]>>) -> Option<Bytes> {
+    Some(match encoded? {
+        Cow::Owned(bytes) => Bytes::from(bytes),
+        Cow::Borrowed(bytes) => match original {
+            Some(original) if std::ptr::eq(&original[..], bytes) => original.clone(),
+            _ => Bytes::copy_from_slice(bytes),
+        },
+    })
 }

@@ -4,7 +4,7 @@
 use crate::identity::SOURCE_ID_HEADER;
 use crate::text::{bound, bounded_to};
 use crate::validation::{SinkLimits, check_timestamp, kafka_size};
-use crate::{Header, InputRecord, OutputRecord};
+use crate::{Bytes, Header, InputRecord, OutputRecord};
 
 /// Header with the reason a record was dead-lettered.
 pub const ERROR_HEADER: &str = "sluice.error";
@@ -71,7 +71,9 @@ pub fn dead_letter_record(
         fits
     });
     let key = match &original.key {
-        None if to.limits.key_required => Some(original.source.message_id.as_bytes().to_vec()),
+        None if to.limits.key_required => Some(Bytes::copy_from_slice(
+            original.source.message_id.as_bytes(),
+        )),
         key => key.clone(),
     };
     let reason = bound(why.reason.clone());
@@ -103,7 +105,7 @@ pub fn dead_letter_record(
     if !fits(&copy) {
         // Only the error headers are left: cut the reason to what remains.
         let mut bare = copy.record(original, why, to.topic, timestamp);
-        bare.headers.retain(|h| h.name != ERROR_HEADER);
+        bare.headers.retain(|h| &*h.name != ERROR_HEADER);
         let room = max_bytes.saturating_sub(kafka_size(&bare) + 32);
         copy.reason = bounded_to(&copy.reason, room as usize).into_owned();
     }
@@ -112,8 +114,8 @@ pub fn dead_letter_record(
 
 /// The parts of a dead-letter copy that may be left out to make it fit.
 struct Copy {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
     headers: Vec<Header>,
     reason: String,
     dropped: Vec<String>,
@@ -156,8 +158,8 @@ mod tests {
 
     fn original(value_bytes: usize) -> InputRecord {
         InputRecord {
-            key: Some(b"k".to_vec()),
-            value: Some(vec![b'v'; value_bytes]),
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(vec![b'v'; value_bytes].into()),
             headers: vec![Header::new("origin", "web")],
             event_time_ms: None,
             publish_time_ms: Some(42),
@@ -190,8 +192,8 @@ mod tests {
         record
             .headers
             .iter()
-            .find(|h| h.name == name)
-            .map(|h| h.value.as_slice())
+            .find(|h| &*h.name == name)
+            .map(|h| &h.value[..])
     }
 
     #[test]
@@ -206,7 +208,7 @@ mod tests {
         assert_eq!(dlq.value, original.value);
         assert_eq!(dlq.timestamp_ms, Some(42));
         assert_eq!(dlq.topic.as_deref(), Some("orders-dlq"));
-        let names: Vec<_> = dlq.headers.iter().map(|h| h.name.as_str()).collect();
+        let names: Vec<_> = dlq.headers.iter().map(|h| &*h.name).collect();
         assert_eq!(
             names,
             [
@@ -258,7 +260,7 @@ mod tests {
     #[test]
     fn it_fits_even_a_tiny_limit_by_leaving_everything_out_and_cutting_the_reason() {
         let mut original = original(5000);
-        original.key = Some(vec![b'k'; 5000]);
+        original.key = Some(vec![b'k'; 5000].into());
         original.headers = vec![Header::new("h", vec![0; 5000]); 3];
         let to = to(1000);
         let dlq = dead_letter_record(&original, &why("x".repeat(3000)), &to);

@@ -5,8 +5,10 @@
 //! Consumers deduplicate on the identity in at-least-once mode, and the read-back
 //! exactly-once mode finds what a pipeline already wrote by it (docs/delivery-guarantees.md).
 
+use std::sync::{Arc, LazyLock};
+
 use crate::validation::header_size;
-use crate::{Header, OutputRecord};
+use crate::{Bytes, Header, OutputRecord};
 
 /// Header that carries the source message id on every record Sluice writes.
 pub const SOURCE_ID_HEADER: &str = "sluice.source.id";
@@ -16,6 +18,10 @@ pub const PIPELINE_HEADER: &str = "sluice.pipeline";
 /// dead-letter copy counts as an output). With the source id and the pipeline it identifies
 /// every record Sluice writes.
 pub const OUTPUT_INDEX_HEADER: &str = "sluice.output.index";
+
+/// The three names as shared strings, made once: stamping an output allocates no name.
+static NAMES: LazyLock<[Arc<str>; 3]> =
+    LazyLock::new(|| [SOURCE_ID_HEADER, PIPELINE_HEADER, OUTPUT_INDEX_HEADER].map(Arc::from));
 
 /// Who has the last word on an output's `sluice.source.id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,23 +51,27 @@ pub fn stamp(
     policy: SourceIdPolicy,
 ) {
     let keep_source_id = policy == SourceIdPolicy::TransformMayOverride
-        && output.headers.iter().any(|h| h.name == SOURCE_ID_HEADER);
+        && output.headers.iter().any(|h| &*h.name == SOURCE_ID_HEADER);
     output.headers.retain(|h| {
-        h.name != PIPELINE_HEADER
-            && h.name != OUTPUT_INDEX_HEADER
-            && (keep_source_id || h.name != SOURCE_ID_HEADER)
+        let name = &*h.name;
+        name != PIPELINE_HEADER
+            && name != OUTPUT_INDEX_HEADER
+            && (keep_source_id || name != SOURCE_ID_HEADER)
     });
+    let [source_id_name, pipeline_name, index_name] = &*NAMES;
     if !keep_source_id {
-        output
-            .headers
-            .push(Header::new(SOURCE_ID_HEADER, source_id.as_bytes()));
+        output.headers.push(Header::shared(
+            source_id_name.clone(),
+            Bytes::copy_from_slice(source_id.as_bytes()),
+        ));
     }
+    output.headers.push(Header::shared(
+        pipeline_name.clone(),
+        Bytes::copy_from_slice(pipeline.as_bytes()),
+    ));
     output
         .headers
-        .push(Header::new(PIPELINE_HEADER, pipeline.as_bytes()));
-    output
-        .headers
-        .push(Header::new(OUTPUT_INDEX_HEADER, index.to_string()));
+        .push(Header::new(index_name.clone(), index.to_string()));
 }
 
 /// Bytes the identity headers [`stamp`] adds may take at most in a record's size as
@@ -118,7 +128,7 @@ mod tests {
             output
                 .headers
                 .iter()
-                .map(|h| (h.name.as_str(), Some(h.value.as_slice()))),
+                .map(|h| (&*h.name, Some(&h.value[..]))),
             pipeline,
         )
     }
@@ -127,7 +137,7 @@ mod tests {
     fn a_stamped_output_parses_back_for_its_pipeline_only() {
         let mut out = output(&[("origin", "web"), (OUTPUT_INDEX_HEADER, "9")]);
         stamp(&mut out, "orders", "1:2:-1:-1", 3, SourceIdPolicy::HostOnly);
-        let names: Vec<_> = out.headers.iter().map(|h| h.name.as_str()).collect();
+        let names: Vec<_> = out.headers.iter().map(|h| &*h.name).collect();
         assert_eq!(
             names,
             [

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use crate::{Header, InputRecord, SourceInfo, SourceKind};
+use crate::{Bytes, Header, InputRecord, SourceInfo, SourceKind};
 
 /// Parses one input line; the error names the problem (the caller adds the line number).
 pub fn parse_exec_line(line: &str, line_number: u64) -> Result<InputRecord, String> {
@@ -24,8 +24,8 @@ pub fn parse_exec_line(line: &str, line_number: u64) -> Result<InputRecord, Stri
         publish_time_ms: None,
         source: SourceInfo {
             kind: SourceKind::Other,
-            topic: "exec".to_owned(),
-            message_id: line_number.to_string(),
+            topic: "exec".into(),
+            message_id: line_number.to_string().into(),
             schema_version: None,
         },
     };
@@ -38,16 +38,16 @@ pub fn parse_exec_line(line: &str, line_number: u64) -> Result<InputRecord, Stri
     }
     for (name, field) in fields {
         match name.as_str() {
-            "key" => record.key = optional_string(&name, field)?.map(String::into_bytes),
-            "key_base64" => record.key = optional_base64(&name, field)?,
+            "key" => record.key = optional_string(&name, field)?.map(Bytes::from),
+            "key_base64" => record.key = optional_base64(&name, field)?.map(Bytes::from),
             "value" => {
                 record.value = match field {
                     Value::Null => None,
-                    Value::String(text) => Some(text.into_bytes()),
-                    json => Some(json.to_string().into_bytes()),
+                    Value::String(text) => Some(Bytes::from(text)),
+                    json => Some(Bytes::from(json.to_string())),
                 }
             }
-            "value_base64" => record.value = optional_base64(&name, field)?,
+            "value_base64" => record.value = optional_base64(&name, field)?.map(Bytes::from),
             "headers" => {
                 let Value::Object(headers) = field else {
                     return Err("`headers` must be an object of name → string".to_owned());

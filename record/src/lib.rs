@@ -4,6 +4,11 @@
 //! These mirror the WIT types of `sluice:transform@0.1.0` but stay independent of the
 //! wasmtime bindings, so sources and sinks do not depend on the transform engine.
 //!
+//! Bytes are shared, not owned: key, value and header values are [`Bytes`] and names and
+//! source strings `Arc<str>`, so a source hands its buffers over without copying, and the
+//! transform chain, an output forwarding its input, a pipeline without transforms and the
+//! dead-letter copy all share the source's bytes (a clone is a reference count).
+//!
 //! - [`identity`]: the `sluice.pipeline` / `sluice.source.id` / `sluice.output.index` headers,
 //!   defined, stamped and parsed here only.
 //! - [`dead_letter`]: the dead-letter copy of a record and its `sluice.error*` headers, built
@@ -20,18 +25,32 @@ pub mod json_lines;
 pub mod text;
 pub mod validation;
 
+use std::sync::Arc;
+
+/// Shared, immutable bytes: the type of every key, value and header value.
+pub use bytes::Bytes;
+
 /// One header: Pulsar property, Pub/Sub attribute or Kafka header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    pub name: String,
-    pub value: Vec<u8>,
+    pub name: Arc<str>,
+    pub value: Bytes,
 }
 
 impl Header {
-    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+    /// A header owning `value` (a `Vec<u8>` or `String` is taken over, not copied).
+    pub fn new(name: impl Into<Arc<str>>, value: impl Into<Vec<u8>>) -> Self {
         Self {
             name: name.into(),
-            value: value.into(),
+            value: Bytes::from(value.into()),
+        }
+    }
+
+    /// A header sharing `value`.
+    pub fn shared(name: impl Into<Arc<str>>, value: Bytes) -> Self {
+        Self {
+            name: name.into(),
+            value,
         }
     }
 }
@@ -58,20 +77,20 @@ impl SourceKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInfo {
     pub kind: SourceKind,
-    /// Pulsar topic or Pub/Sub subscription.
-    pub topic: String,
+    /// Pulsar topic or Pub/Sub subscription (shared by the records of one source).
+    pub topic: Arc<str>,
     /// Message id as the source prints it.
-    pub message_id: String,
+    pub message_id: Arc<str>,
     /// Pulsar: the message's schema version (its metadata's `schema_version`), which names
     /// the topic's schema it was written with; `None` elsewhere.
-    pub schema_version: Option<Vec<u8>>,
+    pub schema_version: Option<Bytes>,
 }
 
 /// A record as the source delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputRecord {
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
     pub headers: Vec<Header>,
     pub event_time_ms: Option<i64>,
     pub publish_time_ms: Option<i64>,
@@ -89,8 +108,8 @@ impl InputRecord {
 /// A record to write to Kafka (or to hand to the next transform of a chain).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputRecord {
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
     pub headers: Vec<Header>,
     pub timestamp_ms: Option<i64>,
     /// Target topic; `None` means the sink's default topic.
@@ -98,7 +117,8 @@ pub struct OutputRecord {
 }
 
 impl OutputRecord {
-    /// The identity transform: what a pipeline without transforms writes.
+    /// The identity transform: what a pipeline without transforms writes. It shares the
+    /// input's bytes.
     pub fn passthrough(input: &InputRecord) -> Self {
         Self {
             key: input.key.clone(),

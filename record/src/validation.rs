@@ -14,8 +14,8 @@
 
 use std::fmt;
 
-use crate::OutputRecord;
 use crate::text::bounded_to;
+use crate::{Bytes, OutputRecord};
 
 /// Kafka's longest topic name, in bytes (its names are ASCII).
 pub const MAX_TOPIC_NAME_BYTES: usize = 249;
@@ -215,8 +215,8 @@ pub fn check_for_sink(
     }
     let size = kafka_size(record);
     if size > limits.max_record_bytes {
-        let key = record.key.as_ref().map_or(0, Vec::len) as u64;
-        let value = record.value.as_ref().map_or(0, Vec::len) as u64;
+        let key = record.key.as_ref().map_or(0, Bytes::len) as u64;
+        let value = record.value.as_ref().map_or(0, Bytes::len) as u64;
         let headers = size - key - value - RECORD_FRAMING_BYTES;
         return Err(Violation {
             field: "record".into(),
@@ -271,8 +271,8 @@ pub fn check_timestamp(timestamp: i64, limits: &SinkLimits, now_ms: i64) -> Resu
 /// The size of `record` as librdkafka counts it against `message.max.bytes`: key, value,
 /// each header's name and value with their varint lengths, and [`RECORD_FRAMING_BYTES`].
 pub fn kafka_size(record: &OutputRecord) -> u64 {
-    let key = record.key.as_ref().map_or(0, Vec::len) as u64;
-    let value = record.value.as_ref().map_or(0, Vec::len) as u64;
+    let key = record.key.as_ref().map_or(0, Bytes::len) as u64;
+    let value = record.value.as_ref().map_or(0, Bytes::len) as u64;
     let headers: u64 = record
         .headers
         .iter()
@@ -309,8 +309,8 @@ mod tests {
 
     fn output() -> OutputRecord {
         OutputRecord {
-            key: Some(b"k".to_vec()),
-            value: Some(b"v".to_vec()),
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"v")),
             headers: vec![Header::new("h", "x")],
             timestamp_ms: Some(0),
             topic: None,
@@ -347,10 +347,14 @@ mod tests {
     fn each_field_limit_holds_at_its_bound_and_breaks_one_past_it() {
         type Set = Box<dyn Fn(&mut OutputRecord, usize)>;
         let cases: Vec<(&str, Set, usize)> = vec![
-            ("key", Box::new(|o, n| o.key = Some(vec![b'k'; n])), 100),
+            (
+                "key",
+                Box::new(|o, n| o.key = Some(vec![b'k'; n].into())),
+                100,
+            ),
             (
                 "value",
-                Box::new(|o, n| o.value = Some(vec![b'v'; n])),
+                Box::new(|o, n| o.value = Some(vec![b'v'; n].into())),
                 1000,
             ),
             (
@@ -390,7 +394,7 @@ mod tests {
             ..LIMITS
         };
         let mut out = output();
-        out.value = Some(vec![0; 10_000]);
+        out.value = Some(vec![0; 10_000].into());
         out.headers = vec![Header::new("h", vec![0; 10_000])];
         assert_eq!(check_fields(&out, &limits), Ok(()));
     }
@@ -423,8 +427,8 @@ mod tests {
     #[test]
     fn the_size_is_counted_as_librdkafka_counts_it() {
         let record = OutputRecord {
-            key: Some(vec![0; 3]),
-            value: Some(vec![0; 10]),
+            key: Some(vec![0; 3].into()),
+            value: Some(vec![0; 10].into()),
             // name 1 + varint 1, value 63 + varint 1 (126 fits 7 bits) ; 64 needs 2 (128).
             headers: vec![Header::new("a", vec![0; 63]), Header::new("b", vec![0; 64])],
             timestamp_ms: None,
@@ -447,10 +451,10 @@ mod tests {
         record.headers.clear();
         record.key = None;
         let at = SinkLimits::LIBRDKAFKA_MESSAGE_MAX_BYTES - RECORD_FRAMING_BYTES;
-        record.value = Some(vec![0; at as usize]);
+        record.value = Some(vec![0; at as usize].into());
         let limits = SinkLimits::default();
         assert_eq!(check_for_sink(&record, &limits, 0), Ok(()));
-        record.value = Some(vec![0; at as usize + 1]);
+        record.value = Some(vec![0; at as usize + 1].into());
         let violation = check_for_sink(&record, &limits, 0).unwrap_err();
         assert!(violation.too_large);
         let text = violation.to_string();

@@ -127,7 +127,10 @@ impl MemoryPipeline {
     /// The distinct values written to the output topic, and how many records it holds.
     pub(crate) fn written(&self) -> (BTreeSet<Vec<u8>>, usize) {
         let written = self.sink.written("out");
-        let distinct = written.iter().filter_map(|o| o.value.clone()).collect();
+        let distinct = written
+            .iter()
+            .filter_map(|o| o.value.as_deref().map(<[u8]>::to_vec))
+            .collect();
         (distinct, written.len())
     }
 
@@ -157,14 +160,14 @@ async fn an_in_memory_source_runs_through_the_pipeline_without_brokers() {
         let seq: u64 = String::from_utf8_lossy(output.value.as_deref().unwrap())
             .parse()
             .unwrap();
-        let key = output.key.clone().unwrap();
+        let key = output.key.as_deref().unwrap().to_vec();
         if let Some(last) = last_per_key.insert(key, seq) {
             assert!(last < seq, "per-key order: {seq} after {last}");
         }
         let headers = output
             .headers
             .iter()
-            .map(|h| (h.name.as_str(), Some(h.value.as_slice())));
+            .map(|h| (&*h.name, Some(&h.value[..])));
         let id = identity::written_by(headers, "memory").expect("identity headers");
         assert_eq!(id.index, 0);
         source_ids.insert(id.source_id);

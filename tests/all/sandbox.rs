@@ -10,7 +10,7 @@ use sluice_engine::{
     self as transform, Capabilities, FailureKind, Limits, RecordOutcome, TransformChain,
     TransformSpec, WorldProblem,
 };
-use sluice_record::{InputRecord, OutputRecord, SourceInfo, SourceKind};
+use sluice_record::{Bytes, InputRecord, OutputRecord, SourceInfo, SourceKind};
 use sluice_tests::{
     FAULT_ON_MARKER, FOREIGN_IMPORT, FUTURE_VERSION, MISSING_EXPORT, OTHER_WORLD, WRONG_SIGNATURE,
     engine,
@@ -32,7 +32,7 @@ fn spec(path: impl AsRef<Path>, limits: Limits, capabilities: Capabilities) -> T
 fn record(value: &str) -> InputRecord {
     InputRecord {
         key: None,
-        value: Some(value.as_bytes().to_vec()),
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
         headers: Vec::new(),
         event_time_ms: Some(1_700_000_000_000),
         publish_time_ms: None,

@@ -8,20 +8,20 @@ use sluice_engine::{
     self as transform, FailureKind, Limits, RecordOutcome, TransformChain, TransformEngine,
     TransformSpec,
 };
-use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
+use sluice_record::{Bytes, Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 use sluice_tests::{FAULT_ON_MARKER, component, engine};
 
 fn record(index: usize, value: &str) -> InputRecord {
     InputRecord {
-        key: Some(format!("key-{index}").into_bytes()),
-        value: Some(value.as_bytes().to_vec()),
+        key: Some(format!("key-{index}").into()),
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
         headers: vec![Header::new("index", index.to_string())],
         event_time_ms: Some(1_700_000_000_000 + index as i64),
         publish_time_ms: Some(1_800_000_000_000),
         source: SourceInfo {
             kind: SourceKind::Other,
             topic: "test".into(),
-            message_id: index.to_string(),
+            message_id: index.to_string().into(),
             schema_version: None,
         },
     }
@@ -221,7 +221,7 @@ fn output_count_and_size_limits_are_exact() {
     let RecordOutcome::Outputs(sized) = &outcomes[2] else {
         panic!("{:?}", outcomes[2])
     };
-    assert_eq!(sized[0].value.as_ref().map(Vec::len), Some(60));
+    assert_eq!(sized[0].value.as_ref().map(Bytes::len), Some(60));
     assert!(
         matches!(&outcomes[3], RecordOutcome::DeadLetter { kind: FailureKind::OutputLimit, reason, .. }
             if reason.contains("max_output_bytes_per_record is 100")),
@@ -279,7 +279,7 @@ fn the_sandbox_grants_no_environment_filesystem_or_network_but_captures_output()
         .into_iter()
         .map(|outcome| match outcome {
             RecordOutcome::Outputs(outputs) => {
-                String::from_utf8(outputs[0].value.clone().unwrap_or_default()).unwrap()
+                String::from_utf8(outputs[0].value.clone().unwrap_or_default().to_vec()).unwrap()
             }
             other => panic!("{other:?}"),
         })
@@ -665,8 +665,12 @@ fn stamps(outcomes: &[RecordOutcome]) -> Vec<(String, String)> {
                 panic!("the stamping guest answers with outputs: {outcome:?}");
             };
             let header = |name: &str| {
-                let header = outputs[0].headers.iter().find(|h| h.name == name).unwrap();
-                String::from_utf8(header.value.clone()).unwrap()
+                let header = outputs[0]
+                    .headers
+                    .iter()
+                    .find(|h| &*h.name == name)
+                    .unwrap();
+                String::from_utf8(header.value.to_vec()).unwrap()
             };
             (header("random"), header("clock"))
         })
@@ -744,8 +748,8 @@ fn a_deterministic_guest_is_called_in_batches_until_it_reads_clocks_or_random() 
             panic!("the guest answers with outputs: {outcome:?}");
         };
         (outputs[0].headers.iter())
-            .find(|h| h.name == name)
-            .map(|h| String::from_utf8(h.value.clone()).unwrap())
+            .find(|h| &*h.name == name)
+            .map(|h| String::from_utf8(h.value.to_vec()).unwrap())
     };
     let calls = |outcomes: &[RecordOutcome]| -> Vec<String> {
         (outcomes.iter())

@@ -258,7 +258,7 @@ fn header<'a>(record: &'a OutputRecord, name: &str) -> Option<&'a str> {
         .headers
         .iter()
         .rev()
-        .find(|h| h.name == name)
+        .find(|h| &*h.name == name)
         .and_then(|h| std::str::from_utf8(&h.value).ok())
 }
 
@@ -513,7 +513,7 @@ async fn a_stop_while_the_sink_is_stuck_gives_up_and_the_next_run_loses_nothing(
     let values: BTreeSet<Vec<u8>> = sink
         .written("out")
         .into_iter()
-        .filter_map(|r| r.value)
+        .filter_map(|r| r.value.map(Vec::from))
         .collect();
     assert_eq!(values.len(), 50, "nothing lost");
     again.stop().await.unwrap();

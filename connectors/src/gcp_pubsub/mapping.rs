@@ -1,6 +1,8 @@
 //! How a Pub/Sub message becomes a record, and where the subscription is: the same for
 //! both pull modes.
 
+use std::sync::Arc;
+
 use sluice_record::InputRecord;
 
 use super::config::PubSubSourceConfig;
@@ -9,14 +11,15 @@ pub(super) use crate::source::metadata::PubSubMessageParts as MessageParts;
 
 /// How the messages of one subscription become records, the same in both pull modes.
 pub(super) struct RecordMapping {
-    subscription: String,
+    /// Shared by every record (no copy per record).
+    subscription: Arc<str>,
     key_attribute: Option<String>,
 }
 
 impl RecordMapping {
     pub(super) fn new(config: &PubSubSourceConfig) -> Self {
         Self {
-            subscription: subscription_path(config),
+            subscription: subscription_path(config).into(),
             key_attribute: config.key_attribute.clone(),
         }
     }

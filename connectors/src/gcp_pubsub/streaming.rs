@@ -116,7 +116,7 @@ impl SourceClient for PubSubSource {
         match self.messages.recv().await {
             Some(Ok((message, handler))) => Ok(Some(Received {
                 record: self.mapping.to_input_record(MessageParts {
-                    data: message.data.to_vec(),
+                    data: message.data,
                     attributes: &message.attributes,
                     ordering_key: &message.ordering_key,
                     message_id: &message.message_id,

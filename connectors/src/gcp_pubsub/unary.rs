@@ -256,7 +256,7 @@ impl UnaryPubSubSource {
             let Some(message) = message else { continue };
             lease.message_id = message.message_id.clone();
             let record = self.mapping.to_input_record(MessageParts {
-                data: message.data,
+                data: message.data.into(),
                 attributes: &message.attributes,
                 ordering_key: &message.ordering_key,
                 message_id: &message.message_id,

@@ -276,15 +276,15 @@ pub(super) async fn produce<C: ClientContext + 'static>(
     for header in &record.headers {
         headers = headers.insert(KafkaHeader {
             key: &header.name,
-            value: Some(&header.value),
+            value: Some(&header.value[..]),
         });
     }
     let mut kafka_record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
     if let Some(key) = &record.key {
-        kafka_record = kafka_record.key(key.as_slice());
+        kafka_record = kafka_record.key(&key[..]);
     }
     if let Some(value) = &record.value {
-        kafka_record = kafka_record.payload(value.as_slice());
+        kafka_record = kafka_record.payload(&value[..]);
     }
     if let Some(timestamp) = record.timestamp_ms {
         kafka_record = kafka_record.timestamp(timestamp);

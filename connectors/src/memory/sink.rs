@@ -210,7 +210,7 @@ impl Sink for MemorySink {
                 let headers = record
                     .headers
                     .iter()
-                    .map(|h| (h.name.as_str(), Some(h.value.as_slice())));
+                    .map(|h| (&*h.name, Some(&h.value[..])));
                 read.outputs.extend(identity::written_by(headers, pipeline));
             }
         }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use sluice_record::{InputRecord, SourceInfo, SourceKind};
+use sluice_record::{Bytes, InputRecord, SourceInfo, SourceKind};
 use tokio::sync::Notify;
 
 use crate::source::{
@@ -85,15 +85,15 @@ impl MemorySource {
         let number = state.pushed;
         let message_id = format!("memory-{number}");
         let record = InputRecord {
-            key: key.map(<[u8]>::to_vec),
-            value: Some(value.to_vec()),
+            key: key.map(Bytes::copy_from_slice),
+            value: Some(Bytes::copy_from_slice(value)),
             headers,
             event_time_ms: None,
             publish_time_ms: Some(sluice_record::now_ms()),
             source: SourceInfo {
                 kind: SourceKind::Other,
                 topic: "memory".into(),
-                message_id: message_id.clone(),
+                message_id: message_id.as_str().into(),
                 schema_version: None,
             },
         };
@@ -202,7 +202,7 @@ impl SourceClient for MemorySource {
     async fn ack(&mut self, number: u64) {
         let mut state = self.state();
         if let Some(record) = state.out.remove(&number) {
-            state.acked.push(record.source.message_id);
+            state.acked.push(record.source.message_id.to_string());
         }
     }
 

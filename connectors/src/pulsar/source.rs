@@ -10,8 +10,8 @@
 //! the new consumer messages only while this instance is the partition's active consumer.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::StreamExt;
@@ -70,8 +70,8 @@ pub struct PulsarToken {
 
 /// The consumer of one partition (or of the whole topic when it is not partitioned).
 struct PartitionConsumer {
-    /// The partition's own topic name (`…-partition-N`), or the topic's.
-    topic: String,
+    /// The partition's own topic name (`…-partition-N`), or the topic's; its records share it.
+    topic: Arc<str>,
     /// `N` of a partitioned topic's partition.
     index: Option<u32>,
     claim: u64,
@@ -175,7 +175,7 @@ impl PulsarSource {
             let index = partitioned.then(|| partition_index(&topic)).flatten();
             let consumer = source.subscribe(&topic).await?;
             source.partitions.push(PartitionConsumer {
-                topic,
+                topic: topic.into(),
                 index,
                 claim: NEXT_CLAIM.fetch_add(1, Ordering::Relaxed),
                 consumer,
@@ -266,7 +266,7 @@ impl PulsarSource {
             return;
         };
         let id = token.id;
-        let topic = partition.topic.as_str();
+        let topic = &*partition.topic;
         let result = if positive {
             partition.consumer.ack_with_id(topic, id.clone()).await
         } else {
@@ -308,7 +308,7 @@ impl SourceClient for PulsarSource {
             Some(Ok(message)) => message,
             Some(Err(source)) => {
                 return Err(PulsarError::Receive {
-                    topic: partition.topic.clone(),
+                    topic: partition.topic.to_string(),
                     source,
                 });
             }
@@ -331,7 +331,7 @@ impl SourceClient for PulsarSource {
         let partition_index = partition.index;
         Ok(Some(Received {
             key: message_key(partition_index, &id),
-            record: to_input_record(message),
+            record: to_input_record(message, partition.topic.clone()),
             placement,
             token: PulsarToken {
                 partition: partition_index,
@@ -378,7 +378,7 @@ impl SourceClient for PulsarSource {
                 self.partial_batches.retain(|(p, ..), _| *p != index);
                 tracing::info!(
                     messaging.system = "pulsar",
-                    topic,
+                    topic = &*topic,
                     "subscribed again to a partition another instance took over; standing by \
                      until the broker makes this consumer its active one again"
                 );
@@ -407,14 +407,14 @@ fn sub_type(subscription_type: SubscriptionType) -> SubType {
 
 /// Maps a Pulsar message (docs/delivery-guarantees.md, "Source metadata"; the mapping itself
 /// is `source::metadata`). Takes the message: its payload moves into the record instead of
-/// being copied.
-fn to_input_record(message: Message<Vec<u8>>) -> InputRecord {
+/// being copied; the partition's topic name is shared.
+fn to_input_record(message: Message<Vec<u8>>, topic: Arc<str>) -> InputRecord {
     let key = message.key_bytes().unwrap_or_else(|error| {
         tracing::warn!(messaging.system = "pulsar", %error, "undecodable key; treating it as absent");
         None
     });
     let message_id = format_message_id(&message.message_id.id);
-    let Message { topic, payload, .. } = message;
+    let Message { payload, .. } = message;
     let metadata = payload.metadata;
     metadata::pulsar_record(PulsarMessageParts {
         key,
@@ -427,7 +427,7 @@ fn to_input_record(message: Message<Vec<u8>>) -> InputRecord {
             .collect(),
         event_time: metadata.event_time,
         publish_time: metadata.publish_time,
-        topic: &topic,
+        topic,
         message_id,
         schema_version: metadata.schema_version,
     })

@@ -5,8 +5,9 @@
 //! set: every number is taken as untrusted (no overflow, no negative time).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use sluice_record::{Header, InputRecord, SourceInfo, SourceKind};
+use sluice_record::{Bytes, Header, InputRecord, SourceInfo, SourceKind};
 
 /// The parts of a Pulsar message that make a record.
 #[derive(Debug)]
@@ -21,18 +22,20 @@ pub struct PulsarMessageParts<'a> {
     pub event_time: Option<u64>,
     /// Milliseconds since the epoch.
     pub publish_time: u64,
-    pub topic: &'a str,
+    /// Shared by the records of one partition (no copy per record).
+    pub topic: Arc<str>,
     /// The Java client's `MessageId.toString()` shape.
     pub message_id: String,
     pub schema_version: Option<Vec<u8>>,
 }
 
 /// Key → key, properties → headers (in order), event time and publish time kept (a time
-/// beyond `i64` milliseconds is dropped, not wrapped into the past).
+/// beyond `i64` milliseconds is dropped, not wrapped into the past). The key, payload and
+/// schema version move into the record (no copy).
 pub fn pulsar_record(message: PulsarMessageParts<'_>) -> InputRecord {
     InputRecord {
-        key: message.key,
-        value: (!message.null_value).then_some(message.payload),
+        key: message.key.map(Bytes::from),
+        value: (!message.null_value).then(|| Bytes::from(message.payload)),
         headers: message
             .properties
             .iter()
@@ -45,9 +48,9 @@ pub fn pulsar_record(message: PulsarMessageParts<'_>) -> InputRecord {
         publish_time_ms: i64::try_from(message.publish_time).ok(),
         source: SourceInfo {
             kind: SourceKind::Pulsar,
-            topic: message.topic.to_owned(),
-            message_id: message.message_id,
-            schema_version: message.schema_version,
+            topic: message.topic,
+            message_id: message.message_id.into(),
+            schema_version: message.schema_version.map(Bytes::from),
         },
     }
 }
@@ -56,7 +59,9 @@ pub fn pulsar_record(message: PulsarMessageParts<'_>) -> InputRecord {
 /// received it.
 #[derive(Debug)]
 pub struct PubSubMessageParts<'a> {
-    pub data: Vec<u8>,
+    /// Moved into the record: the streaming client's buffer is shared, the unary client's
+    /// vector taken over.
+    pub data: Bytes,
     pub attributes: &'a HashMap<String, String>,
     pub ordering_key: &'a str,
     pub message_id: &'a str,
@@ -66,25 +71,24 @@ pub struct PubSubMessageParts<'a> {
 
 /// Ordering key (or the attribute `key_attribute`) → key, attributes → headers (sorted by
 /// name: Pub/Sub keeps no order), publish time kept when it is a valid time; the topic is the
-/// subscription's path.
+/// subscription's path (shared by its records). The data moves into the record (no copy).
 pub fn pubsub_record(
     message: PubSubMessageParts<'_>,
-    subscription: &str,
+    subscription: &Arc<str>,
     key_attribute: Option<&str>,
 ) -> InputRecord {
     let key = match key_attribute {
         Some(attribute) => message
             .attributes
             .get(attribute)
-            .map(|v| v.as_bytes().to_vec()),
-        None => {
-            (!message.ordering_key.is_empty()).then(|| message.ordering_key.as_bytes().to_vec())
-        }
+            .map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        None => (!message.ordering_key.is_empty())
+            .then(|| Bytes::copy_from_slice(message.ordering_key.as_bytes())),
     };
     let mut headers: Vec<Header> = message
         .attributes
         .iter()
-        .map(|(k, v)| Header::new(k, v.as_bytes()))
+        .map(|(k, v)| Header::new(k.as_str(), v.as_bytes()))
         .collect();
     headers.sort_by(|a, b| a.name.cmp(&b.name));
     InputRecord {
@@ -95,8 +99,8 @@ pub fn pubsub_record(
         publish_time_ms: message.publish_time.and_then(timestamp_ms),
         source: SourceInfo {
             kind: SourceKind::GcpPubsub,
-            topic: subscription.to_owned(),
-            message_id: message.message_id.to_owned(),
+            topic: subscription.clone(),
+            message_id: message.message_id.into(),
             schema_version: None,
         },
     }
@@ -132,7 +136,7 @@ mod tests {
             properties: vec![],
             event_time: Some(u64::MAX),
             publish_time: u64::MAX,
-            topic: "t",
+            topic: "t".into(),
             message_id: "1:2:-1:-1".into(),
             schema_version: None,
         });

@@ -1,16 +1,15 @@
 //! Outputs that forward their input's key, value or headers, made whole from the host's
 //! input record, once their size is known to be within the limits.
 
-use sluice_record::InputRecord;
+use sluice_record::{Bytes, InputRecord, OutputRecord};
 
 use super::results::{DecodedOutput, Field};
-use crate::bindings::{Header, OutputRecord};
 
 /// The bytes an output will hold once resolved (as the 0.1.0 path counts them: key, value,
 /// topic, header names and values), without resolving it: a guest that forwards a large
 /// input many times is refused before anything is copied.
 pub(crate) fn output_bytes(output: &DecodedOutput, input: &InputRecord) -> u64 {
-    let field = |field: &Field, from_input: Option<&Vec<u8>>| match field {
+    let field = |field: &Field, from_input: Option<&Bytes>| match field {
         Field::Absent => 0,
         Field::Bytes(bytes) => bytes.len() as u64,
         Field::FromInput => from_input.map_or(0, |bytes| bytes.len() as u64),
@@ -41,9 +40,9 @@ pub(crate) fn output_bytes(output: &DecodedOutput, input: &InputRecord) -> u64 {
         )
 }
 
-/// The output as the 0.1.0 bindings carry it.
+/// The output as a host record: what it forwards shares the input's bytes (no copy).
 pub(crate) fn resolve(output: DecodedOutput, input: &InputRecord) -> OutputRecord {
-    let field = |field: Field, from_input: &Option<Vec<u8>>| match field {
+    let field = |field: Field, from_input: &Option<Bytes>| match field {
         Field::Absent => None,
         Field::Bytes(bytes) => Some(bytes),
         Field::FromInput => from_input.clone(),
@@ -52,10 +51,7 @@ pub(crate) fn resolve(output: DecodedOutput, input: &InputRecord) -> OutputRecor
         true => input
             .headers
             .iter()
-            .map(|header| Header {
-                name: header.name.clone(),
-                value: header.value.clone(),
-            })
+            .cloned()
             .chain(output.headers)
             .collect(),
         false => output.headers,

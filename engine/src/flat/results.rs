@@ -6,17 +6,20 @@
 //! the buffer against the layout where it lies and copies out only the bytes the outputs
 //! carry. A buffer that breaks the layout fails the call, a trap of the batch.
 
+use std::sync::Arc;
+
 use sluice_flat::{FieldView, ResultView, decode_results};
+use sluice_record::{Bytes, Header};
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
 use wasmtime::component::{ComponentType, Lift, WasmList};
 
-use crate::bindings::{Header, TransformError};
+use crate::bindings::TransformError;
 
 /// An output's key or value, as the guest sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Field {
     Absent,
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     /// The input record's own (key or value), unchanged.
     FromInput,
 }
@@ -50,38 +53,73 @@ impl FlatResults {
                 ))
             })?;
         let view = decode_results(buffer)?;
-        Ok(Self(view.iter().map(own).collect()))
+        let mut owner = Owner {
+            buffer,
+            copy: Bytes::copy_from_slice(buffer),
+            names: Vec::new(),
+        };
+        Ok(Self(view.iter().map(|result| owner.own(result)).collect()))
     }
 }
 
-fn own(result: ResultView<'_, '_>) -> DecodedResult {
-    let field = |field: FieldView<'_>| match field {
-        FieldView::Absent => Field::Absent,
-        FieldView::Inline(bytes) => Field::Bytes(bytes.to_vec()),
-        FieldView::FromInput => Field::FromInput,
-    };
-    match result {
-        ResultView::Outputs(outputs) => Ok(outputs
-            .iter()
-            .map(|output| DecodedOutput {
-                key: field(output.key),
-                value: field(output.value),
-                timestamp_ms: output.timestamp_ms,
-                topic: output.topic.map(str::to_owned),
-                input_headers: output.input_headers,
-                headers: output
-                    .headers
-                    .iter()
-                    .map(|(name, value)| Header {
-                        name: name.to_owned(),
-                        value: value.to_vec(),
-                    })
-                    .collect(),
-            })
-            .collect()),
-        ResultView::Skip(reason) => Err(TransformError::Skip(reason.to_owned())),
-        ResultView::DeadLetter(reason) => Err(TransformError::DeadLetter(reason.to_owned())),
-        ResultView::Fatal(reason) => Err(TransformError::Fatal(reason.to_owned())),
+/// Takes the outputs' bytes out of the guest's memory: the buffer is copied once, and every
+/// key, value and header value is a slice of that copy (one allocation per batch, none per
+/// field); header names repeat from record to record, so each distinct one is made once.
+struct Owner<'a> {
+    buffer: &'a [u8],
+    copy: Bytes,
+    names: Vec<Arc<str>>,
+}
+
+impl Owner<'_> {
+    /// `bytes`, a slice of the guest's buffer, as the same slice of the copy.
+    fn bytes(&self, bytes: &[u8]) -> Bytes {
+        let offset = (bytes.as_ptr() as usize).wrapping_sub(self.buffer.as_ptr() as usize);
+        match offset.checked_add(bytes.len()) {
+            Some(end) if end <= self.copy.len() => self.copy.slice(offset..end),
+            // Views always borrow the buffer; should one not, it is copied on its own.
+            _ => Bytes::copy_from_slice(bytes),
+        }
+    }
+
+    fn name(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.iter().rev().find(|known| ***known == *name) {
+            return known.clone();
+        }
+        let made: Arc<str> = Arc::from(name);
+        self.names.push(made.clone());
+        made
+    }
+
+    fn field(&self, field: FieldView<'_>) -> Field {
+        match field {
+            FieldView::Absent => Field::Absent,
+            FieldView::Inline(bytes) => Field::Bytes(self.bytes(bytes)),
+            FieldView::FromInput => Field::FromInput,
+        }
+    }
+
+    fn own(&mut self, result: ResultView<'_, '_>) -> DecodedResult {
+        match result {
+            ResultView::Outputs(outputs) => Ok(outputs
+                .iter()
+                .map(|output| DecodedOutput {
+                    key: self.field(output.key),
+                    value: self.field(output.value),
+                    timestamp_ms: output.timestamp_ms,
+                    topic: output.topic.map(str::to_owned),
+                    input_headers: output.input_headers,
+                    headers: output
+                        .headers
+                        .iter()
+                        .map(|(name, value)| Header::shared(self.name(name), self.bytes(value)))
+                        .collect(),
+                })
+                .collect()),
+            ResultView::Skip(reason) => Err(TransformError::Skip(reason.to_owned())),
+            ResultView::DeadLetter(reason) => Err(TransformError::DeadLetter(reason.to_owned())),
+            ResultView::Fatal(reason) => Err(TransformError::Fatal(reason.to_owned())),
+        }
     }
 }
 

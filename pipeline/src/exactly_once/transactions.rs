@@ -278,7 +278,7 @@ impl<S: Sink> Transactions<S> {
             transactional_id: self.transactional_id(key),
             offsets_topic: self.offsets_topic.clone(),
             offsets_partition: key.unwrap_or(0) as i32,
-            source: record.source.topic.clone(),
+            source: record.source.topic.to_string(),
             ids_window: self.ids_window,
         };
         let (writer, mut resume) = sink
@@ -350,7 +350,7 @@ impl<S: Sink> Transactions<S> {
         };
         open.records += 1;
         if placement.position.is_none() {
-            open.ids.push(record.source.message_id.clone());
+            open.ids.push(record.source.message_id.to_string());
         }
         let receipt = open.receipt.clone();
         Box::pin(async move {
