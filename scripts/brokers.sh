@@ -620,7 +620,7 @@ print_env() {
             pubsub) echo "${prefix}PUBSUB_EMULATOR_HOST=127.0.0.1:$pubsub_port" ;;
             registry) echo "${prefix}SLUICE_REGISTRY_URL=$registry_url" ;;
             oauth2)
-                echo "${prefix}SLUICE_OAUTH2_ISSUER_URL=$oauth2_issuer_url"
+                echo "${prefix}SLUICE_OAUTH2_ISSUER_URL=$oauth2_issuer_url/"
                 echo "${prefix}SLUICE_OAUTH2_ISSUED_TOKENS=$data_dir/oauth2/issued-tokens"
                 ;;
         esac

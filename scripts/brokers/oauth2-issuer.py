@@ -6,6 +6,7 @@ stand-in for Pulsar's OAuth2 client credentials flow.
 
 Serves on 127.0.0.1:PORT, as an OpenID provider does:
   GET  /.well-known/openid-configuration   the discovery document (issuer, token endpoint)
+  GET  /.well-known/jwks.json              no keys (discovery fetches them)
   POST /oauth/token                        grant_type=client_credentials with client_id and
                                            client_secret in the form body (or HTTP Basic)
 A client of CLIENTS_FILE (JSON: {"client_id": "client_secret", ...}) with its secret gets a JWT
@@ -40,7 +41,9 @@ def jwt(key, claims):
 
 def main():
     port, clients_file, key_file, issued_file = sys.argv[1:5]
-    issuer = f"http://127.0.0.1:{port}"
+    # With the trailing slash a URL parser gives a bare host: OpenID clients compare the
+    # document's issuer with the issuer URL they were given, as URLs.
+    issuer = f"http://127.0.0.1:{port}/"
     with open(clients_file) as f:
         clients = json.load(f)
     with open(key_file, "rb") as f:
@@ -56,13 +59,16 @@ def main():
             self.wfile.write(data)
 
         def do_GET(self):
+            # OpenID discovery fetches the signing keys too; an HMAC key is not published.
+            if self.path == "/.well-known/jwks.json":
+                return self.answer(200, {"keys": []})
             if self.path != "/.well-known/openid-configuration":
                 return self.answer(404, {"error": "not_found"})
             self.answer(200, {
                 "issuer": issuer,
-                "authorization_endpoint": f"{issuer}/oauth/authorize",
-                "token_endpoint": f"{issuer}/oauth/token",
-                "jwks_uri": f"{issuer}/.well-known/jwks.json",
+                "authorization_endpoint": f"{issuer}oauth/authorize",
+                "token_endpoint": f"{issuer}oauth/token",
+                "jwks_uri": f"{issuer}.well-known/jwks.json",
                 "response_types_supported": ["token"],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["HS256"],
