@@ -12,6 +12,8 @@
 #   registry Apicurio Registry 3.3.3, in-memory storage;    SLUICE_REGISTRY_PORT 8081
 #            its Confluent-compatible API is what Sluice     SLUICE_REGISTRY_MANAGEMENT_PORT 8082
 #            and Confluent clients speak (/apis/ccompat/v7)  (health, metrics)
+#   oauth2   the local OAuth2 issuer (python3, scripts/     SLUICE_OAUTH2_PORT 8090
+#            brokers/oauth2-issuer.py): Pulsar's OAuth2 client credentials
 # The secured listeners' certificates, SCRAM password and tokens are made on first use into
 # $SLUICE_DEV_DIR/credentials (scripts/brokers/credentials.sh).
 # Kafka and Pulsar are assembled from their jars on Maven Central (poms and configs in
@@ -34,7 +36,7 @@
 #             (a stuck broker, for tests of what a stuck sink does)
 #
 # Environment:
-#   SLUICE_BROKERS        the brokers up/setup/status/env handle (default "kafka pulsar pubsub registry")
+#   SLUICE_BROKERS        the brokers up/setup/status/env handle (default "kafka pulsar pubsub registry oauth2")
 #   SLUICE_DEV_DIR        data, logs and PID files (default <repo>/.sluice-dev)
 #   SLUICE_BUILD_CACHE    caches outside the clone (default ~/.cache/sluice-build)
 #   SLUICE_BROKERS_CACHE  the brokers' jars (default $SLUICE_BUILD_CACHE/brokers/<name>-<version>)
@@ -69,7 +71,8 @@ pulsar_https_port=${SLUICE_PULSAR_HTTPS_PORT:-8443}
 pubsub_port=${SLUICE_PUBSUB_PORT:-8085}
 registry_port=${SLUICE_REGISTRY_PORT:-8081}
 registry_management_port=${SLUICE_REGISTRY_MANAGEMENT_PORT:-8082}
-selected_brokers=${SLUICE_BROKERS:-kafka pulsar pubsub registry}
+oauth2_port=${SLUICE_OAUTH2_PORT:-8090}
+selected_brokers=${SLUICE_BROKERS:-kafka pulsar pubsub registry oauth2}
 ready_timeout_s=${SLUICE_READY_TIMEOUT:-180}
 
 pubsub_emulator=${SLUICE_PUBSUB_EMULATOR:-/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator}
@@ -103,6 +106,7 @@ registry_sha512=dd081e0bb14bb94ac9806eb768667b10a7292a8a75a81cbbfec1c99d920bc356
 registry_archive_url=https://repo1.maven.org/maven2/io/apicurio/apicurio-registry-app/$registry_version/apicurio-registry-app-$registry_version-all.tar.gz
 # The Confluent-compatible base URL clients use.
 registry_url="http://127.0.0.1:$registry_port/apis/ccompat/v7"
+oauth2_issuer_url="http://127.0.0.1:$oauth2_port"
 
 # Milliseconds since the epoch (EPOCHREALTIME: bash >= 5; the separator follows the locale).
 now_ms() {
@@ -296,6 +300,7 @@ ensure_installed() {
         kafka | pulsar) ensure_maven_broker "$1" ;;
         pubsub) ensure_pubsub_emulator ;;
         registry) ensure_registry ;;
+        oauth2) command -v python3 >/dev/null || die "the OAuth2 issuer needs python3 (apt-get install python3)" ;;
     esac
 }
 
@@ -306,8 +311,8 @@ check_broker_names() {
     local name
     for name in "$@"; do
         case $name in
-            kafka | pulsar | pubsub | registry) ;;
-            *) die "unknown broker: $name (expected kafka, pulsar, pubsub or registry)" ;;
+            kafka | pulsar | pubsub | registry | oauth2) ;;
+            *) die "unknown broker: $name (expected kafka, pulsar, pubsub, registry or oauth2)" ;;
         esac
     done
 }
@@ -318,6 +323,7 @@ port_of() {
         pulsar) echo "$pulsar_port" ;;
         pubsub) echo "$pubsub_port" ;;
         registry) echo "$registry_port" ;;
+        oauth2) echo "$oauth2_port" ;;
     esac
 }
 
@@ -328,6 +334,7 @@ ports_of() {
         pulsar) echo "$pulsar_port $pulsar_http_port $pulsar_bookie_port $pulsar_tls_port $pulsar_https_port" ;;
         pubsub) echo "$pubsub_port" ;;
         registry) echo "$registry_port $registry_management_port" ;;
+        oauth2) echo "$oauth2_port" ;;
     esac
 }
 
@@ -340,6 +347,7 @@ cmdline_marker() {
         pulsar) echo "$data_dir/pulsar/standalone.conf" ;;
         pubsub) echo pubsub-emulator ;;
         registry) echo "$(registry_home)/quarkus-run.jar" ;;
+        oauth2) echo "$config_dir/oauth2-issuer.py" ;;
     esac
 }
 
@@ -401,6 +409,7 @@ broker_ready() {
         pubsub) curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$pubsub_port/" ;;
         # The Confluent API answers (a fresh registry's subject list is `[]`).
         registry) curl -sf -o /dev/null --max-time 2 "$registry_url/subjects" ;;
+        oauth2) curl -sf -o /dev/null --max-time 2 "$oauth2_issuer_url/.well-known/openid-configuration" ;;
     esac
 }
 
@@ -489,6 +498,13 @@ launch() {
                 -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$registry_management_port" \
                 -jar "$(registry_home)/quarkus-run.jar"
             ;;
+        oauth2)
+            # Clients and signing key: credentials.sh; the tokens it issues are appended to
+            # issued-tokens (the tests check that none shows in what Sluice prints).
+            spawn oauth2 "$workdir" python3 "$config_dir/oauth2-issuer.py" "$oauth2_port" \
+                "$credentials_dir/oauth2-clients.json" "$credentials_dir/pulsar-token-secret.key" \
+                "$workdir/issued-tokens"
+            ;;
     esac
 }
 
@@ -558,7 +574,7 @@ stop_broker() {
         # Kafka's controlled shutdown and Pulsar's closing of its topics and bookie take a few
         # seconds; both flush what they hold.
         case $broker in
-            pubsub | registry) grace_s=10 ;;
+            pubsub | registry | oauth2) grace_s=10 ;;
             *) grace_s=60 ;;
         esac
         kill -TERM "$pid" 2>/dev/null || true
@@ -603,6 +619,10 @@ print_env() {
                 ;;
             pubsub) echo "${prefix}PUBSUB_EMULATOR_HOST=127.0.0.1:$pubsub_port" ;;
             registry) echo "${prefix}SLUICE_REGISTRY_URL=$registry_url" ;;
+            oauth2)
+                echo "${prefix}SLUICE_OAUTH2_ISSUER_URL=$oauth2_issuer_url/"
+                echo "${prefix}SLUICE_OAUTH2_ISSUED_TOKENS=$data_dir/oauth2/issued-tokens"
+                ;;
         esac
     done
     # The secured listeners' certificates, SCRAM password and tokens (file names:
@@ -643,7 +663,7 @@ cmd_up() {
 # Stops every broker with a PID file, whatever SLUICE_BROKERS says, so nothing is left behind.
 cmd_down() {
     local broker
-    for broker in registry pubsub pulsar kafka; do stop_broker "$broker"; done
+    for broker in oauth2 registry pubsub pulsar kafka; do stop_broker "$broker"; done
 }
 
 cmd_status() {
@@ -685,7 +705,7 @@ cmd_clean() {
 }
 
 usage() {
-    sed -n '21,34p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '23,36p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

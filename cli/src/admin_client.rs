@@ -30,11 +30,26 @@ struct AdminClient {
 
 impl AdminClient {
     fn new(args: &AdminArgs) -> Result<Self> {
+        let mut http = reqwest::Client::builder();
+        if let Some(ca_file) = &args.ca_file {
+            let pem = std::fs::read(ca_file)
+                .with_context(|| format!("cannot read --ca-file {}", ca_file.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!(
+                    "--ca-file {} is not a PEM certificate file",
+                    ca_file.display()
+                )
+            })?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "--ca-file {} holds no certificate",
+                ca_file.display()
+            );
+            http = http.tls_certs_only(certs);
+        }
         Ok(Self {
             base: args.url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .build()
-                .context("cannot create the HTTP client")?,
+            http: http.build().context("cannot create the HTTP client")?,
             token: std::env::var("SLUICE_ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
@@ -46,9 +61,10 @@ impl AdminClient {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request.send().await.with_context(|| {
-            format!("cannot reach the admin API at {url} (is `sluice run` up, with [admin]?)")
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| unreachable(url, error))?;
         let status = response.status();
         let body = response
             .bytes()
@@ -113,6 +129,50 @@ impl AdminClient {
             ),
         }
     }
+}
+
+/// Why the admin API at `url` gave no answer, in one line: a certificate problem is named as
+/// such (the usual cause with https is a CA this client does not trust), and a plain http
+/// request answered with TLS suggests https.
+fn unreachable(url: &str, error: reqwest::Error) -> anyhow::Error {
+    if let Some(tls) = tls_error(&error) {
+        let problem = match tls {
+            rustls::Error::InvalidCertificate(_) => {
+                "presented a certificate this client does not trust"
+            }
+            _ => "refused the TLS handshake",
+        };
+        return anyhow::anyhow!(
+            "the admin API at {url} {problem}: {tls} (trust the CA that signed its certificate \
+             with --ca-file or SLUICE_ADMIN_CA_FILE)"
+        );
+    }
+    let context = if url.starts_with("http://") && !error.is_connect() {
+        format!(
+            "the admin API at {url} did not answer plain http (with [admin.tls] it speaks \
+             https only: use an https:// URL)"
+        )
+    } else {
+        format!("cannot reach the admin API at {url} (is `sluice run` up, with [admin]?)")
+    };
+    anyhow::Error::new(error).context(context)
+}
+
+/// The TLS error under a failed request, if that is what failed it. hyper-rustls wraps it in
+/// `io::Error`s (two deep), whose `source()` skips what they wrap, so an `io::Error` is opened
+/// with `get_ref` instead.
+fn tls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as _),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

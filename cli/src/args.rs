@@ -95,8 +95,9 @@ impl Lang {
 
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
-    /// Base URL of the runtime's admin API (`[admin] listen`). The bearer token, when the
-    /// runtime has one, is read from the environment variable SLUICE_ADMIN_TOKEN.
+    /// Base URL of the runtime's admin API (`[admin] listen`): `https://…` when the runtime
+    /// has `[admin.tls]`. The bearer token, when the runtime has one, is read from the
+    /// environment variable SLUICE_ADMIN_TOKEN.
     #[arg(
         long = "admin",
         env = "SLUICE_ADMIN_URL",
@@ -104,6 +105,10 @@ pub(crate) struct AdminArgs {
         value_name = "URL"
     )]
     pub(crate) url: String,
+    /// With an https URL: trust only the CA certificates in this PEM file (e.g. a private CA
+    /// that signed the admin API's certificate) instead of the system's.
+    #[arg(long = "ca-file", env = "SLUICE_ADMIN_CA_FILE", value_name = "PEM")]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -4,13 +4,15 @@
 //! Reads are open; when a token is configured every mutating call needs
 //! `Authorization: Bearer <token>`, compared in constant time. Errors are JSON
 //! `{"error": "…"}` with a fitting status code. Deploys and rollbacks, accepted or refused, go
-//! to the audit log (`audit.rs`).
+//! to the audit log (`audit.rs`). With `[admin.tls]` it speaks https only (`tls.rs`).
 
 mod audit;
 mod follower;
+mod tls;
 mod versions;
 
 pub use follower::follow;
+pub use tls::AdminTlsConfig;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the admin API's TLS settings ({key}): {message}")]
+    Tls { key: String, message: String },
 }
 
 /// A pipeline as the admin API sees it: its live handle and its configured transforms.
@@ -163,7 +167,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Binds `config.listen` now (so a taken port fails the start) and serves until `stop`.
+/// Binds `config.listen` now (so a taken port fails the start) and serves until `stop`:
+/// https when `[admin.tls]` is set, else plain http.
 pub async fn serve(
     config: &AdminConfig,
     state: Arc<AdminState>,
@@ -175,15 +180,52 @@ pub async fn serve(
             address: config.listen.clone(),
             source,
         })?;
-    tracing::info!(listen = %config.listen, token = state.token.is_some(), "admin API listening");
-    let app = router(state);
+    // Checked at load too; read again here, so files replaced since then are what is served.
+    let tls = match &config.tls {
+        Some(tls) => Some(
+            tls.server_config()
+                .map_err(|(key, message)| AdminError::Tls { key, message })?,
+        ),
+        None => None,
+    };
+    tracing::info!(
+        listen = %config.listen,
+        token = state.token.is_some(),
+        tls = tls.is_some(),
+        "admin API listening"
+    );
+    // The peer address is what the audit log names besides the token.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let Some(tls) = tls else {
+        return Ok(tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(%error, "admin API stopped");
+            }
+        }));
+    };
+    let address = config.listen.clone();
+    let bind_error = |source| AdminError::Bind {
+        address: address.clone(),
+        source,
+    };
+    let listener = listener.into_std().map_err(bind_error)?;
+    let server = axum_server::tls_rustls::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .map_err(bind_error)?;
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        // As axum::serve's graceful shutdown: answers under way are finished.
+        shutdown.graceful_shutdown(None);
+    });
     Ok(tokio::spawn(async move {
-        // The peer address is what the audit log names besides the token.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
+        if let Err(error) = server.handle(handle).serve(app).await {
             tracing::error!(%error, "admin API stopped");
         }
     }))

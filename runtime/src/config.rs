@@ -77,6 +77,9 @@ pub struct AdminConfig {
     /// followed by `P`.
     #[serde(default = "default_deployments_topic_prefix")]
     pub deployments_topic_prefix: String,
+    /// `[admin.tls]`: serve https with this certificate and key instead of plain http.
+    #[serde(default)]
+    pub tls: Option<crate::admin::AdminTlsConfig>,
 }
 
 /// Where deployed transform versions live.
@@ -135,6 +138,9 @@ impl AdminConfig {
         }
         if self.token.as_ref().is_some_and(|t| t.expose().is_empty()) {
             return Err(("admin.token".into(), "must not be empty".into()));
+        }
+        if let Some(tls) = &self.tls {
+            tls.server_config()?;
         }
         if self.deployments == DeploymentsStore::Kafka {
             check_topic_name(
@@ -341,6 +347,9 @@ impl Config {
             && state_dir.is_relative()
         {
             *state_dir = base_dir.join(&*state_dir);
+        }
+        if let Some(tls) = config.admin.as_mut().and_then(|admin| admin.tls.as_mut()) {
+            tls.resolve(base_dir);
         }
         for (i, pipeline) in config.pipelines.iter_mut().enumerate() {
             pipeline.base_dir = base_dir.to_owned();

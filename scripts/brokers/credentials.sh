@@ -15,6 +15,9 @@
 #   pulsar-token-expired           the same role, expired an hour before it was made
 #   pulsar-token-wrong-key         the same role, signed with another key
 #   pulsar-admin-token             the broker's own client role (standalone talks to itself)
+#   oauth2-client.json             OAuth2 client credentials (client_id, client_secret), in the
+#                                  form Pulsar's clients read a credentials file
+#   oauth2-clients.json            the local OAuth2 issuer's clients: {client_id: client_secret}
 # Keys are PKCS#8 and unencrypted: both brokers read them so, and they never leave the dev dir.
 
 # Writes a JWT (HS256) for `subject` signed with the key in `key_file`, expiring at `exp`
@@ -56,9 +59,26 @@ make_signed() {
     rm -f "$dir/$name.csr"
 }
 
+# The OAuth2 client of the local issuer (brokers.sh's `oauth2`), added to credentials made
+# before it existed; the tokens the issuer gives it are signed with Pulsar's token key.
+ensure_oauth2_credentials() {
+    local dir=$1 secret
+    [[ -f $dir/oauth2-client.json && -f $dir/oauth2-clients.json ]] && return 0
+    secret=$(openssl rand -hex 24 | tr -d '\n')
+    (
+        umask 077
+        printf '{"client_id":"sluice-oauth2","client_secret":"%s"}\n' "$secret" >"$dir/oauth2-client.json.partial"
+        printf '{"sluice-oauth2":"%s"}\n' "$secret" >"$dir/oauth2-clients.json"
+        mv "$dir/oauth2-client.json.partial" "$dir/oauth2-client.json"
+    )
+}
+
 ensure_credentials() {
     local dir=$credentials_dir
-    [[ -f $dir/.complete ]] && return 0
+    if [[ -f $dir/.complete ]]; then
+        ensure_oauth2_credentials "$dir"
+        return 0
+    fi
     command -v openssl >/dev/null || die "openssl is needed to make the brokers' certificates (apt-get install openssl)"
     local partial=$dir.partial
     rm -rf "$partial"
@@ -84,6 +104,7 @@ basicConstraints=CA:FALSE"
     write_token "$partial/other-secret.key" sluice-tests "" "$partial/pulsar-token-wrong-key"
     write_token "$partial/pulsar-token-secret.key" pulsar-admin "" "$partial/pulsar-admin-token"
     rm -f "$partial/other-secret.key"
+    ensure_oauth2_credentials "$partial"
     # Written last, so an interrupted run is redone, never trusted.
     touch "$partial/.complete"
     rm -rf "$dir"

@@ -1,6 +1,7 @@
 //! The integration tests of the whole project, in one binary (one link, one engine).
 
 mod admin;
+mod admin_tls;
 mod cli;
 mod exactly_once;
 mod examples;

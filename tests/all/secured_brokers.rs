@@ -1,7 +1,7 @@
 //! Issue 19: the pipeline over the brokers' secured listeners (Kafka SASL_SSL with a SCRAM
-//! user, Pulsar TLS with token authentication; scripts/brokers.sh), what a refused credential
-//! or an untrusted certificate does, and that no secret shows in the logs, `sluice status` or
-//! `/metrics`.
+//! user, Pulsar TLS with token authentication, or with OAuth2 client credentials from the
+//! local issuer; scripts/brokers.sh), what a refused credential or an untrusted certificate
+//! does, and that no secret shows in the logs, `sluice status` or `/metrics`.
 //!
 //! The test's own producer and reader use the plaintext listeners of the same brokers: what is
 //! under test is the pipeline's connections.
@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sluice_tests::PASSTHROUGH;
-use sluice_tests::addresses::{self, KAFKA_SECURE, PULSAR_TLS};
+use sluice_tests::addresses::{self, KAFKA_SECURE, OAUTH2_ISSUER, PULSAR_TLS};
 use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 
 use crate::support::assertions::{assert_none_missing, assert_per_key_order, report_counts};
-use crate::support::brokers::{Topics, brokers_and_topics, dev_dir};
+use crate::support::brokers::{Topics, brokers_and_topics, credentials_dir, dev_dir};
 use crate::support::config::transform_entry;
 use crate::support::http::{AdminApi, free_loopback_address, get_text};
 use crate::support::process::{SluiceProcess, error_line, sluice_command};
@@ -33,8 +33,7 @@ impl Secured {
     fn from_env() -> Option<Self> {
         let kafka = addresses::or_skip(KAFKA_SECURE)?;
         let pulsar = addresses::or_skip(PULSAR_TLS)?;
-        let credentials = std::env::var_os("SLUICE_CREDENTIALS_DIR")
-            .map_or_else(|| dev_dir().join("credentials"), PathBuf::from);
+        let credentials = credentials_dir();
         Some(Self {
             kafka,
             pulsar,
@@ -65,6 +64,17 @@ impl Secured {
         .map(|name| (name.to_owned(), self.read(name)))
         .collect();
         secrets.push(("wrong password".into(), WRONG_PASSWORD.into()));
+        secrets.push((
+            "wrong OAuth2 client secret".into(),
+            WRONG_CLIENT_SECRET.into(),
+        ));
+        // Made by credentials.sh since the OAuth2 issuer exists (added to older credentials
+        // at the next `brokers.sh up`).
+        if let Ok(json) = std::fs::read_to_string(self.file("oauth2-client.json")) {
+            let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let secret = json["client_secret"].as_str().unwrap().to_owned();
+            secrets.push(("OAuth2 client secret".into(), secret));
+        }
         // A token's signature is its secret part; its header and claims are not secret (and
         // the header is the same for every HS256 token).
         for (name, token) in secrets.clone() {
@@ -85,11 +95,13 @@ impl Secured {
 }
 
 const WRONG_PASSWORD: &str = "not-the-scram-password-19";
+const WRONG_CLIENT_SECRET: &str = "not-the-oauth2-client-secret-19";
 
 /// How the pipeline's connections are set up in one run.
 struct Credentials<'a> {
     pulsar_ca: &'a str,
-    token_file: &'a str,
+    /// The `[pipeline.source.auth…]` section, header included.
+    pulsar_auth: String,
     kafka_ca: &'a str,
     /// The `password…` line of the sink's `sasl` section.
     password: String,
@@ -99,11 +111,28 @@ impl Credentials<'_> {
     fn valid(secured: &Secured) -> Credentials<'static> {
         Credentials {
             pulsar_ca: "ca.crt",
-            token_file: "pulsar-token",
+            pulsar_auth: token_auth(secured, "pulsar-token"),
             kafka_ca: "ca.crt",
             password: format!("password_file = {:?}", secured.file("kafka-scram-password")),
         }
     }
+}
+
+/// The source's `auth` section: the token of credentials.sh's file `name`.
+fn token_auth(secured: &Secured, name: &str) -> String {
+    format!(
+        "[pipeline.source.auth]\ntoken_file = {:?}\n",
+        secured.file(name)
+    )
+}
+
+/// The source's `auth` section: OAuth2 client credentials from `credentials_file`, issued by
+/// the local issuer at `issuer_url`.
+fn oauth2_auth(issuer_url: &str, credentials_file: &Path) -> String {
+    format!(
+        "[pipeline.source.auth.oauth2]\nissuer_url = {issuer_url:?}\ncredentials_file = \
+         {credentials_file:?}\naudience = \"urn:sluice:pulsar\"\n"
+    )
 }
 
 /// Pulsar over TLS with a token → passthrough → Kafka over SASL_SSL (SCRAM-SHA-512, mutual
@@ -131,9 +160,7 @@ subscription_type = "failover"
 [pipeline.source.tls]
 ca_file = {pulsar_ca}
 
-[pipeline.source.auth]
-token_file = {token_file}
-
+{pulsar_auth}
 {transform}
 [pipeline.sink]
 kind = "kafka"
@@ -155,7 +182,7 @@ username = "sluice"
         source = topics.source,
         subscription = topics.subscription,
         pulsar_ca = file(credentials.pulsar_ca),
-        token_file = file(credentials.token_file),
+        pulsar_auth = credentials.pulsar_auth,
         transform = transform_entry(PASSTHROUGH, ""),
         kafka = secured.kafka,
         output = topics.output,
@@ -282,7 +309,7 @@ async fn refused_credentials_stop_the_pipeline_with_one_clear_error() {
         Refusal {
             case: "wrong token",
             credentials: Credentials {
-                token_file: "pulsar-token-wrong-key",
+                pulsar_auth: token_auth(&secured, "pulsar-token-wrong-key"),
                 ..valid()
             },
             connection: pulsar.clone(),
@@ -291,7 +318,7 @@ async fn refused_credentials_stop_the_pipeline_with_one_clear_error() {
         Refusal {
             case: "expired token",
             credentials: Credentials {
-                token_file: "pulsar-token-expired",
+                pulsar_auth: token_auth(&secured, "pulsar-token-expired"),
                 ..valid()
             },
             connection: pulsar.clone(),
@@ -319,57 +346,209 @@ async fn refused_credentials_stop_the_pipeline_with_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut lines = 0;
     for refusal in &cases {
-        let config = dir
-            .path()
-            .join(format!("{}.toml", refusal.case.replace(' ', "-")));
-        std::fs::write(
-            &config,
-            secured_toml(&secured, &topics, &refusal.credentials, ""),
-        )
-        .unwrap();
-        let started = Instant::now();
-        let output = run_to_exit(&config).await;
-        let elapsed = started.elapsed();
-        assert!(
-            !output.status.success(),
-            "{}: sluice run succeeded",
-            refusal.case
-        );
-        let error = error_line(&output);
-        assert!(
-            error.contains(&refusal.connection) && error.contains(refusal.cause),
-            "{}: the error line names neither {:?} nor {:?}: {error}",
-            refusal.case,
-            refusal.connection,
-            refusal.cause
-        );
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let restarts = stderr
-            .lines()
-            .filter(|l| {
-                l.contains("pipeline interrupted") || l.contains("broker still unreachable")
-            })
-            .count();
-        assert_eq!(
-            restarts, 0,
-            "{}: restarted after a refusal:\n{stderr}",
-            refusal.case
-        );
-        lines += assert_no_secret(&secured, refusal.case, &stderr);
-        lines += assert_no_secret(
-            &secured,
-            refusal.case,
-            &String::from_utf8_lossy(&output.stdout),
-        );
-        println!(
-            "{}: {}, 0 restarts, stopped after {:.1} s: {error}",
-            refusal.case,
-            output.status,
-            elapsed.as_secs_f64()
-        );
+        lines += check_refusal(&secured, &topics, dir.path(), refusal).await;
     }
     println!(
         "secrets: {} checked against {lines} lines the refused runs printed: none found",
+        secured.secrets().len()
+    );
+}
+
+/// Runs `refusal`'s config to its exit and checks the one `error:` line, that nothing
+/// restarted and that no secret was printed; the number of lines checked.
+async fn check_refusal(secured: &Secured, topics: &Topics, dir: &Path, refusal: &Refusal) -> usize {
+    let config = dir.join(format!("{}.toml", refusal.case.replace(' ', "-")));
+    std::fs::write(
+        &config,
+        secured_toml(secured, topics, &refusal.credentials, ""),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let output = run_to_exit(&config).await;
+    let elapsed = started.elapsed();
+    assert!(
+        !output.status.success(),
+        "{}: sluice run succeeded",
+        refusal.case
+    );
+    let error = error_line(&output);
+    assert!(
+        error.contains(&refusal.connection) && error.contains(refusal.cause),
+        "{}: the error line names neither {:?} nor {:?}: {error}",
+        refusal.case,
+        refusal.connection,
+        refusal.cause
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let restarts = stderr
+        .lines()
+        .filter(|l| l.contains("pipeline interrupted") || l.contains("broker still unreachable"))
+        .count();
+    assert_eq!(
+        restarts, 0,
+        "{}: restarted after a refusal:\n{stderr}",
+        refusal.case
+    );
+    let lines = assert_no_secret(secured, refusal.case, &stderr)
+        + assert_no_secret(
+            secured,
+            refusal.case,
+            &String::from_utf8_lossy(&output.stdout),
+        );
+    println!(
+        "{}: {}, 0 restarts, stopped after {:.1} s: {error}",
+        refusal.case,
+        output.status,
+        elapsed.as_secs_f64()
+    );
+    lines
+}
+
+/// The local OAuth2 issuer (scripts/brokers.sh's `oauth2`) and the tokens it has issued so far.
+struct Issuer {
+    url: String,
+    issued: PathBuf,
+}
+
+impl Issuer {
+    /// `None` (skipped outside CI, failing in CI) when the issuer is down.
+    fn from_env() -> Option<Self> {
+        let url = addresses::or_skip(OAUTH2_ISSUER)?;
+        let issued = std::env::var_os("SLUICE_OAUTH2_ISSUED_TOKENS").map_or_else(
+            || dev_dir().join("data/oauth2/issued-tokens"),
+            PathBuf::from,
+        );
+        Some(Self { url, issued })
+    }
+
+    /// Every token issued so far, and each one's signature (its secret part).
+    fn issued_tokens(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.issued).unwrap_or_default();
+        text.lines()
+            .flat_map(|token| {
+                [
+                    token.to_owned(),
+                    token.rsplit('.').next().unwrap().to_owned(),
+                ]
+            })
+            .collect()
+    }
+}
+
+/// Acceptance: Pulsar TLS with OAuth2 client credentials (the local issuer's JWT, which the
+/// broker's token provider verifies) → Kafka SASL_SSL: every record arrives in per-key order,
+/// and neither the client secret nor any issued token shows in the log, `sluice status` or
+/// `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulsar_oauth2_client_credentials_carry_every_record_and_show_no_secret() {
+    const COUNT: u64 = 2_000;
+    let Some(secured) = Secured::from_env() else {
+        return;
+    };
+    let Some(issuer) = Issuer::from_env() else {
+        return;
+    };
+    let Some((brokers, topics)) = brokers_and_topics("secured-oauth2", 2).await else {
+        return;
+    };
+    let issued_before = issuer.issued_tokens().len() / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_loopback_address();
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    let admin = format!("\n[admin]\nlisten = \"{listen}\"\nstate_dir = {state_dir:?}\n");
+    let credentials = Credentials {
+        pulsar_auth: oauth2_auth(&issuer.url, &secured.file("oauth2-client.json")),
+        ..Credentials::valid(&secured)
+    };
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        secured_toml(&secured, &topics, &credentials, &admin),
+    )
+    .unwrap();
+    let log = dir.path().join("sluice.log");
+    let mut sluice = SluiceProcess::run_logging_to(&config, &log);
+    let api = AdminApi::new(listen);
+    api.wait_ready(&mut sluice).await;
+
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &records(COUNT))
+        .await
+        .unwrap();
+    let expected: BTreeSet<u64> = (0..COUNT).collect();
+    let output = read_until_seqs(&brokers, &topics.output, &expected).await;
+    let status = sluice_command(&["status", "--admin", &api.base_url], None).await;
+    assert!(status.status.success(), "sluice status failed: {status:?}");
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let metrics = get_text(&format!("{}/metrics", api.base_url)).await;
+    sluice.terminate_and_wait_success();
+
+    let arrived = report_counts("Pulsar with OAuth2", &output, &expected);
+    assert_none_missing(&arrived, &expected);
+    assert_per_key_order(&output);
+    let tokens = issuer.issued_tokens();
+    let issued = tokens.len() / 2 - issued_before;
+    assert!(issued >= 1, "the issuer issued no token during the run");
+    println!(
+        "OAuth2 end to end: {COUNT} published, {} distinct arrived, 0 lost; {issued} token(s) issued",
+        arrived.len()
+    );
+
+    let log = std::fs::read_to_string(&log).unwrap();
+    let mut lines = 0;
+    for (place, text) in [
+        ("the log", &log),
+        ("sluice status", &status),
+        ("/metrics", &metrics),
+    ] {
+        lines += assert_no_secret(&secured, place, text);
+        for token in &tokens {
+            assert!(
+                !text.contains(token.as_str()),
+                "{place} shows an issued OAuth2 token"
+            );
+        }
+    }
+    println!(
+        "secrets: {} secrets and {} issued tokens and signatures checked against {lines} lines of \
+         log, status and /metrics: none found",
+        secured.secrets().len(),
+        tokens.len()
+    );
+}
+
+/// Acceptance: a wrong OAuth2 client secret stops the pipeline with one `error:` line naming
+/// the Pulsar connection and the issuer's refusal, without restarts or a shown secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_oauth2_client_secret_stops_the_pipeline_with_one_clear_error() {
+    let Some(secured) = Secured::from_env() else {
+        return;
+    };
+    let Some(issuer) = Issuer::from_env() else {
+        return;
+    };
+    let Some((_brokers, topics)) = brokers_and_topics("secured-oauth2-refused", 1).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong-oauth2-client.json");
+    std::fs::write(
+        &wrong,
+        format!(r#"{{"client_id":"sluice-oauth2","client_secret":"{WRONG_CLIENT_SECRET}"}}"#),
+    )
+    .unwrap();
+    let refusal = Refusal {
+        case: "wrong OAuth2 client secret",
+        credentials: Credentials {
+            pulsar_auth: oauth2_auth(&issuer.url, &wrong),
+            ..Credentials::valid(&secured)
+        },
+        connection: format!("Pulsar at {}", secured.pulsar),
+        cause: "invalid_client",
+    };
+    let lines = check_refusal(&secured, &topics, dir.path(), &refusal).await;
+    println!(
+        "secrets: {} checked against {lines} lines the refused run printed: none found",
         secured.secrets().len()
     );
 }

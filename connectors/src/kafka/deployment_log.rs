@@ -215,7 +215,8 @@ fn follow(
     let (sender, receiver) = mpsc::unbounded_channel();
     // Compaction leaves gaps in the offsets: count the entries up to the high watermark by
     // reading them, here, so the backlog is exact.
-    let mut backlog = Vec::new();
+    // Typed: with `offset` inferred, `offset + 1` has too many `Add` impls to choose from.
+    let mut backlog: Vec<(i64, _)> = Vec::new();
     while backlog.last().is_none_or(|(offset, _)| offset + 1 < high) && high > low {
         match consumer.poll(POLL) {
             Some(Ok(message)) => {

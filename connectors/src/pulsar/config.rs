@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::oauth2::PulsarOAuth2Config;
 use crate::config::{ExactlyOnceMode, Guaranteeing, Invalid, Secret, non_empty};
 use crate::credentials::{check_pem_file, read_secret_file};
 
@@ -25,7 +26,7 @@ pub struct PulsarSourceConfig {
     /// TLS settings of a `pulsar+ssl://` URL.
     #[serde(default)]
     pub tls: Option<PulsarTlsConfig>,
-    /// Token (JWT) authentication.
+    /// Token (JWT) or OAuth2 client credentials authentication.
     #[serde(default)]
     pub auth: Option<PulsarAuthConfig>,
 }
@@ -46,7 +47,7 @@ pub struct PulsarTlsConfig {
 
 /// `[pipeline.source.auth]`: a token, inline (`"${PULSAR_TOKEN}"` takes it from the
 /// environment) or from a file read again at every (re)connection, so a rotated token is
-/// picked up without a restart.
+/// picked up without a restart; or OAuth2 client credentials (`oauth2`), one of the three.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PulsarAuthConfig {
@@ -54,6 +55,8 @@ pub struct PulsarAuthConfig {
     pub token: Option<Secret>,
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub oauth2: Option<PulsarOAuth2Config>,
 }
 
 /// Pulsar subscription types.
@@ -107,6 +110,9 @@ impl PulsarSourceConfig {
                 *path = base_dir.join(&*path);
             }
         }
+        if let Some(oauth2) = self.auth.as_mut().and_then(|auth| auth.oauth2.as_mut()) {
+            oauth2.resolve(base_dir);
+        }
     }
 
     fn validate_credentials(&self) -> Result<(), Invalid> {
@@ -121,7 +127,17 @@ impl PulsarSourceConfig {
                 check_pem_file("tls.ca_file", ca)?;
             }
         }
-        if let Some(auth) = &self.auth {
+        if let Some(auth) = &self.auth
+            && let Some(oauth2) = &auth.oauth2
+        {
+            if auth.token.is_some() || auth.token_file.is_some() {
+                return Err((
+                    "auth.oauth2".into(),
+                    "set either a token (token or token_file) or oauth2, not both".into(),
+                ));
+            }
+            oauth2.validate()?;
+        } else if let Some(auth) = &self.auth {
             match (&auth.token, &auth.token_file) {
                 (Some(_), Some(_)) => {
                     return Err((
@@ -132,7 +148,8 @@ impl PulsarSourceConfig {
                 (None, None) => {
                     return Err((
                         "auth.token".into(),
-                        "missing: set token (e.g. \"${PULSAR_TOKEN}\") or token_file".into(),
+                        "missing: set token (e.g. \"${PULSAR_TOKEN}\"), token_file or oauth2"
+                            .into(),
                     ));
                 }
                 (Some(token), None) if token.expose().trim().is_empty() => {

@@ -3,6 +3,7 @@
 
 mod config;
 mod error;
+mod oauth2;
 mod refusal;
 mod source;
 mod token;
@@ -11,4 +12,5 @@ pub use config::{
     InitialPosition, PulsarAuthConfig, PulsarSourceConfig, PulsarTlsConfig, SubscriptionType,
 };
 pub use error::PulsarError;
+pub use oauth2::PulsarOAuth2Config;
 pub use source::PulsarSource;

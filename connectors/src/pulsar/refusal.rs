@@ -22,10 +22,12 @@ pub(super) fn is_fatal_connect(error: &pulsar::Error) -> bool {
     error.to_string().contains("fatal error when connecting")
 }
 
-/// What refused the connection of `config`'s source, as [`SourceError::Refused`].
-pub(super) fn diagnose(config: &PulsarSourceConfig) -> SourceError {
+/// What refused the connection of `config`'s source, as [`SourceError::Refused`];
+/// `oauth2` is the issuer's refusal of the OAuth2 client credentials, if any.
+pub(super) fn diagnose(config: &PulsarSourceConfig, oauth2: Option<String>) -> SourceError {
     let connection = format!("Pulsar at {}", config.url);
     let cause = tls_refusal(config)
+        .or(oauth2)
         .or_else(|| token_refusal(config))
         .unwrap_or_else(|| {
             "the broker closed the connection during the handshake (see its log)".into()
@@ -68,6 +70,13 @@ fn tls_refusal(config: &PulsarSourceConfig) -> Option<String> {
 /// Why the token was refused: expired (by its `exp` claim), else not accepted.
 fn token_refusal(config: &PulsarSourceConfig) -> Option<String> {
     let auth = config.auth.as_ref()?;
+    if let Some(oauth2) = &auth.oauth2 {
+        return Some(format!(
+            "authentication failed: the broker did not accept the access token the OAuth2 \
+             issuer {} gave (is the broker's token key the issuer's?)",
+            oauth2.issuer_url
+        ));
+    }
     let token = match (&auth.token, &auth.token_file) {
         (Some(token), _) => token.clone(),
         (None, Some(path)) => match read_secret_file("auth.token_file", path) {

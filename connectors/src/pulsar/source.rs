@@ -128,6 +128,9 @@ fn client_builder(
         }
         builder = builder.with_tls_hostname_verification_enabled(tls.verify_hostname);
     }
+    if let Some(oauth2) = config.auth.as_ref().and_then(|auth| auth.oauth2.as_ref()) {
+        return Ok(builder.with_auth_provider(oauth2.authentication()));
+    }
     if let Some(auth) = &config.auth {
         let token = match (&auth.token, &auth.token_file) {
             (Some(token), _) => TokenAuthentication::Inline(token.clone()),
@@ -444,11 +447,15 @@ impl ConnectSource for PulsarSourceConfig {
                 Ok(client) => client,
                 Err(PulsarError::Connect { source, .. }) if refusal::is_fatal_connect(&source) => {
                     let config = self.clone();
-                    return Err(
-                        tokio::task::spawn_blocking(move || refusal::diagnose(&config))
-                            .await
-                            .expect("diagnosing a refused Pulsar connection panicked"),
-                    );
+                    let oauth2 = match config.auth.as_ref().and_then(|a| a.oauth2.as_ref()) {
+                        Some(oauth2) => oauth2.refusal().await,
+                        None => None,
+                    };
+                    return Err(tokio::task::spawn_blocking(move || {
+                        refusal::diagnose(&config, oauth2)
+                    })
+                    .await
+                    .expect("diagnosing a refused Pulsar connection panicked"));
                 }
                 Err(error) => return Err(SourceError::client(error)),
             };

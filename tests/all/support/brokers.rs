@@ -172,6 +172,13 @@ pub(crate) fn dev_dir() -> PathBuf {
     )
 }
 
+/// The certificates, keys and tokens scripts/brokers/credentials.sh made for the secured
+/// listeners (`SLUICE_CREDENTIALS_DIR`, else `<dev dir>/credentials`).
+pub(crate) fn credentials_dir() -> PathBuf {
+    std::env::var_os("SLUICE_CREDENTIALS_DIR")
+        .map_or_else(|| dev_dir().join("credentials"), PathBuf::from)
+}
+
 /// Runs `scripts/brokers.sh` with `args` (e.g. `stop kafka`), for tests that cause outages.
 pub(crate) fn brokers_script(args: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/brokers.sh");

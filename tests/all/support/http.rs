@@ -66,6 +66,22 @@ impl AdminApi {
         }
     }
 
+    /// The admin API over https (`[admin.tls]`), trusting only the CA certificates in
+    /// `ca_file` (PEM).
+    pub(crate) fn https(listen: SocketAddr, ca_file: &std::path::Path) -> Self {
+        let pem = std::fs::read(ca_file).unwrap_or_else(|e| panic!("{}: {e}", ca_file.display()));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(timeouts::ADMIN)
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+            .build()
+            .unwrap();
+        Self {
+            base_url: format!("https://{listen}"),
+            http,
+        }
+    }
+
     /// The status code and body of `GET path`.
     pub(crate) async fn get(&self, path: &str) -> reqwest::Result<(u16, String)> {
         let response = self

@@ -59,12 +59,22 @@ pub(crate) fn sluice_exec(args: &[&str]) -> Vec<serde_json::Value> {
 /// Runs `sluice` with `args` to completion (at most [`timeouts::ADMIN`]), with `token` as
 /// `SLUICE_ADMIN_TOKEN` and no admin URL or log format from the test's environment.
 pub(crate) async fn sluice_command(args: &[&str], token: Option<&str>) -> Output {
+    sluice_command_with_env(args, token, &[]).await
+}
+
+/// [`sluice_command`] with the environment variables `env` set as well.
+pub(crate) async fn sluice_command_with_env(
+    args: &[&str],
+    token: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     let mut command = tokio::process::Command::new(sluice_bin());
     command
         .args(args)
         .env("SLUICE_CACHE_DIR", component_cache_dir())
         .env_remove("SLUICE_ADMIN_URL")
         .env_remove("SLUICE_ADMIN_TOKEN")
+        .env_remove("SLUICE_ADMIN_CA_FILE")
         // Errors as text: the tests read the `error:` line.
         .env_remove("SLUICE_LOG_FORMAT")
         .stdin(Stdio::null())
@@ -72,6 +82,7 @@ pub(crate) async fn sluice_command(args: &[&str], token: Option<&str>) -> Output
     if let Some(token) = token {
         command.env("SLUICE_ADMIN_TOKEN", token);
     }
+    command.envs(env.iter().copied());
     tokio::time::timeout(timeouts::ADMIN, command.output())
         .await
         .unwrap_or_else(|_| {

@@ -14,6 +14,8 @@ pub const KAFKA: (&str, &str) = ("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092");
 pub const KAFKA_SECURE: (&str, &str) = ("SLUICE_KAFKA_SECURE_BROKERS", "127.0.0.1:9094");
 /// Apache Pulsar's TLS port (token authentication).
 pub const PULSAR_TLS: (&str, &str) = ("SLUICE_PULSAR_TLS_URL", "pulsar+ssl://127.0.0.1:6651");
+/// The local OAuth2 issuer (`scripts/brokers.sh`'s `oauth2`): Pulsar's OAuth2 client credentials.
+pub const OAUTH2_ISSUER: (&str, &str) = ("SLUICE_OAUTH2_ISSUER_URL", "http://127.0.0.1:8090/");
 /// Apache Pulsar's binary protocol.
 pub const PULSAR: (&str, &str) = ("SLUICE_PULSAR_URL", "pulsar://127.0.0.1:6650");
 /// Apache Pulsar's admin API (HTTP).
