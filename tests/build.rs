@@ -75,8 +75,18 @@ const LEAKING_VARS: &[&str] = &[
 const LANGUAGE_GUESTS: &[(&str, &str, &str, &str)] = &[
     ("redact_py", "python", "examples/redact-python", ""),
     ("redact_js", "js", "examples/redact-js", "app.js"),
-    ("edges_py", "python", "tests/guests/languages/edges-python", ""),
-    ("edges_js", "js", "tests/guests/languages/edges-js", "app.js"),
+    (
+        "edges_py",
+        "python",
+        "tests/guests/languages/edges-python",
+        "",
+    ),
+    (
+        "edges_js",
+        "js",
+        "tests/guests/languages/edges-js",
+        "app.js",
+    ),
 ];
 
 fn main() -> Result<()> {

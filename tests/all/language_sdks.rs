@@ -85,7 +85,13 @@ fn edge_records() -> Vec<InputRecord> {
     let mut records = vec![
         // Forwarded whole: with key and value; tombstone with 200 headers; empty value.
         record(Some(b"k0"), Some(b"hello"), vec![], None, None),
-        record(None, None, many_headers.clone(), None, Some(1_800_000_000_000)),
+        record(
+            None,
+            None,
+            many_headers.clone(),
+            None,
+            Some(1_800_000_000_000),
+        ),
         record(Some(b""), Some(b""), vec![header("", "")], Some(5), Some(6)),
         // Tagged: bytes that are not UTF-8, repeated and non-ASCII header names.
         record(
@@ -239,10 +245,7 @@ fn expected(input: &InputRecord) -> Outcome {
                 SourceKind::GcpPubsub => "gcp-pubsub",
                 SourceKind::Other => "other",
             };
-            let source = format!(
-                "{kind}|{}|{}",
-                input.source.topic, input.source.message_id
-            );
+            let source = format!("{kind}|{}|{}", input.source.topic, input.source.message_id);
             let key_as_value = OutputRecord {
                 key: None,
                 value: input.key.clone(),
@@ -280,11 +283,8 @@ fn python_and_javascript_sdks_give_the_expected_bytes_on_the_flat_abi() {
     for (language, component) in [("Python", EDGES_PY), ("JavaScript", EDGES_JS)] {
         let spec = crate::transform::spec("edges", component, &[], Limits::default());
         let mut chain = TransformChain::new(engine(), &[spec]).unwrap();
-        let in_one_batch: Vec<Outcome> = chain
-            .run_batch(&records)
-            .into_iter()
-            .map(outcome)
-            .collect();
+        let in_one_batch: Vec<Outcome> =
+            chain.run_batch(&records).into_iter().map(outcome).collect();
         for (index, (got, want)) in in_one_batch.iter().zip(&wanted).enumerate() {
             assert_eq!(got, want, "{language}, record {index} in one batch");
         }
