@@ -88,31 +88,65 @@ def _find_header(batch: bytes, at: int, count: int, name: str):
 _MESSAGE_HEADERS = Message.__dict__["headers"]
 
 
-class _BatchMessage(Message):
-    """A message read from the batch. ``headers`` and ``source`` are made on first access
-    (``__getattr__`` runs only while their slots are empty); afterwards they are plain
-    attributes, as on any :class:`Message`."""
+class _Batch:
+    """The batch's bytes and its source table, shared by its messages."""
 
-    __slots__ = ("_batch", "_headers_at", "_header_count", "_source", "_id_at", "_id_end")
+    __slots__ = ("data", "sources")
+
+    def __init__(self, data: bytes, sources: list) -> None:
+        self.data = data
+        self.sources = sources
+
+
+def _layout(data: bytes, at: int) -> tuple:
+    """The record at ``data[at:]`` read again: its source index, where its message id starts
+    and ends, where its headers start and how many there are."""
+    source, length = _U32_PAIR.unpack_from(data, at)
+    id_at = at + 8
+    at = id_at + length
+    present = data[at]
+    at += 1 + (8 if present & _EVENT_TIME else 0) + (8 if present & _PUBLISH_TIME else 0)
+    if present & _KEY:
+        at += 4 + _U32.unpack_from(data, at)[0]
+    if present & _VALUE:
+        at += 4 + _U32.unpack_from(data, at)[0]
+    return source, id_at, id_at + length, at + 4, _U32.unpack_from(data, at)[0]
+
+
+def _input_headers(message: "_BatchMessage") -> tuple:
+    """The batch's bytes, where ``message``'s headers start and how many there are."""
+    data = message._batch.data
+    _, _, _, headers_at, count = _layout(data, message._at)
+    return data, headers_at, count
+
+
+class _BatchMessage(Message):
+    """A message read from the batch: its batch and the offset of its record there. Key, value
+    and times are set when read; ``headers`` and ``source`` are made on first access
+    (``__getattr__`` runs only while their slots are empty), then are plain attributes, as
+    on any :class:`Message`."""
+
+    __slots__ = ("_batch", "_at")
 
     def __getattr__(self, name: str):
         if name == "headers":
-            headers = _headers(self._batch, self._headers_at, self._header_count)
+            headers = _headers(*_input_headers(self))
             self.headers = headers
             return headers
         if name == "source":
-            kind, topic = self._source
-            message_id = self._batch[self._id_at : self._id_end].decode()
-            source = SourceInfo(kind, topic, message_id)
-            self.source = source
-            return source
+            batch = self._batch
+            source, id_at, id_end, _, _ = _layout(batch.data, self._at)
+            kind, topic = batch.sources[source]
+            info = SourceInfo(kind, topic, batch.data[id_at:id_end].decode())
+            self.source = info
+            return info
         raise AttributeError(f"'Message' object has no attribute {name!r}")
 
     def header(self, name: str):
         try:
             _MESSAGE_HEADERS.__get__(self, _BatchMessage)
         except AttributeError:
-            return _find_header(self._batch, self._headers_at, self._header_count, name)
+            return _find_header(*_input_headers(self), name)
         return Message.header(self, name)
 
     def into_output(self) -> Output:
@@ -126,9 +160,13 @@ class _BatchMessage(Message):
             output.timestamp_ms = None
             output.topic = None
             output._input = self
-            output._added = []
+            output._added = _NONE_ADDED
             return output
         return Output(key=self.key, value=self.value, headers=headers)
+
+
+# `_added` of a forwarded output to which nothing was added (shared: no list per output).
+_NONE_ADDED = ()
 
 
 class _ForwardedOutput(Output):
@@ -143,8 +181,7 @@ class _ForwardedOutput(Output):
         added = self._added
         if added is None:
             return self._headers
-        source = self._input
-        headers = _headers(source._batch, source._headers_at, source._header_count) + added
+        headers = _headers(*_input_headers(self._input)) + list(added)
         self._headers, self._added = headers, None
         return headers
 
@@ -154,14 +191,18 @@ class _ForwardedOutput(Output):
 
     def with_header(self, name: str, value: "bytes | str") -> "Output":
         added = self._added
-        (self._headers if added is None else added).append(Header(name, value))
+        if added is None:
+            self._headers.append(Header(name, value))
+        elif added is _NONE_ADDED:
+            self._added = [Header(name, value)]
+        else:
+            added.append(Header(name, value))
         return self
 
     def header(self, name: str):
         if self._added is None:
             return Output.header(self, name)
-        source = self._input
-        found = _find_header(source._batch, source._headers_at, source._header_count, name)
+        found = _find_header(*_input_headers(self._input), name)
         if found is not None:
             return found
         for header in self._added:
@@ -186,22 +227,18 @@ def decode_batch(batch: bytes) -> list:
         at += 5
         sources.append((_SOURCE_KINDS.get(kind, "other"), batch[at : at + length].decode()))
         at += length
+    shared = _Batch(batch, sources)
     i64 = _I64.unpack_from
-    pair = _U32_PAIR.unpack_from
     new = _BatchMessage.__new__
     messages = []
     append = messages.append
     for _ in range(record_count):
-        source, length = pair(batch, at)
-        id_at = at + 8
-        at = id_at + length
+        message = new(_BatchMessage)
+        message._batch = shared
+        message._at = at
+        at += 8 + u32(batch, at + 4)[0]
         present = batch[at]
         at += 1
-        message = new(_BatchMessage)
-        message._batch = batch
-        message._source = sources[source]
-        message._id_at = id_at
-        message._id_end = id_at + length
         if present & _EVENT_TIME:
             message.event_time_ms = i64(batch, at)[0]
             at += 8
@@ -228,8 +265,6 @@ def decode_batch(batch: bytes) -> list:
             message.value = None
         (count,) = u32(batch, at)
         at += 4
-        message._headers_at = at
-        message._header_count = count
         # Skip the headers: each is a name and a value, both length-prefixed.
         for _ in range(count):
             at += 4 + u32(batch, at)[0]
@@ -259,8 +294,7 @@ class ResultWriter:
                 and output._input is message
                 and output.key is key
                 and output.value is value
-                and output._added is not None
-                and not output._added
+                and output._added is _NONE_ADDED
                 and output.timestamp_ms is None
                 and output.topic is None
             ):
@@ -289,7 +323,11 @@ class ResultWriter:
         else:
             buffer.append(1)
             _text(buffer, topic)
-        if type(output) is _ForwardedOutput and output._input is message and output._added is not None:
+        if (
+            type(output) is _ForwardedOutput
+            and output._input is message
+            and output._added is not None
+        ):
             buffer += _HEADERS_INPUT_THEN_INLINE
             headers = output._added
         else:
