@@ -68,12 +68,25 @@ const LEAKING_VARS: &[&str] = &[
     "NUM_JOBS",
 ];
 
-/// Transforms in other languages: (artifact, build script under guest-sdk/, source under
-/// examples/, the file the script takes). Their components are cached under the target dir by
-/// a hash of every input, since componentize-py and componentize-js take a while.
+/// Transforms in other languages: (artifact, build script under guest-sdk/, source directory
+/// under the repository root, the file the script takes). Their components are cached under
+/// the target dir by a hash of every input, since componentize-py and componentize-js take a
+/// while.
 const LANGUAGE_GUESTS: &[(&str, &str, &str, &str)] = &[
-    ("redact_py", "python", "redact-python", ""),
-    ("redact_js", "js", "redact-js", "app.js"),
+    ("redact_py", "python", "examples/redact-python", ""),
+    ("redact_js", "js", "examples/redact-js", "app.js"),
+    (
+        "edges_py",
+        "python",
+        "tests/guests/languages/edges-python",
+        "",
+    ),
+    (
+        "edges_js",
+        "js",
+        "tests/guests/languages/edges-js",
+        "app.js",
+    ),
 ];
 
 fn main() -> Result<()> {
@@ -121,8 +134,8 @@ fn main() -> Result<()> {
             );
         }
     }
-    for (artifact, language, example, entry) in LANGUAGE_GUESTS {
-        let path = build_language_guest(&root, &guest_target, artifact, language, example, entry)?;
+    for (artifact, language, source, entry) in LANGUAGE_GUESTS {
+        let path = build_language_guest(&root, &guest_target, artifact, language, source, entry)?;
         println!(
             "cargo:rustc-env={}_COMPONENT={}",
             artifact.to_uppercase(),
@@ -132,18 +145,18 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Builds `examples/<example>` with `guest-sdk/<language>/build.sh` unless a component of the
+/// Builds `<source>` with `guest-sdk/<language>/build.sh` unless a component of the
 /// same inputs is cached; returns the component's path.
 fn build_language_guest(
     root: &Path,
     guest_target: &Path,
     artifact: &str,
     language: &str,
-    example: &str,
+    source: &str,
     entry: &str,
 ) -> Result<PathBuf> {
     let sdk = root.join("guest-sdk").join(language);
-    let source = root.join("examples").join(example);
+    let source = root.join(source);
     for dir in [&sdk, &source] {
         watch_tree(dir)?;
     }

@@ -14,7 +14,7 @@ use crate::args::{Lang, NewArgs};
 /// The Sluice source tree's `guest-sdk/`, as it was when this binary was built.
 const BUILT_SDK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
 
-const WIT: &str = include_str!("../../wit/sluice-transform@0.1.0/world.wit");
+const WIT: &str = include_str!("../../wit/sluice-transform@0.2.0/world.wit");
 const README: &str = include_str!("../templates/README.md");
 const SAMPLE: &str = include_str!("../templates/sample.jsonl");
 
@@ -59,6 +59,10 @@ const PYTHON: &[File] = &[
     file(
         "sluice_sdk/__init__.py",
         include_str!("../../guest-sdk/python/sluice_sdk/__init__.py"),
+    ),
+    file(
+        "sluice_sdk/_flat.py",
+        include_str!("../../guest-sdk/python/sluice_sdk/_flat.py"),
     ),
     file(
         "sluice_sdk/json.py",
@@ -128,11 +132,8 @@ pub(crate) fn new_project(args: NewArgs) -> Result<()> {
             .to_owned(),
     };
     let lang = args.lang.as_str();
-    // The Rust SDK implements 0.2.0 (flat batches); the Python and JavaScript SDKs 0.1.0.
-    let world_version = match args.lang {
-        Lang::Rust => "0.2.0",
-        Lang::Python | Lang::Js => "0.1.0",
-    };
+    // Every SDK implements 0.2.0 (flat batches).
+    let world_version = "0.2.0";
     let substitute = |text: &str| {
         text.replace("{{name}}", &name)
             .replace("{{crate_name}}", &name.replace('-', "_"))

@@ -11,6 +11,12 @@
 //!   redact: the same config lookup, serde_json parse, masking walk, re-serialization and
 //!   count header as `examples/redact`).
 //!
+//! - `identity-python` / `identity-js` and their `-0.1` twins, at batch 100 only, when
+//!   `$SLUICE_BENCH_LANGUAGE_GUESTS` names a directory holding `identity_py.wasm`,
+//!   `identity_py_v0_1.wasm`, `identity_js.wasm` and `identity_js_v0_1.wasm`: the identity
+//!   transform in Python and JavaScript (`bench/languages/`) built with the SDKs on 0.2.0 and
+//!   on 0.1.0 (`bench/languages.sh` builds all four and runs these cases).
+//!
 //! Criterion's time per iteration divided by the batch size is the time per record;
 //! `bench/report.py` turns `<target>/criterion/*/*/new/estimates.json` into that table.
 //!
@@ -289,12 +295,49 @@ fn engine_benches(c: &mut Criterion) {
     }
 }
 
+/// The Python and JavaScript identity guests on both world versions, at batch 100, when
+/// `$SLUICE_BENCH_LANGUAGE_GUESTS` is set (building them needs componentize-py and
+/// componentize-js: `bench/languages.sh`).
+fn language_benches(c: &mut Criterion) {
+    let Some(dir) = std::env::var_os("SLUICE_BENCH_LANGUAGE_GUESTS").map(PathBuf::from) else {
+        eprintln!(
+            "languages: skipped (set SLUICE_BENCH_LANGUAGE_GUESTS, or run bench/languages.sh)"
+        );
+        return;
+    };
+    let engine = TransformEngine::new(None).expect("wasmtime engine");
+    let batch = records(100);
+    let expected: Vec<_> = batch
+        .iter()
+        .map(identity_native)
+        .collect::<Vec<RecordOutcome>>();
+    let mut group = c.benchmark_group("languages");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    for (name, file) in [
+        ("identity-python", "identity_py.wasm"),
+        ("identity-python-0.1", "identity_py_v0_1.wasm"),
+        ("identity-js", "identity_js.wasm"),
+        ("identity-js-0.1", "identity_js_v0_1.wasm"),
+    ] {
+        let mut guest = chain(&engine, &[spec(name, dir.join(file), &[])]);
+        assert_eq!(
+            guest.run_batch(&batch),
+            expected,
+            "{name} passes every record through"
+        );
+        group.bench_with_input(BenchmarkId::new(name, batch.len()), &batch, |b, batch| {
+            b.iter(|| guest.run_batch(black_box(batch)))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // Short by default so a full run stays within minutes; `--measurement-time` overrides.
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = engine_benches
+    targets = engine_benches, language_benches
 }
 criterion_main!(benches);

@@ -36,7 +36,7 @@ app="${1:-$here/app.js}"
 app_dir="$(cd "$(dirname "$app")" && pwd)"
 out="${2:-$app_dir/$(basename "$app_dir").wasm}"
 wit="$here/wit"
-[[ -d "$wit" ]] || wit="$(cd "$here/../.." && pwd)/wit/sluice-transform@0.1.0"
+[[ -d "$wit" ]] || wit="$(cd "$here/../.." && pwd)/wit/sluice-transform@0.2.0"
 mkdir -p "$(dirname "$out")"
 bundle="$(mktemp --suffix=.js)"
 trap 'rm -f "$bundle"' EXIT

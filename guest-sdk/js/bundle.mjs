@@ -24,7 +24,7 @@ if (other) {
 // function (the world has no such export).
 const appBody = rest.replace(/^export\s+(?=(?:async\s+)?function|const|let|class)/gm, "");
 process.stdout.write(
-  `import { log as __sluiceHostLogImport } from "sluice:transform/host@0.1.0";\n` +
+  `import { log as __sluiceHostLogImport } from "sluice:transform/host@0.2.0";\n` +
     `globalThis.__sluiceHostLog = __sluiceHostLogImport;\n` +
     `${sdk}\n// ---- ${appPath}\n${appBody}`,
 );

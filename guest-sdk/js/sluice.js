@@ -1,8 +1,9 @@
 // Write Sluice transforms in JavaScript: one function per record.
 //
 // A transform is a WebAssembly component implementing the world
-// `sluice:transform/transformer@0.1.0` (wit/world.wit), built with componentize-js (through
-// `jco componentize`). This module hides the batch ABI, as the Rust SDK does: you write a
+// `sluice:transform/transformer@0.2.0` (wit/world.wit), built with componentize-js (through
+// `jco componentize`). This module hides the batch ABI (one flat byte buffer each way,
+// docs/flat-batch-abi.md), as the Rust SDK does: you write a
 // function that receives each input record as a `Message` and writes zero or more `Output`s
 // into a `Writer`, and register it with `transform`:
 //
@@ -275,38 +276,422 @@ export function init(pairs) {
   }
 }
 
-/** World export `transform-batch`: one call of the registered function per record, in order. */
-export function transformBatch(records) {
+/** World export `transform-batch` (0.2.0): reads the flat input batch, calls the registered
+ * function once per record, in order, and returns the flat result batch with one result per
+ * record (docs/flat-batch-abi.md). */
+export function transformBatch(batch) {
   if (!handler) throw new Error("no function registered with transform()");
-  return records.map((record) => {
-    const message = new Message(null, {
-      headers: record.headers.map((h) => new Header(h.name, h.value)),
-      eventTimeMs: record.eventTimeMs ?? null,
-      publishTimeMs: record.publishTimeMs ?? null,
-      source: record.source,
-    });
-    message.key = toBytes(record.key);
-    message.value = toBytes(record.value);
+  const messages = flatLayout.decodeBatch(batch);
+  const results = new flatLayout.ResultWriter(messages.length, batch.length);
+  for (const message of messages) {
+    // The arrays the batch gave: an output holding them refers to the input.
+    const key = message.key;
+    const value = message.value;
     const out = new Writer();
     try {
       handler(message, out);
     } catch (error) {
-      const kind = error instanceof TransformError ? error.kind : "dead-letter";
-      return { tag: "err", val: { tag: kind, val: reasonOf(error) } };
+      results.error(error instanceof TransformError ? error.kind : "dead-letter", reasonOf(error));
+      continue;
     }
-    return {
-      tag: "ok",
-      val: out.outputs.map((output) => ({
-        key: output.key ?? undefined,
-        value: output.value ?? undefined,
-        headers: output.headers.map((h) => ({ name: h.name, value: h.value })),
-        timestampMs: output.timestampMs === null || output.timestampMs === undefined
-          ? undefined : BigInt(output.timestampMs),
-        topic: output.topic ?? undefined,
-      })),
-    };
-  });
+    results.outputs(message, key, value, out.outputs);
+  }
+  return results.finish();
 }
+
+// --- the flat batch layout of sluice:transform@0.2.0 (docs/flat-batch-abi.md) -------------------
+//
+// The batch arrives as one Uint8Array and is read in place with a DataView: a message's key,
+// value and header values are `subarray` views of it (no copy), its headers and source are made
+// only when read. An output that keeps its input's key, value or headers (the same arrays, or
+// headers never read) sends a one-byte reference back instead of the bytes. So do not change
+// a received array in place (an unchanged reference sends the input's original bytes): write
+// a changed copy with `withValue`/`withKey`.
+
+// One top-level name: the bundle shares its scope with the transform's own names.
+const flatLayout = (() => {
+  const LAYOUT_VERSION = 1;
+  const PRESENT_KEY = 1;
+  const PRESENT_VALUE = 2;
+  const PRESENT_EVENT_TIME = 4;
+  const PRESENT_PUBLISH_TIME = 8;
+  const SOURCE_KINDS = ["pulsar", "gcp-pubsub", "other"];
+  const ERROR_TAGS = { skip: 1, "dead-letter": 2, fatal: 3 };
+  const FIELD_ABSENT = 0;
+  const FIELD_INLINE = 1;
+  const FIELD_FROM_INPUT = 2;
+  const HEADERS_INLINE = 0;
+  const HEADERS_INPUT_THEN_INLINE = 1;
+  // One output: key and value forwarded, no timestamp, no topic, the input's headers, none added.
+  const ONE_FORWARDED_OUTPUT = Uint8Array.of(0, 1, 0, 0, 0, 2, 2, 0, 0, 1, 0, 0, 0, 0);
+  const utf8 = new TextDecoder();
+  // Where a batch message keeps its place in the batch (symbols: not among its enumerable fields).
+  const BATCH = Symbol("batch");
+  const RECORD_AT = Symbol("record offset");
+  const FROM = Symbol("input message");
+  const ADDED = Symbol("added headers");
+
+  /** A batch that breaks the layout: a host bug; throwing traps the batch. */
+  class MalformedBatch extends Error {}
+
+  /** The batch, its DataView and its source table, shared by its messages. */
+  function batchOf(bytes) {
+    return { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), sources: [] };
+  }
+
+  /** The headers of the record whose headers start at `at`, as Headers. */
+  function decodeHeaders(batch, at, count) {
+    const { bytes, view } = batch;
+    const headers = new Array(count);
+    for (let i = 0; i < count; i++) {
+      const nameLength = view.getUint32(at, true);
+      at += 4;
+      const name = utf8.decode(bytes.subarray(at, at + nameLength));
+      at += nameLength;
+      const valueLength = view.getUint32(at, true);
+      at += 4;
+      const header = Object.create(Header.prototype);
+      header.name = name;
+      header.value = bytes.subarray(at, at + valueLength);
+      at += valueLength;
+      headers[i] = header;
+    }
+    return headers;
+  }
+
+  /** The value of the first header called `name`, read in place (no Header made), or null. */
+  function findHeader(batch, at, count, name) {
+    const { bytes, view } = batch;
+    const wanted = encoder.encode(name);
+    for (let i = 0; i < count; i++) {
+      const nameLength = view.getUint32(at, true);
+      at += 4;
+      let found = nameLength === wanted.length;
+      for (let k = 0; found && k < nameLength; k++) found = bytes[at + k] === wanted[k];
+      at += nameLength;
+      const valueLength = view.getUint32(at, true);
+      at += 4;
+      if (found) return bytes.subarray(at, at + valueLength);
+      at += valueLength;
+    }
+    return null;
+  }
+
+  /** The record at `at` of `batch`, read again: where its id and its headers are. */
+  function recordLayout(batch, at) {
+    const view = batch.view;
+    const source = view.getUint32(at, true);
+    const idLength = view.getUint32(at + 4, true);
+    const idAt = at + 8;
+    at = idAt + idLength;
+    const present = batch.bytes[at];
+    at += 1;
+    if (present & PRESENT_EVENT_TIME) at += 8;
+    if (present & PRESENT_PUBLISH_TIME) at += 8;
+    if (present & PRESENT_KEY) at += 4 + view.getUint32(at, true);
+    if (present & PRESENT_VALUE) at += 4 + view.getUint32(at, true);
+    return { source, idAt, idEnd: idAt + idLength, headerCount: view.getUint32(at, true), headersAt: at + 4 };
+  }
+
+  const ownField = (value) => ({ value, writable: true, enumerable: true, configurable: true });
+
+  /** A message read from the batch: `headers` and `source` are made on first read. */
+  function BatchMessage(batch, recordAt, key, value, eventTimeMs, publishTimeMs) {
+    this.key = key;
+    this.value = value;
+    this.eventTimeMs = eventTimeMs;
+    this.publishTimeMs = publishTimeMs;
+    this[BATCH] = batch;
+    this[RECORD_AT] = recordAt;
+  }
+
+  BatchMessage.prototype = Object.create(Message.prototype, {
+    constructor: { value: BatchMessage, writable: true, configurable: true },
+    headers: {
+      get() {
+        const layout = recordLayout(this[BATCH], this[RECORD_AT]);
+        const headers = decodeHeaders(this[BATCH], layout.headersAt, layout.headerCount);
+        Object.defineProperty(this, "headers", ownField(headers));
+        return headers;
+      },
+      set(headers) {
+        Object.defineProperty(this, "headers", ownField(headers));
+      },
+      configurable: true,
+    },
+    source: {
+      get() {
+        const batch = this[BATCH];
+        const layout = recordLayout(batch, this[RECORD_AT]);
+        const [kind, topic] = batch.sources[layout.source];
+        const source = { kind, topic, messageId: utf8.decode(batch.bytes.subarray(layout.idAt, layout.idEnd)) };
+        Object.defineProperty(this, "source", ownField(source));
+        return source;
+      },
+      set(source) {
+        Object.defineProperty(this, "source", ownField(source));
+      },
+      configurable: true,
+    },
+    header: {
+      value(name) {
+        if (Object.hasOwn(this, "headers")) return firstHeader(this.headers, name);
+        const layout = recordLayout(this[BATCH], this[RECORD_AT]);
+        return findHeader(this[BATCH], layout.headersAt, layout.headerCount, name);
+      },
+      writable: true,
+      configurable: true,
+    },
+    intoOutput: {
+      value() {
+        // Headers never read are still the input's: the output refers to them.
+        if (!Object.hasOwn(this, "headers")) return new ForwardedOutput(this);
+        return new Output(this.value, { key: this.key, headers: this.headers });
+      },
+      writable: true,
+      configurable: true,
+    },
+  });
+
+  /** An output made by `intoOutput` from a batch message whose headers nobody read: the input's
+   * headers by reference plus those added with `withHeader`, until `headers` is read or set. */
+  function ForwardedOutput(message) {
+    this.key = message.key;
+    this.value = message.value;
+    this.timestampMs = null;
+    this.topic = null;
+    this[FROM] = message;
+    this[ADDED] = [];
+  }
+
+  function inputHeadersOf(output) {
+    const message = output[FROM];
+    const layout = recordLayout(message[BATCH], message[RECORD_AT]);
+    return [message[BATCH], layout.headersAt, layout.headerCount];
+  }
+
+  ForwardedOutput.prototype = Object.create(Output.prototype, {
+    constructor: { value: ForwardedOutput, writable: true, configurable: true },
+    headers: {
+      get() {
+        const headers = decodeHeaders(...inputHeadersOf(this)).concat(this[ADDED]);
+        this[ADDED] = null;
+        Object.defineProperty(this, "headers", ownField(headers));
+        return headers;
+      },
+      set(headers) {
+        this[ADDED] = null;
+        Object.defineProperty(this, "headers", ownField(headers));
+      },
+      configurable: true,
+    },
+    withHeader: {
+      value(name, value) {
+        (this[ADDED] ?? this.headers).push(new Header(name, value));
+        return this;
+      },
+      writable: true,
+      configurable: true,
+    },
+    header: {
+      value(name) {
+        if (this[ADDED] === null) return firstHeader(this.headers, name);
+        return findHeader(...inputHeadersOf(this), name) ?? firstHeader(this[ADDED], name);
+      },
+      writable: true,
+      configurable: true,
+    },
+  });
+
+  /** The batch's records as messages, in order. */
+  function decodeBatch(bytes) {
+    if (!(bytes instanceof Uint8Array)) bytes = toBytes(bytes);
+    if (bytes.length < 12) throw new MalformedBatch(`batch of ${bytes.length} bytes has no header`);
+    const batch = batchOf(bytes);
+    const view = batch.view;
+    const version = view.getUint16(0, true);
+    if (version !== LAYOUT_VERSION) {
+      throw new MalformedBatch(`batch layout version ${version}, this SDK reads ${LAYOUT_VERSION}`);
+    }
+    const recordCount = view.getUint32(4, true);
+    const sourceCount = view.getUint32(8, true);
+    let at = 12;
+    for (let i = 0; i < sourceCount; i++) {
+      const kind = SOURCE_KINDS[bytes[at]] ?? "other";
+      const length = view.getUint32(at + 1, true);
+      at += 5;
+      batch.sources.push([kind, utf8.decode(bytes.subarray(at, at + length))]);
+      at += length;
+    }
+    const messages = new Array(recordCount);
+    for (let i = 0; i < recordCount; i++) {
+      const recordAt = at;
+      at += 8 + view.getUint32(at + 4, true);
+      const present = bytes[at];
+      at += 1;
+      let eventTimeMs = null;
+      let publishTimeMs = null;
+      let key = null;
+      let value = null;
+      if (present & PRESENT_EVENT_TIME) {
+        eventTimeMs = view.getBigInt64(at, true);
+        at += 8;
+      }
+      if (present & PRESENT_PUBLISH_TIME) {
+        publishTimeMs = view.getBigInt64(at, true);
+        at += 8;
+      }
+      if (present & PRESENT_KEY) {
+        const length = view.getUint32(at, true);
+        key = bytes.subarray(at + 4, at + 4 + length);
+        at += 4 + length;
+      }
+      if (present & PRESENT_VALUE) {
+        const length = view.getUint32(at, true);
+        value = bytes.subarray(at + 4, at + 4 + length);
+        at += 4 + length;
+      }
+      const headerCount = view.getUint32(at, true);
+      at += 4;
+      for (let h = 0; h < headerCount; h++) {
+        at += 4 + view.getUint32(at, true);
+        at += 4 + view.getUint32(at, true);
+      }
+      messages[i] = new BatchMessage(batch, recordAt, key, value, eventTimeMs, publishTimeMs);
+    }
+    if (at !== bytes.length) throw new MalformedBatch(`${bytes.length - at} bytes after the last record`);
+    return messages;
+  }
+
+  /** The result batch, written one record's result at a time into a buffer that grows. */
+  class ResultWriter {
+    constructor(resultCount, inputLength) {
+      // Outputs are usually about the size of the inputs, or references to them.
+      this.bytes = new Uint8Array(64 + (inputLength >>> 1));
+      this.view = new DataView(this.bytes.buffer);
+      this.at = 0;
+      this.u16(LAYOUT_VERSION);
+      this.u16(0);
+      this.u32(resultCount);
+    }
+
+    reserve(length) {
+      if (this.at + length <= this.bytes.length) return;
+      const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.at + length));
+      grown.set(this.bytes.subarray(0, this.at));
+      this.bytes = grown;
+      this.view = new DataView(grown.buffer);
+    }
+
+    u8(byte) {
+      this.reserve(1);
+      this.bytes[this.at++] = byte;
+    }
+
+    u16(number) {
+      this.reserve(2);
+      this.view.setUint16(this.at, number, true);
+      this.at += 2;
+    }
+
+    u32(number) {
+      this.reserve(4);
+      this.view.setUint32(this.at, number, true);
+      this.at += 4;
+    }
+
+    data(bytes) {
+      this.u32(bytes.length);
+      this.reserve(bytes.length);
+      this.bytes.set(bytes, this.at);
+      this.at += bytes.length;
+    }
+
+    text(string) {
+      // At most three bytes per UTF-16 unit.
+      this.reserve(4 + string.length * 3);
+      const { written } = encoder.encodeInto(string, this.bytes.subarray(this.at + 4));
+      this.view.setUint32(this.at, written, true);
+      this.at += 4 + written;
+    }
+
+    field(field, inputField) {
+      if (field === null || field === undefined) {
+        this.u8(FIELD_ABSENT);
+      } else if (field === inputField) {
+        this.u8(FIELD_FROM_INPUT);
+      } else {
+        this.u8(FIELD_INLINE);
+        this.data(toBytes(field));
+      }
+    }
+
+    /** The outputs of `message`, whose input key and value were `key` and `value` (the arrays
+     * the batch gave it, whatever the author did to the message since). */
+    outputs(message, key, value, outputs) {
+      if (outputs.length === 1) {
+        const output = outputs[0];
+        if (output instanceof ForwardedOutput && output[FROM] === message && output.key === key
+          && output.value === value && output[ADDED]?.length === 0
+          && (output.timestampMs ?? null) === null && (output.topic ?? null) === null) {
+          this.reserve(ONE_FORWARDED_OUTPUT.length);
+          this.bytes.set(ONE_FORWARDED_OUTPUT, this.at);
+          this.at += ONE_FORWARDED_OUTPUT.length;
+          return;
+        }
+      }
+      this.u8(0);
+      this.u32(outputs.length);
+      for (const output of outputs) this.output(output, message, key, value);
+    }
+
+    output(output, message, key, value) {
+      this.field(output.key, key);
+      this.field(output.value, value);
+      const timestampMs = output.timestampMs;
+      if (timestampMs === null || timestampMs === undefined) {
+        this.u8(0);
+      } else {
+        this.u8(1);
+        this.reserve(8);
+        this.view.setBigInt64(this.at, BigInt(timestampMs), true);
+        this.at += 8;
+      }
+      const topic = output.topic;
+      if (topic === null || topic === undefined) {
+        this.u8(0);
+      } else {
+        this.u8(1);
+        this.text(topic);
+      }
+      let headers;
+      if (output instanceof ForwardedOutput && output[FROM] === message && output[ADDED] !== null) {
+        this.u8(HEADERS_INPUT_THEN_INLINE);
+        headers = output[ADDED];
+      } else {
+        this.u8(HEADERS_INLINE);
+        headers = output.headers;
+      }
+      this.u32(headers.length);
+      for (const header of headers) {
+        this.text(header.name);
+        this.data(toBytes(header.value));
+      }
+    }
+
+    /** An error result: `kind` is `skip`, `dead-letter` or `fatal`. */
+    error(kind, reason) {
+      this.u8(ERROR_TAGS[kind] ?? ERROR_TAGS["dead-letter"]);
+      this.text(reason);
+    }
+
+    finish() {
+      return this.bytes.subarray(0, this.at);
+    }
+  }
+
+  return { decodeBatch, ResultWriter };
+})();
 
 // --- JSON, exactly as serde_json (1.0.154, the Rust SDK's) parses and prints it -----------------
 //

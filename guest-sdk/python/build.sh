@@ -35,7 +35,7 @@ export PYTHONDONTWRITEBYTECODE=1
 app_dir="$(cd "${1:-$here}" && pwd)"
 out="${2:-$app_dir/$(basename "$app_dir").wasm}"
 wit="$here/wit"
-[[ -d "$wit" ]] || wit="$(cd "$here/../.." && pwd)/wit/sluice-transform@0.1.0"
+[[ -d "$wit" ]] || wit="$(cd "$here/../.." && pwd)/wit/sluice-transform@0.2.0"
 [[ -f "$app_dir/app.py" ]] || { echo "error: $app_dir has no app.py" >&2; exit 2; }
 mkdir -p "$(dirname "$out")"
 "$venv/bin/componentize-py" --quiet -d "$wit" -w transformer componentize \

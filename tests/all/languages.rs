@@ -383,7 +383,7 @@ fn new_projects_target_dir() -> std::path::PathBuf {
 }
 
 /// `sluice new NAME --lang LANG` in a clean directory, then the project's own test, its
-/// build, `sluice check` and `sluice exec` on its sample records.
+/// build, `sluice check` (which must name `@0.2.0`) and `sluice exec` on its sample records.
 fn new_project_builds_checks_and_runs(lang: &str) {
     let dir = tempfile::tempdir().unwrap();
     let name = format!("my-{lang}-transform");
@@ -401,6 +401,12 @@ fn new_project_builds_checks_and_runs(lang: &str) {
         check.status.success(),
         "sluice check: {}",
         String::from_utf8_lossy(&check.stderr)
+    );
+    // Every template targets the flat batch ABI.
+    let checked = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        checked.contains("ok: implements sluice:transform/transformer@0.2.0"),
+        "{lang} project is on 0.2.0:\n{checked}"
     );
     let exec = sluice(&[
         "exec",

@@ -8,6 +8,7 @@ mod examples;
 mod fencing;
 mod flat_abi;
 mod kubernetes;
+mod language_sdks;
 mod languages;
 mod pipeline;
 mod pubsub_to_kafka;

@@ -24,6 +24,10 @@ pub const ROUTER: &str = env!("ROUTER_COMPONENT");
 pub const REDACT_PY: &str = env!("REDACT_PY_COMPONENT");
 /// `examples/redact-js`: `REDACT` in JavaScript (componentize-js).
 pub const REDACT_JS: &str = env!("REDACT_JS_COMPONENT");
+/// `tests/guests/languages/edges-python`: the Python SDK's edge cases, by header `op`.
+pub const EDGES_PY: &str = env!("EDGES_PY_COMPONENT");
+/// `tests/guests/languages/edges-js`: `EDGES_PY` in JavaScript.
+pub const EDGES_JS: &str = env!("EDGES_JS_COMPONENT");
 /// `tests/guests/fault-on-marker`: misbehaves when the value names a fault.
 pub const FAULT_ON_MARKER: &str = env!("FAULT_ON_MARKER_COMPONENT");
 /// `tests/guests/other-world`: a valid component of an unrelated world.

@@ -1,8 +1,9 @@
 """Write Sluice transforms in Python: one function per record.
 
 A transform is a WebAssembly component implementing the world
-``sluice:transform/transformer@0.1.0`` (``wit/world.wit``), built with ``componentize-py``.
-This module hides the batch ABI, as the Rust SDK does: you write a function that receives each
+``sluice:transform/transformer@0.2.0`` (``wit/world.wit``), built with ``componentize-py``.
+This module hides the batch ABI (one flat byte buffer each way, docs/flat-batch-abi.md), as the
+Rust SDK does: you write a function that receives each
 input record as a :class:`Message` and writes zero or more :class:`Output` s into a
 :class:`Writer`, and decorate it with :func:`transform`::
 
@@ -382,57 +383,29 @@ class WitWorld:
             except Exception as error:  # noqa: BLE001 - any failure refuses the config
                 raise Err(_error_reason(error))
 
-    def transform_batch(self, records):
-        from componentize_py_types import Err, Ok
-
+    def transform_batch(self, batch: bytes) -> bytes:
+        """Reads the flat input batch, runs the function once per record and returns the flat
+        result batch: one result per record, in order (docs/flat-batch-abi.md)."""
         if _handler is None:
             raise RuntimeError("no function registered with @sluice_sdk.transform")
-        results = []
-        for record in records:
-            message = _message_from_wit(record)
+        handler = _handler
+        messages = _flat.decode_batch(batch)
+        results = _flat.ResultWriter(len(messages))
+        for message in messages:
+            # The objects the batch gave: an output holding them refers to the input.
+            key, value = message.key, message.value
             writer = Writer()
             try:
-                _handler(message, writer)
+                handler(message, writer)
             except TransformError as error:
-                results.append(Err(_wit_error(error.kind, error.reason)))
+                results.error(error.kind, str(error.reason))
                 continue
             except Exception as error:  # noqa: BLE001 - dead-letters, as the Rust SDK does
-                results.append(Err(_wit_error("dead-letter", _error_reason(error))))
+                results.error("dead-letter", _error_reason(error))
                 continue
-            results.append(Ok([_output_to_wit(output) for output in writer.outputs]))
-        return results
+            results.outputs(message, key, value, writer.outputs)
+        return results.finish()
 
 
-_SOURCE_KINDS = {0: "pulsar", 1: "gcp-pubsub", 2: "other"}
-
-
-def _message_from_wit(record) -> Message:
-    message = Message.__new__(Message)
-    message.key = record.key
-    message.value = record.value
-    message.headers = [Header(h.name, h.value) for h in record.headers]
-    message.event_time_ms = record.event_time_ms
-    message.publish_time_ms = record.publish_time_ms
-    source = record.source
-    message.source = SourceInfo(
-        _SOURCE_KINDS.get(source.kind.value, "other"), source.topic, source.message_id
-    )
-    return message
-
-
-def _output_to_wit(output: Output):
-    return _types.OutputRecord(
-        key=output.key,
-        value=output.value,
-        headers=[_types.Header(name=h.name, value=h.value) for h in output.headers],
-        timestamp_ms=output.timestamp_ms,
-        topic=output.topic,
-    )
-
-
-def _wit_error(kind: str, reason: str):
-    if kind == "skip":
-        return _types.TransformError_Skip(reason)
-    if kind == "fatal":
-        return _types.TransformError_Fatal(reason)
-    return _types.TransformError_DeadLetter(reason)
+# Last: the layout module builds on the classes above.
+from . import _flat  # noqa: E402
