@@ -27,6 +27,9 @@
 //!
 //! `cargo bench -p sluice-engine --bench engine` measures; `cargo test -p sluice-engine --bench engine` runs
 //! every case once (a smoke test: it fails when the engine or a guest is broken).
+//! With `SLUICE_BENCH_ALLOCATIONS=1` the binary prints heap allocations per record at batch 100
+//! for each case instead (a counting global allocator: a figure the machine's load does not
+//! change, so before/after compare across builds of any profile).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -224,6 +227,35 @@ fn engine_benches(c: &mut Criterion) {
         )],
     );
 
+    if std::env::var_os("SLUICE_BENCH_ALLOCATIONS").is_some() {
+        let batch = records(100);
+        let cases: [(&str, &mut dyn FnMut()); 6] = [
+            ("empty-chain", &mut || drop(empty.run_batch(&batch))),
+            ("identity-guest", &mut || drop(identity.run_batch(&batch))),
+            ("identity-guest-0.1", &mut || {
+                drop(identity_v0_1.run_batch(&batch))
+            }),
+            ("identity-native", &mut || {
+                drop(batch.iter().map(identity_native).collect::<Vec<_>>())
+            }),
+            ("redact-guest", &mut || drop(redact.run_batch(&batch))),
+            ("redact-native", &mut || {
+                drop(
+                    batch
+                        .iter()
+                        .map(|r| redact_native(&config, r))
+                        .collect::<Vec<_>>(),
+                )
+            }),
+        ];
+        for (name, run) in cases {
+            println!(
+                "allocations per record at batch 100: {name}: {:.2}",
+                allocations_per_record(100, run)
+            );
+        }
+        return;
+    }
     for workload in ["identity", "redact"] {
         let mut group = c.benchmark_group(workload);
         for size in BATCH_SIZES {
@@ -330,6 +362,47 @@ fn language_benches(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Counts heap allocations: with `SLUICE_BENCH_ALLOCATIONS` set the bench prints allocations
+/// per record at batch 100 instead of timing, a figure the machine's load does not change.
+struct CountingAllocator;
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Heap allocations (and reallocations) per record of `run` on a batch of `size`.
+fn allocations_per_record(size: usize, mut run: impl FnMut()) -> f64 {
+    const ROUNDS: u64 = 20;
+    run();
+    let before = ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..ROUNDS {
+        run();
+    }
+    let after = ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed);
+    (after - before) as f64 / (ROUNDS * size as u64) as f64
 }
 
 criterion_group! {

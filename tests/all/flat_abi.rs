@@ -119,6 +119,39 @@ fn a_0_2_sdk_guest_that_changes_fields_sends_them_back_whole() {
     assert!(!value.contains("a@b.c"), "{value}");
 }
 
+#[test]
+fn forwarded_fields_share_the_inputs_bytes_instead_of_copying_them() {
+    // The 0.2.0 identity forwards key, value and headers by reference: the host's outputs
+    // are the input's buffers (the same memory), in a one-stage chain as in the empty chain.
+    let shares = |output: &OutputRecord, input: &InputRecord| {
+        let same = |a: &Option<Bytes>, b: &Option<Bytes>| match (a, b) {
+            (Some(a), Some(b)) => a.as_ptr() == b.as_ptr() && a.len() == b.len(),
+            _ => false,
+        };
+        same(&output.key, &input.key)
+            && same(&output.value, &input.value)
+            && output.headers.len() == input.headers.len()
+            && (output.headers.iter().zip(&input.headers)).all(|(o, i)| {
+                o.value.as_ptr() == i.value.as_ptr() && std::sync::Arc::ptr_eq(&o.name, &i.name)
+            })
+    };
+    let records: Vec<_> = (0..20).map(|i| record(i, "{\"n\":1}")).collect();
+    let mut identity = chain(PASSTHROUGH, Limits::default());
+    let mut empty = TransformChain::new(engine(), &[]).unwrap();
+    for (name, outcomes) in [
+        ("identity 0.2.0", identity.run_batch(&records)),
+        ("empty chain", empty.run_batch(&records)),
+    ] {
+        for (outcome, input) in outcomes.iter().zip(&records) {
+            let RecordOutcome::Outputs(outputs) = outcome else {
+                panic!("{name}: {outcome:?}");
+            };
+            assert_eq!(outputs.len(), 1, "{name}");
+            assert!(shares(&outputs[0], input), "{name}: {outputs:?}");
+        }
+    }
+}
+
 /// Runs a batch with `marker` in the middle: only that record is dead-lettered, with `kind`
 /// and a reason containing `reason`; the others pass, and the chain serves the next batch.
 fn assert_contained(marker: &str, kind: FailureKind, reason_part: &str, limits: Limits) {
