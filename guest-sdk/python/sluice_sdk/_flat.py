@@ -83,8 +83,8 @@ def _find_header(batch: bytes, at: int, count: int, name: str):
     return None
 
 
-# The slot descriptors of Message and Output: reading one directly tells whether an attribute
-# was ever set, without the lazy `__getattr__` below making it.
+# Message's `headers` slot: reading it through its descriptor tells whether the headers were
+# ever made, without the lazy `__getattr__` below making them.
 _MESSAGE_HEADERS = Message.__dict__["headers"]
 
 
