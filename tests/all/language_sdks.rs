@@ -5,7 +5,7 @@
 //! many headers, fan-out, routing, timestamps and errors on single records of a batch.
 
 use sluice_engine::{FailureKind, Limits, RecordOutcome, TransformChain};
-use sluice_record::{Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
+use sluice_record::{Bytes, Header, InputRecord, OutputRecord, SourceInfo, SourceKind};
 use sluice_tests::{EDGES_JS, EDGES_PY, REDACT_JS, REDACT_PY, engine};
 
 use crate::support::process::sluice;
@@ -61,8 +61,8 @@ fn record(
     publish_time_ms: Option<i64>,
 ) -> InputRecord {
     InputRecord {
-        key: key.map(<[u8]>::to_vec),
-        value: value.map(<[u8]>::to_vec),
+        key: key.map(Bytes::copy_from_slice),
+        value: value.map(Bytes::copy_from_slice),
         headers,
         event_time_ms,
         publish_time_ms,
@@ -187,8 +187,8 @@ fn header_value<'a>(record: &'a InputRecord, name: &str) -> Option<&'a [u8]> {
     record
         .headers
         .iter()
-        .find(|header| header.name == name)
-        .map(|header| header.value.as_slice())
+        .find(|header| &*header.name == name)
+        .map(|header| &header.value[..])
 }
 
 /// What the edge-case transform must make of `input`, written out in Rust.
@@ -217,10 +217,10 @@ fn expected(input: &InputRecord) -> Outcome {
                     text(input.publish_time_ms)
                 ),
             ));
-            let mut key = input.key.clone().unwrap_or_default();
+            let mut key = input.key.as_deref().unwrap_or_default().to_vec();
             key.push(0xff);
             Outcome::Outputs(vec![OutputRecord {
-                key: Some(key),
+                key: Some(key.into()),
                 value: input
                     .value
                     .as_ref()
@@ -232,7 +232,7 @@ fn expected(input: &InputRecord) -> Outcome {
         }
         b"fan-out" => {
             let empty = OutputRecord {
-                value: Some(Vec::new()),
+                value: Some(Bytes::new()),
                 ..forwarded.clone()
             };
             let tombstone = OutputRecord {
