@@ -22,5 +22,5 @@ fuzz_target!(|data: &[u8]| {
     if let Some(text) = value.get("value").and_then(Value::as_str) {
         assert_eq!(record.value.as_deref(), Some(text.as_bytes()));
     }
-    assert_eq!(record.source.message_id, "1");
+    assert_eq!(&*record.source.message_id, "1");
 });
