@@ -63,7 +63,10 @@ fuzz_target!(|message: Message| {
                 schema_version,
             });
             assert_eq!(record.key.as_deref(), key.as_deref());
-            assert_eq!(record.value.as_deref(), (!null_value).then_some(&payload[..]));
+            assert_eq!(
+                record.value.as_deref(),
+                (!null_value).then_some(&payload[..])
+            );
             assert_eq!(record.headers.len(), properties.len());
             for (header, (name, value)) in record.headers.iter().zip(&properties) {
                 assert_eq!(
