@@ -201,7 +201,10 @@ impl AdminApi {
         let deadline = Instant::now() + timeouts::ADMIN;
         loop {
             if let Some(status) = runtime.exit_status() {
-                panic!("sluice exited ({status}) before it was ready");
+                panic!(
+                    "sluice exited ({status}) before it was ready; its log ends:\n{}",
+                    runtime.log_tail(20)
+                );
             }
             let answer = self.get("/readyz").await;
             if matches!(answer, Ok((200, _))) {

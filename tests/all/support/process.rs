@@ -109,6 +109,8 @@ pub(crate) fn error_line(output: &Output) -> String {
 /// `sluice run` as a child process, killed on drop if still running.
 pub(crate) struct SluiceProcess {
     child: Child,
+    /// Where its log goes, when a test asked for it in a file.
+    log: Option<std::path::PathBuf>,
 }
 
 impl SluiceProcess {
@@ -139,7 +141,23 @@ impl SluiceProcess {
     ) -> Self {
         let file = std::fs::File::create(log).unwrap();
         let stdout = Stdio::from(file.try_clone().unwrap());
-        Self::spawn(config, run_args, env, "info", stdout, Stdio::from(file))
+        let mut process = Self::spawn(config, run_args, env, "info", stdout, Stdio::from(file));
+        process.log = Some(log.to_owned());
+        process
+    }
+
+    /// The last `count` lines of its log file (empty when it logs to the test's output), for
+    /// a failure message that says why the process ended.
+    pub(crate) fn log_tail(&self, count: usize) -> String {
+        let Some(text) = self
+            .log
+            .as_ref()
+            .and_then(|log| std::fs::read_to_string(log).ok())
+        else {
+            return String::new();
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(count)..].join("\n")
     }
 
     fn spawn(
@@ -162,7 +180,7 @@ impl SluiceProcess {
             .stderr(stderr)
             .spawn()
             .expect("cannot start sluice");
-        Self { child }
+        Self { child, log: None }
     }
 
     /// Current and peak resident memory of the process, in MiB (from `/proc`).
