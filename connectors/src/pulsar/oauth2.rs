@@ -88,7 +88,7 @@ impl PulsarOAuth2Config {
         // The crate takes a `file://` URL and opens its path undecoded: a path that a URL
         // would percent-encode would name another file.
         match url::Url::parse(&self.credentials_url()) {
-            Ok(url) if Path::new(url.path()) == path => Ok(()),
+            Ok(url) if Path::new(url.path()) == self.resolved_credentials_file() => Ok(()),
             _ => Err((
                 key.into(),
                 format!(
@@ -102,7 +102,14 @@ impl PulsarOAuth2Config {
     /// The credentials file as the crate wants it. A `file:` URL, not the content as a
     /// `data:` URL: the crate logs its parameters, URL included.
     fn credentials_url(&self) -> String {
-        format!("file://{}", self.credentials_file.display())
+        format!("file://{}", self.resolved_credentials_file().display())
+    }
+
+    /// The credentials file without `.` or `..` components (a URL drops them, so the path the
+    /// crate opens must not need them); as written when it cannot be resolved.
+    fn resolved_credentials_file(&self) -> std::path::PathBuf {
+        std::fs::canonicalize(&self.credentials_file)
+            .unwrap_or_else(|_| self.credentials_file.clone())
     }
 
     /// The crate's client credentials authentication for these settings.
