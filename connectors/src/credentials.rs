@@ -29,10 +29,15 @@ pub fn read_credential_file(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// [`read_credential_file`] for the config setting `key`, its error keyed by it.
+pub fn read_credential_setting(key: &str, path: &Path) -> Result<Vec<u8>, Invalid> {
+    read_credential_file(path).map_err(|message| (key.to_owned(), message))
+}
+
 /// Reads a secret (a password, a token) from `path`, trimming surrounding whitespace (files
 /// usually end with a newline the secret does not contain).
 pub fn read_secret_file(key: &str, path: &Path) -> Result<Secret, Invalid> {
-    let bytes = read_credential_file(path).map_err(|message| (key.to_owned(), message))?;
+    let bytes = read_credential_setting(key, path)?;
     let text = String::from_utf8(bytes).map_err(|_| {
         (
             key.to_owned(),
@@ -48,7 +53,7 @@ pub fn read_secret_file(key: &str, path: &Path) -> Result<Secret, Invalid> {
 
 /// Checks that `path` is a readable PEM file (certificates or a key).
 pub fn check_pem_file(key: &str, path: &Path) -> Result<(), Invalid> {
-    let bytes = read_credential_file(path).map_err(|message| (key.to_owned(), message))?;
+    let bytes = read_credential_setting(key, path)?;
     if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         return Err((
             key.into(),

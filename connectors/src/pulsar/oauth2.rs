@@ -6,14 +6,14 @@
 //! The crate's HTTP client (reqwest 0.12 with rustls) trusts only the Mozilla roots it is
 //! built with, so an `https` issuer needs a publicly trusted certificate.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use pulsar::authentication::Authentication;
 use pulsar::authentication::oauth2::{OAuth2Authentication, OAuth2Params};
 use serde::Deserialize;
 
 use crate::config::Invalid;
-use crate::credentials::read_credential_file;
+use crate::credentials::read_credential_setting;
 
 /// `[pipeline.source.auth.oauth2]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,11 +42,25 @@ struct ClientCredentials {
 }
 
 impl PulsarOAuth2Config {
-    /// Makes a relative `credentials_file` relative to the config file's directory.
+    /// Makes a relative `credentials_file` relative to the config file's directory, without
+    /// `.` and `..` components: the crate gets it as a `file://` URL, which drops them, so the
+    /// file it opens is this lexical form (symlinks stay unresolved: a rotated Kubernetes
+    /// secret is read through its link at every token request).
     pub(super) fn resolve(&mut self, base_dir: &Path) {
-        if self.credentials_file.is_relative() {
-            self.credentials_file = base_dir.join(&self.credentials_file);
-        }
+        let joined = base_dir.join(&self.credentials_file);
+        self.credentials_file =
+            joined
+                .components()
+                .fold(PathBuf::new(), |mut lexical, component| {
+                    match component {
+                        Component::ParentDir => {
+                            lexical.pop();
+                        }
+                        Component::CurDir => {}
+                        other => lexical.push(other),
+                    }
+                    lexical
+                });
     }
 
     /// Checks the issuer URL and the credentials file; keys are relative to the source.
@@ -66,7 +80,7 @@ impl PulsarOAuth2Config {
         let key = "auth.oauth2.credentials_file";
         let path = &self.credentials_file;
         let shown = path.display();
-        let bytes = read_credential_file(path).map_err(|message| (key.to_owned(), message))?;
+        let bytes = read_credential_setting(key, path)?;
         // serde_json's message names a line and column, never the text there.
         let credentials: ClientCredentials = serde_json::from_slice(&bytes).map_err(|error| {
             (
@@ -88,7 +102,7 @@ impl PulsarOAuth2Config {
         // The crate takes a `file://` URL and opens its path undecoded: a path that a URL
         // would percent-encode would name another file.
         match url::Url::parse(&self.credentials_url()) {
-            Ok(url) if Path::new(url.path()) == self.resolved_credentials_file() => Ok(()),
+            Ok(url) if Path::new(url.path()) == path => Ok(()),
             _ => Err((
                 key.into(),
                 format!(
@@ -102,14 +116,7 @@ impl PulsarOAuth2Config {
     /// The credentials file as the crate wants it. A `file:` URL, not the content as a
     /// `data:` URL: the crate logs its parameters, URL included.
     fn credentials_url(&self) -> String {
-        format!("file://{}", self.resolved_credentials_file().display())
-    }
-
-    /// The credentials file without `.` or `..` components (a URL drops them, so the path the
-    /// crate opens must not need them); as written when it cannot be resolved.
-    fn resolved_credentials_file(&self) -> std::path::PathBuf {
-        std::fs::canonicalize(&self.credentials_file)
-            .unwrap_or_else(|_| self.credentials_file.clone())
+        format!("file://{}", self.credentials_file.display())
     }
 
     /// The crate's client credentials authentication for these settings.
@@ -172,6 +179,17 @@ mod tests {
         let not_json = config(dir.path(), "client_secret=s3cr3t-value\n");
         let (_, message) = not_json.validate().unwrap_err();
         assert!(!message.contains("s3cr3t"), "{message}");
+    }
+
+    #[test]
+    fn a_credentials_path_through_parent_directories_is_resolved_before_it_becomes_a_url() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tests")).unwrap();
+        let mut config = config(dir.path(), r#"{"client_id":"a","client_secret":"b"}"#);
+        config.credentials_file = "tests/../oauth2.json".into();
+        config.resolve(dir.path());
+        assert_eq!(config.credentials_file, dir.path().join("oauth2.json"));
+        config.validate().unwrap();
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use sluice_connectors::config::Invalid;
-use sluice_connectors::credentials::read_credential_file;
+use sluice_connectors::credentials::read_credential_setting;
 
 /// `[admin.tls]`: serve the admin API over TLS with this certificate (chain) and key.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,7 +40,7 @@ impl AdminTlsConfig {
         let cert_shown = self.cert_file.display();
         let key_shown = self.key_file.display();
         let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(&read(cert_key, &self.cert_file)?)
+            CertificateDer::pem_slice_iter(&read_credential_setting(cert_key, &self.cert_file)?)
                 .collect::<Result<_, _>>()
                 .map_err(|error| {
                     (
@@ -55,8 +55,8 @@ impl AdminTlsConfig {
             ));
         }
         // The key's parse error names the PEM section kind, never its bytes.
-        let key =
-            PrivateKeyDer::from_pem_slice(&read(key_key, &self.key_file)?).map_err(|error| {
+        let key = PrivateKeyDer::from_pem_slice(&read_credential_setting(key_key, &self.key_file)?)
+            .map_err(|error| {
                 (
                     key_key.to_owned(),
                     format!("{key_shown} holds no usable unencrypted private key: {error}"),
@@ -80,10 +80,6 @@ impl AdminTlsConfig {
             })?;
         Ok(Arc::new(config))
     }
-}
-
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, Invalid> {
-    read_credential_file(path).map_err(|message| (key.to_owned(), message))
 }
 
 #[cfg(test)]
