@@ -35,6 +35,9 @@ pub(crate) enum Settled {
     Relinquish,
 }
 
+/// The deliveries of one record, inline for the usual one output: no allocation per record.
+pub(crate) type Deliveries<D> = smallvec::SmallVec<[D; 1]>;
+
 /// Resolves once a record can be settled (or its outputs failed).
 pub(crate) type Settle = BoxFuture<'static, Result<Settled, SinkError>>;
 
@@ -53,14 +56,14 @@ pub(crate) struct OutcomeWriter<S: Sink> {
     /// writer scopes.
     pub(crate) exactly_once: Option<ExactlyOnce<S>>,
     /// The deliveries of the record being written (outside transactions).
-    pub(crate) deliveries: Vec<S::Delivery>,
+    pub(crate) deliveries: Deliveries<S::Delivery>,
 }
 
 /// What a record's ack waits for.
 pub(crate) enum Awaited<D> {
     /// Outside transactions: the deliveries of what was sent for it (a refusal in one of
     /// them is dead-lettered by the stages, [`OutcomeWriter::refused_delivery`]).
-    Deliveries(Vec<D>),
+    Deliveries(Deliveries<D>),
     /// With transactions: the commit of its transaction, or a settlement already known.
     Settle(Settle),
 }
@@ -167,7 +170,7 @@ impl<S: Sink> OutcomeWriter<S> {
         placement: &Placement,
         index: u32,
         error: SinkError,
-    ) -> Result<Vec<S::Delivery>, PipelineError> {
+    ) -> Result<Deliveries<S::Delivery>, PipelineError> {
         debug_assert!(
             !matches!(self.exactly_once, Some(ExactlyOnce::Transactions(_))),
             "a transaction's deliveries are settled by its commit"

@@ -72,7 +72,7 @@ enum Delivered<D> {
     /// Outside transactions: the deliveries not yet resolved, in order, and the first
     /// refusal among those that did.
     Deliveries {
-        deliveries: std::vec::IntoIter<D>,
+        deliveries: smallvec::IntoIter<[D; 1]>,
         current: Option<D>,
         refused: Option<SinkError>,
     },
@@ -181,7 +181,7 @@ impl<S: Sink> Stages<S> {
             sink,
             stats: stats.clone(),
             exactly_once,
-            deliveries: Vec::new(),
+            deliveries: Default::default(),
         };
         let sink_stage = tokio::spawn(sink_stage(
             writer,

@@ -6,6 +6,7 @@
 //! (`deployment_log.rs`).
 
 mod config;
+mod delivery_ledger;
 mod deployment_log;
 mod offsets;
 mod read_back;
@@ -15,6 +16,7 @@ mod sink;
 mod transactional;
 
 pub use config::{KafkaSinkConfig, SinkKind, check_topic_name};
+pub use delivery_ledger::ReportedDelivery;
 pub use deployment_log::{
     DeploymentLog, DeploymentLogError, DeploymentReader, LogEntry, MAX_ENTRY_BYTES,
 };

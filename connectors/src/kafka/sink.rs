@@ -1,6 +1,6 @@
-//! Kafka sink: librdkafka's idempotent producer with `acks=all`; delivery reports drive acks.
-//! Exactly-once on transactions opens a transactional producer per writer scope
-//! (`transactional.rs`).
+//! Kafka sink: librdkafka's idempotent producer with `acks=all`; delivery reports drive acks,
+//! through one ledger rather than a channel per record (`delivery_ledger.rs`). Exactly-once on
+//! transactions opens a transactional producer per writer scope (`transactional.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,11 +14,14 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryFuture, FutureProducer, FutureRecord, Producer, ThreadedProducer,
+};
 use sluice_record::OutputRecord;
 use sluice_record::validation::SinkLimits;
 
 use super::config::{KafkaSinkConfig, config_error};
+use super::delivery_ledger::{DeliveryLedger, ReportedDelivery, ReportingContext};
 use super::refusal;
 use super::transactional::{KafkaWriter, Opening};
 use super::{offsets, read_back};
@@ -28,7 +31,7 @@ use crate::transactions::{Resume, WriterScope};
 /// How long metadata and admin calls may take before we call the broker unreachable.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A produced record waiting for its delivery report.
+/// A record produced in a transaction, waiting for its delivery report.
 pub struct PendingDelivery {
     /// For the error, should it fail: shared with the sink when it is the default topic, so
     /// a record costs no copy of the name.
@@ -54,7 +57,9 @@ impl Future for PendingDelivery {
 
 pub struct KafkaSink {
     config: KafkaSinkConfig,
-    producer: FutureProducer,
+    producer: Arc<ThreadedProducer<ReportingContext>>,
+    /// The producer's delivery reports.
+    ledger: Arc<DeliveryLedger>,
     admin: AdminClient<DefaultClientContext>,
     brokers: String,
     default_topic: Arc<str>,
@@ -76,14 +81,24 @@ impl KafkaSink {
     pub async fn connect(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
         refusal::check_access(config).await?;
         let settings = producer_config(config);
-        let producer: FutureProducer = settings.create().map_err(config_error)?;
+        let default_topic: Arc<str> = Arc::from(config.topic.as_str());
+        let ledger = Arc::new(DeliveryLedger::new(default_topic.clone()));
+        let context = ReportingContext {
+            ledger: ledger.clone(),
+        };
+        let producer = Arc::new(
+            settings
+                .create_with_context(context)
+                .map_err(config_error)?,
+        );
         let admin: AdminClient<DefaultClientContext> = settings.create().map_err(config_error)?;
         let sink = Self {
             config: config.clone(),
             producer,
+            ledger,
             admin,
             brokers: config.brokers.clone(),
-            default_topic: Arc::from(config.topic.as_str()),
+            default_topic,
             dead_letter_topic: config.dead_letter_topic.clone(),
             create_topics: config.create_topics,
             topic_partitions: config.topic_partitions,
@@ -258,10 +273,56 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Hands a record to the producer, waiting while its queue is full (backpressure).
-    async fn produce(&self, record: &OutputRecord) -> Result<PendingDelivery, SinkError> {
-        produce(&self.producer, &self.default_topic, record).await
+    /// Hands a record to the producer, waiting while its queue is full (backpressure). Its
+    /// sequence number in the ledger is its delivery opaque: no allocation per record beyond
+    /// librdkafka's own.
+    async fn produce(&self, record: &OutputRecord) -> Result<ReportedDelivery, SinkError> {
+        let topic = record.topic.as_deref().unwrap_or(&self.default_topic);
+        let seq = self.ledger.issue();
+        let mut kafka_record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, seq as usize)
+            .headers(kafka_headers(record));
+        if let Some(key) = &record.key {
+            kafka_record = kafka_record.key(&key[..]);
+        }
+        if let Some(value) = &record.value {
+            kafka_record = kafka_record.payload(&value[..]);
+        }
+        if let Some(timestamp) = record.timestamp_ms {
+            kafka_record = kafka_record.timestamp(timestamp);
+        }
+        loop {
+            match self.producer.send(kafka_record) {
+                Ok(()) => return Ok(ReportedDelivery::new(self.ledger.clone(), seq)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    kafka_record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((error, _)) => {
+                    // Never produced: its number must not hold the ledger's watermark back.
+                    self.ledger.report(seq, Ok(()));
+                    return Err(classify(topic.to_owned(), error, Stage::Produce));
+                }
+            }
+        }
     }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        self.ledger.close();
+    }
+}
+
+/// The record's headers as librdkafka's.
+fn kafka_headers(record: &OutputRecord) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for header in &record.headers {
+        headers = headers.insert(KafkaHeader {
+            key: &header.name,
+            value: Some(&header.value[..]),
+        });
+    }
+    headers
 }
 
 /// Hands a record to `producer` (to `default_topic` unless it names its own), waiting while
@@ -272,14 +333,7 @@ pub(super) async fn produce<C: ClientContext + 'static>(
     record: &OutputRecord,
 ) -> Result<PendingDelivery, SinkError> {
     let topic = record.topic.as_deref().unwrap_or(default_topic);
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for header in &record.headers {
-        headers = headers.insert(KafkaHeader {
-            key: &header.name,
-            value: Some(&header.value[..]),
-        });
-    }
-    let mut kafka_record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+    let mut kafka_record = FutureRecord::<[u8], [u8]>::to(topic).headers(kafka_headers(record));
     if let Some(key) = &record.key {
         kafka_record = kafka_record.key(&key[..]);
     }
@@ -308,7 +362,7 @@ pub(super) async fn produce<C: ClientContext + 'static>(
 }
 
 impl Sink for KafkaSink {
-    type Delivery = PendingDelivery;
+    type Delivery = ReportedDelivery;
     type Writer = KafkaWriter;
 
     fn default_topic(&self) -> &str {
@@ -338,7 +392,7 @@ impl Sink for KafkaSink {
         self.lookup_or_create(topic).await
     }
 
-    async fn send(&self, record: &OutputRecord) -> Result<PendingDelivery, SinkError> {
+    async fn send(&self, record: &OutputRecord) -> Result<ReportedDelivery, SinkError> {
         self.produce(record).await
     }
 
@@ -371,7 +425,7 @@ impl ConnectSink for KafkaSinkConfig {
 
 /// Where librdkafka reported an error about one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub(super) enum Stage {
     /// Handing it to the producer.
     Produce,
     /// Its delivery report.
@@ -382,7 +436,7 @@ enum Stage {
 /// dead-lettered; the connection is fine) or the connection's (transient: a new producer
 /// sends it again). Codes from librdkafka's `rdkafka_request.c` handling of Produce
 /// responses and its local checks; docs/sandbox.md lists them.
-fn classify(topic: String, error: KafkaError, stage: Stage) -> SinkError {
+pub(super) fn classify(topic: String, error: KafkaError, stage: Stage) -> SinkError {
     use RDKafkaErrorCode as Code;
     let refused = match (&error, error.rdkafka_error_code()) {
         // A topic name with a NUL byte cannot even be passed to librdkafka.
