@@ -57,6 +57,8 @@ pub(crate) struct OutcomeWriter<S: Sink> {
     pub(crate) exactly_once: Option<ExactlyOnce<S>>,
     /// The deliveries of the record being written (outside transactions).
     pub(crate) deliveries: Deliveries<S::Delivery>,
+    /// Stamps every output with its identity (the pipeline's name made once).
+    pub(crate) stamper: identity::Stamper,
 }
 
 /// What a record's ack waits for.
@@ -311,7 +313,7 @@ impl<S: Sink> OutcomeWriter<S> {
     fn stamped(&self, record: &InputRecord, index: u32, mut output: OutputRecord) -> OutputRecord {
         let policy = exactly_once::source_id_policy(self.exactly_once.as_ref());
         let source_id = &record.source.message_id;
-        identity::stamp(&mut output, &self.pipeline, source_id, index, policy);
+        self.stamper.stamp(&mut output, source_id, index, policy);
         output
     }
 

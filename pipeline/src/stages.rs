@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use sluice_connectors::sink::{Sink, SinkError};
 use sluice_connectors::source::{Placement, SourceMessage};
 use sluice_engine::TransformChain;
-use sluice_record::InputRecord;
+use sluice_record::{InputRecord, identity};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -177,6 +177,7 @@ impl<S: Sink> Stages<S> {
         let (refused_tx, refused_rx) = mpsc::unbounded_channel();
         let lanes = lanes::start(lanes, batches_tx, &abort);
         let writer = OutcomeWriter {
+            stamper: identity::Stamper::new(&pipeline),
             pipeline: pipeline.clone(),
             sink,
             stats: stats.clone(),

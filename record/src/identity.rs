@@ -40,6 +40,12 @@ pub struct WrittenOutput {
     pub index: u32,
 }
 
+/// How many headers [`stamp`] adds: room a passthrough output reserves for them.
+pub const IDENTITY_HEADERS: usize = 3;
+
+/// The output indexes most records have, as text made once: stamping them allocates nothing.
+const SMALL_INDEXES: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
+
 /// Stamps `output` as output `index` of source message `source_id`, written by `pipeline`.
 /// The identity is the host's: a transform's `sluice.pipeline` and `sluice.output.index` are
 /// replaced, and its `sluice.source.id` too unless `policy` lets it stand.
@@ -50,28 +56,57 @@ pub fn stamp(
     index: u32,
     policy: SourceIdPolicy,
 ) {
-    let keep_source_id = policy == SourceIdPolicy::TransformMayOverride
-        && output.headers.iter().any(|h| &*h.name == SOURCE_ID_HEADER);
-    output.headers.retain(|h| {
-        let name = &*h.name;
-        name != PIPELINE_HEADER
-            && name != OUTPUT_INDEX_HEADER
-            && (keep_source_id || name != SOURCE_ID_HEADER)
-    });
-    let [source_id_name, pipeline_name, index_name] = &*NAMES;
-    if !keep_source_id {
-        output.headers.push(Header::shared(
-            source_id_name.clone(),
-            Bytes::copy_from_slice(source_id.as_bytes()),
-        ));
+    Stamper::new(pipeline).stamp(output, source_id, index, policy);
+}
+
+/// [`stamp`] for one pipeline, its name's bytes made once and shared by every output.
+#[derive(Debug, Clone)]
+pub struct Stamper {
+    pipeline: Bytes,
+}
+
+impl Stamper {
+    pub fn new(pipeline: &str) -> Self {
+        Self {
+            pipeline: Bytes::copy_from_slice(pipeline.as_bytes()),
+        }
     }
-    output.headers.push(Header::shared(
-        pipeline_name.clone(),
-        Bytes::copy_from_slice(pipeline.as_bytes()),
-    ));
-    output
-        .headers
-        .push(Header::new(index_name.clone(), index.to_string()));
+
+    /// Stamps `output` as output `index` of source message `source_id` (see [`stamp`]).
+    pub fn stamp(
+        &self,
+        output: &mut OutputRecord,
+        source_id: &str,
+        index: u32,
+        policy: SourceIdPolicy,
+    ) {
+        let keep_source_id = policy == SourceIdPolicy::TransformMayOverride
+            && output.headers.iter().any(|h| &*h.name == SOURCE_ID_HEADER);
+        output.headers.retain(|h| {
+            let name = &*h.name;
+            name != PIPELINE_HEADER
+                && name != OUTPUT_INDEX_HEADER
+                && (keep_source_id || name != SOURCE_ID_HEADER)
+        });
+        output.headers.reserve(IDENTITY_HEADERS);
+        let [source_id_name, pipeline_name, index_name] = &*NAMES;
+        if !keep_source_id {
+            output.headers.push(Header::shared(
+                source_id_name.clone(),
+                Bytes::copy_from_slice(source_id.as_bytes()),
+            ));
+        }
+        output
+            .headers
+            .push(Header::shared(pipeline_name.clone(), self.pipeline.clone()));
+        let index_text = match SMALL_INDEXES.get(index as usize) {
+            Some(text) => Bytes::from_static(text.as_bytes()),
+            None => Bytes::from(index.to_string()),
+        };
+        output
+            .headers
+            .push(Header::shared(index_name.clone(), index_text));
+    }
 }
 
 /// Bytes the identity headers [`stamp`] adds may take at most in a record's size as
@@ -157,6 +192,20 @@ mod tests {
             parsed(&output(&[(PIPELINE_HEADER, "orders")]), "orders"),
             None
         );
+    }
+
+    #[test]
+    fn every_output_index_parses_back_whether_its_text_is_made_once_or_per_record() {
+        let stamper = Stamper::new("orders");
+        for index in [0, 1, 7, 8, 10, 4_000_000_000] {
+            let mut out = output(&[]);
+            stamper.stamp(&mut out, "m", index, SourceIdPolicy::HostOnly);
+            let expected = WrittenOutput {
+                source_id: "m".into(),
+                index,
+            };
+            assert_eq!(parsed(&out, "orders"), Some(expected), "index {index}");
+        }
     }
 
     #[test]

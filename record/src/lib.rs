@@ -118,12 +118,14 @@ pub struct OutputRecord {
 
 impl OutputRecord {
     /// The identity transform: what a pipeline without transforms writes. It shares the
-    /// input's bytes.
+    /// input's bytes, and its headers have room for the identity the pipeline stamps.
     pub fn passthrough(input: &InputRecord) -> Self {
+        let mut headers = Vec::with_capacity(input.headers.len() + identity::IDENTITY_HEADERS);
+        headers.extend_from_slice(&input.headers);
         Self {
             key: input.key.clone(),
             value: input.value.clone(),
-            headers: input.headers.clone(),
+            headers,
             timestamp_ms: input.default_timestamp_ms(),
             topic: None,
         }
