@@ -4,8 +4,14 @@
 //! Kafka once, and each source's writers and checkpoints stay apart (source 1's offsets
 //! topic is its own).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
+use sluice_connectors::memory::{MemorySink, MemorySource};
+use sluice_connectors::source::{ConnectSource, MergedSource};
+use sluice_engine::{Limits, TransformSpec};
+use sluice_pipeline::{Guarantee, Pipeline, PipelineControl, PipelineParts, PipelineStats};
 use sluice_tests::kafka::KafkaRecord;
 use sluice_tests::pubsub::{PubSubRecord, publish_to_pubsub};
 use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
@@ -14,6 +20,7 @@ use crate::exactly_once::{
     Chaos, OutputCheck, check_outputs, copies_of, crash_loop, fan_out_output_count,
     fan_out_transform, guarantee_settings, print_check,
 };
+use crate::pipeline::memory_settings;
 use crate::support::assertions::{assert_none_missing, assert_per_key_order, report_counts};
 use crate::support::brokers::{BrokerUse, Brokers, PROJECT, Topics, pubsub_setup};
 use crate::support::config::{Pull, sink_toml, write_config};
@@ -215,5 +222,78 @@ async fn merged_sources_exactly_once_through_kills_of_the_runtime() {
     assert!(
         own > 0 && pulsars > 0,
         "each source checkpoints in its own topic"
+    );
+}
+
+/// Two in-memory sources whose message ids and positions are the same (`memory-1`, …), merged
+/// exactly-once: were their writer scopes not kept apart by source, one source's checkpoints
+/// would cover a later source's records, and those would be acked unwritten. Each source gets its
+/// own records acked, and every record of both is written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_sources_with_the_same_ids_keep_their_scopes_apart_exactly_once() {
+    let (ordered, unordered) = (MemorySource::new(), MemorySource::unordered());
+    let (second_ordered, sink) = (MemorySource::new(), MemorySink::new("out", Some("dlq")));
+    let sources: Vec<Arc<dyn ConnectSource>> = vec![
+        Arc::new(ordered.clone()),
+        Arc::new(unordered.clone()),
+        Arc::new(second_ordered.clone()),
+    ];
+    let stats = Arc::new(PipelineStats::standalone("memory"));
+    let parts = PipelineParts {
+        settings: memory_settings(2, Guarantee::ExactlyOnce),
+        source: Arc::new(MergedSource::new(sources)),
+        transforms: vec![TransformSpec {
+            name: "passthrough".into(),
+            component: sluice_tests::component(sluice_tests::PASSTHROUGH),
+            config: BTreeMap::new(),
+            limits: Limits::default(),
+            capabilities: Default::default(),
+        }],
+        sink: sink.clone(),
+    };
+    let control = PipelineControl::new("memory", stats.clone());
+    let pipeline = Pipeline::prepare(parts, sluice_tests::engine(), control)
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(pipeline.run(stop.clone()));
+    let per_source = 200;
+    // One source after the other, each once the one before is committed: a later source's
+    // records then sit at positions (and ids) an earlier source's checkpoint already covers.
+    for (index, source) in [&ordered, &unordered, &second_ordered].iter().enumerate() {
+        for seq in 0..per_source {
+            let key = format!("key-{}", seq % 5);
+            source.push(Some(key.as_bytes()), format!("{index}/{seq}").as_bytes());
+        }
+        let waited = tokio::time::timeout(sluice_tests::timeouts::DELIVERY, async {
+            while source.acked().len() < per_source {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "source {index}: {} acked: {}",
+            source.acked().len(),
+            stats.summary()
+        );
+    }
+    stop.cancel();
+    task.await.unwrap().expect("the pipeline drains and stops");
+    eprintln!("merged memory sources: {}", stats.summary());
+
+    let written = sink.written("out");
+    let distinct: BTreeSet<&[u8]> = written.iter().filter_map(|o| o.value.as_deref()).collect();
+    assert_eq!(
+        distinct.len(),
+        3 * per_source,
+        "every record of every source"
+    );
+    assert_eq!(written.len(), 3 * per_source, "each once");
+    assert_eq!(stats.deduplicated.get(), 0);
+    assert_eq!(
+        stats.received_by_source(),
+        vec![per_source as u64; 3],
+        "counted per source"
     );
 }
