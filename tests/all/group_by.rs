@@ -5,6 +5,9 @@
 
 use std::collections::BTreeSet;
 
+use sluice_connectors::memory::{MemorySink, MemorySource};
+use sluice_pipeline::{GroupBy, Guarantee};
+use sluice_record::Header;
 use sluice_tests::kafka::KafkaRecord;
 use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 
@@ -12,6 +15,7 @@ use crate::exactly_once::{
     check_outputs, copies_of, fan_out_output_count, fan_out_transform, guarantee_settings,
     print_check,
 };
+use crate::pipeline::{MemoryPipeline, memory_settings};
 use crate::support::assertions::{
     assert_no_duplicates, assert_none_missing, assert_per_key_order, report_counts, seq_of,
 };
@@ -123,4 +127,41 @@ async fn group_by_a_header_keeps_per_new_key_order_exactly_once() {
     assert_eq!((check.missing, check.duplicates), (0, 0));
     assert_eq!(check.records, fan_out_output_count(count));
     assert_rekeyed(&output);
+}
+
+/// Without brokers, one lane: the dispatcher re-keys also when there is one lane; a record
+/// without the header keeps its source key and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_by_with_one_lane_rekeys_and_counts_records_without_the_header() {
+    let mut settings = memory_settings(1, Guarantee::AtLeastOnce);
+    settings.group_by = Some(GroupBy::Header("customer".into()));
+    let source = MemorySource::new();
+    let pipeline =
+        MemoryPipeline::start_on(source.clone(), MemorySink::new("out", None), settings).await;
+    for seq in 0..100u64 {
+        let headers = match seq % 10 {
+            9 => Vec::new(),
+            _ => vec![Header::new("customer", format!("c{}", seq % 7))],
+        };
+        source.push_with_headers(Some(b"old"), seq.to_string().as_bytes(), headers);
+    }
+    pipeline.wait_for_acks(100).await;
+    let written = pipeline.sink.written("out");
+    for output in &written {
+        let seq: u64 = String::from_utf8_lossy(output.value.as_deref().unwrap())
+            .parse()
+            .unwrap();
+        let expected = match seq % 10 {
+            9 => "old".to_owned(),
+            _ => format!("c{}", seq % 7),
+        };
+        assert_eq!(
+            output.key.as_deref(),
+            Some(expected.as_bytes()),
+            "seq {seq}"
+        );
+    }
+    assert_eq!(written.len(), 100);
+    assert_eq!(pipeline.stats.group_by_missing.get(), 10);
+    pipeline.stop().await;
 }
