@@ -8,7 +8,9 @@
 //! source ──▶ dispatcher ──┼▶ lane 1 (thread, chain) ─┼──▶ sink stage
 //!                         └▶ lane … ─────────────────┘
 //! ```
-//! With one lane there is no dispatcher: the lane reads the source's channel itself.
+//! With one lane there is no dispatcher (the lane reads the source's channel itself), unless
+//! a group-by re-keys the records: the dispatcher does that, before it picks their lane, so
+//! the lanes follow the new key.
 
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,6 +25,7 @@ use sluice_engine::{RecordOutcome, TransformChain};
 use sluice_record::InputRecord;
 
 use crate::control::PipelineControl;
+use crate::group_by::GroupBy;
 use crate::schemas::Schemas;
 
 /// Records of one transform call, with their outcomes.
@@ -54,6 +57,8 @@ pub(crate) struct LanesInput {
     pub(crate) max_in_flight: usize,
     /// Decoding before the chain and encoding after it.
     pub(crate) schemas: Arc<Schemas>,
+    /// Re-keying before the lanes are picked (group-by).
+    pub(crate) group_by: Option<GroupBy>,
 }
 
 /// Running lanes, to be joined once the stages after them ended.
@@ -89,18 +94,26 @@ pub(crate) fn start(
         batch_size,
         max_in_flight,
         schemas,
+        group_by,
     } = input;
     let lanes = chains.len();
     let mut replays: Vec<VecDeque<SourceMessage>> = (0..lanes).map(|_| VecDeque::new()).collect();
+    // Replayed records were re-keyed when first dispatched (re-keying again gives the same key).
     for message in replay {
         replays[lane_of(&message.record, lanes)].push_back(message);
     }
-    let (receivers, dispatcher) = if lanes == 1 {
+    let (receivers, dispatcher) = if lanes == 1 && group_by.is_none() {
         (vec![records], None)
     } else {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..lanes).map(|_| mpsc::channel(max_in_flight)).unzip();
-        let dispatcher = tokio::spawn(dispatch(records, senders, abort.clone()));
+        let dispatcher = tokio::spawn(dispatch(
+            records,
+            senders,
+            group_by,
+            control.clone(),
+            abort.clone(),
+        ));
         (receivers, Some(dispatcher))
     };
     let threads = chains
@@ -194,10 +207,13 @@ fn lane_of(record: &InputRecord, lanes: usize) -> usize {
     (hasher.finish() % lanes as u64) as usize
 }
 
-/// Hands each source record to its lane until the source ends or the lanes are aborted.
+/// Hands each source record to its lane (re-keyed first, with a group-by) until the source
+/// ends or the lanes are aborted.
 async fn dispatch(
     mut records: mpsc::Receiver<SourceMessage>,
     lanes: Vec<mpsc::Sender<SourceMessage>>,
+    group_by: Option<GroupBy>,
+    control: Arc<PipelineControl>,
     abort: CancellationToken,
 ) -> Dispatched {
     loop {
@@ -207,9 +223,14 @@ async fn dispatch(
             message = records.recv() => message,
         };
         // The source ended: dropping the senders ends the lanes once they are done.
-        let Some(message) = message else {
+        let Some(mut message) = message else {
             return (records, None);
         };
+        if let Some(group_by) = &group_by
+            && !group_by.rekey(&mut message.record)
+        {
+            control.stats.group_by_missing.inc();
+        }
         let lane = &lanes[lane_of(&message.record, lanes.len())];
         match room_unless_aborted(lane, &abort).await {
             Some(room) => room.send(message),

@@ -7,6 +7,7 @@
 //!   stages, and what each outcome becomes in the sink;
 //! - `exactly_once/`: exactly-once, on Kafka transactions (`transactions.rs`) or read back
 //!   (`read_back.rs`);
+//! - `group_by.rs`: re-keying records before the lanes (group-by);
 //! - `schemas.rs`: decoding before the transforms and encoding after them (docs/schemas.md);
 //! - `restart.rs`: the one restart policy (what a broker failure renews, and when);
 //! - `stats.rs`, `control.rs`: the counters and the live handle the admin API reads.
@@ -17,6 +18,7 @@
 mod control;
 mod error;
 pub mod exactly_once;
+mod group_by;
 mod lanes;
 mod outcome_writer;
 mod pipeline;
@@ -29,6 +31,7 @@ mod stats;
 
 pub use control::{PipelineControl, PipelineState};
 pub use error::{PipelineError, error_chain};
+pub use group_by::GroupBy;
 pub use pipeline::{Pipeline, PipelineParts};
 pub use schemas::{SCHEMA_HEADER, Schemas};
 pub use settings::{

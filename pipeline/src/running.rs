@@ -200,7 +200,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             (Some(ExactlyOnceMode::Transactions), None) => {
                 self.exactly_once = Some(ExactlyOnce::Transactions(Transactions::new(
                     &self.settings,
-                    self.source.hands_over_partitions(),
+                    self.source.clone(),
                     self.tracker.clone(),
                     self.control.stats.clone(),
                 )));
@@ -240,6 +240,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
                 batch_size: self.settings.batch_size,
                 max_in_flight: self.settings.max_in_flight,
                 schemas: self.schemas.clone(),
+                group_by: self.settings.group_by.clone(),
             },
             sink,
             stats: self.control.stats.clone(),
@@ -328,6 +329,7 @@ impl SourceSession {
             max_in_flight: settings.max_in_flight,
             observer,
             stop: stop.clone(),
+            source: 0,
         };
         let RunningSource { messages, task } = source
             .start(start)

@@ -5,6 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::group_by::GroupBy;
 pub use sluice_connectors::config::{ExactlyOnceMode, Guaranteeing};
 
 /// Delivery guarantee of a pipeline (docs/delivery-guarantees.md).
@@ -45,6 +47,9 @@ pub struct PipelineSettings {
     pub dedup_window: usize,
     /// How exactly-once is kept (with `guarantee = "exactly-once"`).
     pub exactly_once: ExactlyOnceSettings,
+    /// Group-by: where each record's new key comes from, before the lanes (`None`: records
+    /// keep their source key).
+    pub group_by: Option<GroupBy>,
 }
 
 /// `exactly_once = { … }` of a pipeline.
@@ -105,6 +110,7 @@ impl PipelineSettings {
             parallelism: 1,
             dedup_window: 100_000,
             exactly_once: ExactlyOnceSettings::default(),
+            group_by: None,
         }
     }
 }

@@ -25,6 +25,13 @@ struct PipelineLabel {
     pipeline: String,
 }
 
+/// A pipeline and one of its sources (its index in `[[pipeline.sources]]`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    pipeline: String,
+    source: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     pipeline: String,
@@ -60,6 +67,8 @@ fn seconds_histogram() -> Histogram {
 #[derive(Debug, Clone)]
 pub struct StatsFamilies {
     received: Family<PipelineLabel, Counter>,
+    received_by_source: Family<SourceLabels, Counter>,
+    group_by_missing: Family<PipelineLabel, Counter>,
     produced: Family<PipelineLabel, Counter>,
     filtered: Family<PipelineLabel, Counter>,
     skipped: Family<PipelineLabel, Counter>,
@@ -83,6 +92,8 @@ impl Default for StatsFamilies {
     fn default() -> Self {
         Self {
             received: Family::default(),
+            received_by_source: Family::default(),
+            group_by_missing: Family::default(),
             produced: Family::default(),
             filtered: Family::default(),
             skipped: Family::default(),
@@ -116,6 +127,19 @@ impl StatsFamilies {
             "records_received",
             "Records read from the source",
             &self.received,
+        );
+        add(
+            r,
+            "records_received_by_source",
+            "Records read from each source of the pipeline (label source: its index in \
+             [[pipeline.sources]], 0 for a pipeline of one source)",
+            &self.received_by_source,
+        );
+        add(
+            r,
+            "records_group_by_key_missing",
+            "Records in which the group-by found no new key (they keep their source key)",
+            &self.group_by_missing,
         );
         add(
             r,
@@ -228,6 +252,8 @@ impl StatsFamilies {
         };
         PipelineStats {
             received: self.received.get_or_create(&label).clone(),
+            received_by_source: Mutex::default(),
+            group_by_missing: self.group_by_missing.get_or_create(&label).clone(),
             produced: self.produced.get_or_create(&label).clone(),
             filtered: self.filtered.get_or_create(&label).clone(),
             skipped: self.skipped.get_or_create(&label).clone(),
@@ -252,6 +278,10 @@ impl StatsFamilies {
 #[derive(Debug)]
 pub struct PipelineStats {
     pub received: Counter,
+    /// `received` per source ([`Placement::source`]), made as sources first deliver.
+    received_by_source: Mutex<Vec<Counter>>,
+    /// Records a group-by found no new key in (they keep their source key).
+    pub group_by_missing: Counter,
     pub produced: Counter,
     pub filtered: Counter,
     pub skipped: Counter,
@@ -329,6 +359,38 @@ impl PipelineStats {
         self.dead_lettered_by_kind().values().sum()
     }
 
+    /// Records received from each source, by [`Placement::source`] (one entry per source
+    /// that delivered at least once, and those before it).
+    pub fn received_by_source(&self) -> Vec<u64> {
+        let counters = self
+            .received_by_source
+            .lock()
+            .expect("counter lock poisoned");
+        counters.iter().map(Counter::get).collect()
+    }
+
+    fn count_received(&self, placement: &Placement) {
+        self.received.inc();
+        let source = placement.source as usize;
+        let mut counters = self
+            .received_by_source
+            .lock()
+            .expect("counter lock poisoned");
+        while counters.len() <= source {
+            let labels = SourceLabels {
+                pipeline: self.pipeline.clone(),
+                source: counters.len().to_string(),
+            };
+            let counter = self
+                .families
+                .received_by_source
+                .get_or_create(&labels)
+                .clone();
+            counters.push(counter);
+        }
+        counters[source].inc();
+    }
+
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         let dead_lettered_by_kind = self.dead_lettered_by_kind();
@@ -353,6 +415,9 @@ impl PipelineStats {
         ) + &match self.transactions.get() {
             0 => String::new(),
             committed => format!(" transactions={committed}"),
+        } + &match self.received_by_source() {
+            by_source if by_source.len() > 1 => format!(" received_by_source={by_source:?}"),
+            _ => String::new(),
         }
     }
 }
@@ -360,8 +425,8 @@ impl PipelineStats {
 /// The source counts what it hands out: `received` once per record, whatever happens to it
 /// afterwards.
 impl SourceObserver for PipelineStats {
-    fn received(&self, _placement: &Placement) {
-        self.received.inc();
+    fn received(&self, placement: &Placement) {
+        self.count_received(placement);
     }
 
     fn in_flight(&self, count: usize) {

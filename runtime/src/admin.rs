@@ -51,7 +51,8 @@ pub enum AdminError {
 /// A pipeline as the admin API sees it: its live handle and its configured transforms.
 pub struct AdminPipeline {
     pub control: Arc<PipelineControl>,
-    pub source_kind: &'static str,
+    /// The `kind` of each source, in config order (one for a pipeline of one source).
+    pub source_kinds: Vec<&'static str>,
     pub specs: Vec<TransformSpec>,
 }
 
@@ -59,7 +60,9 @@ impl AdminPipeline {
     pub fn new(config: &PipelineConfig, control: Arc<PipelineControl>) -> Self {
         Self {
             control,
-            source_kind: config.source.kind(),
+            source_kinds: (config.source_list().into_iter())
+                .map(|(_, source)| source.kind())
+                .collect(),
             specs: config.transform_specs(),
         }
     }
@@ -296,12 +299,21 @@ async fn status(State(state): State<Arc<AdminState>>) -> axum::Json<Value> {
                 .map(|id| json!({ "name": id.name, "digest": id.digest }))
                 .collect();
             let instances = state.shared.get(name).map(|shared| shared.instances());
+            let received = stats.received_by_source();
+            let sources: Vec<Value> = (p.source_kinds.iter().enumerate())
+                .map(|(i, kind)| {
+                    let received = received.get(i).copied().unwrap_or(0);
+                    json!({ "kind": kind, "received": received })
+                })
+                .collect();
             json!({
                 "name": name,
                 "instances": instances,
                 "state": p.control.state(),
                 "ready": p.control.is_ready(),
-                "source": p.source_kind,
+                "source": p.source_kinds.join("+"),
+                // Per source, in config order: records read from it.
+                "sources": sources,
                 "transforms": transforms,
                 "counters": {
                     "received": stats.received.get(),

@@ -102,7 +102,7 @@ impl PipelineConfig {
     pub fn parts(&self, transforms: Vec<TransformSpec>) -> PipelineParts<KafkaSinkConfig> {
         PipelineParts {
             settings: self.settings(),
-            source: self.source.connector(),
+            source: self.connector(),
             transforms,
             sink: self.sink.clone(),
         }

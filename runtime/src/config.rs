@@ -16,10 +16,11 @@ use sluice_connectors::config::{Invalid, string_map, within};
 use sluice_connectors::gcp_pubsub::PubSubSourceConfig;
 use sluice_connectors::kafka::{KafkaSinkConfig, check_topic_name};
 use sluice_connectors::pulsar::PulsarSourceConfig;
-use sluice_connectors::source::ConnectSource;
+use sluice_connectors::source::{ConnectSource, MergedSource};
 use sluice_engine::{Capabilities, Limits, TransformSpec};
 use sluice_pipeline::{
-    ExactlyOnceMode, ExactlyOnceSettings, Guarantee, MAX_PARALLELISM, PipelineSettings, Schemas,
+    ExactlyOnceMode, ExactlyOnceSettings, GroupBy, Guarantee, MAX_PARALLELISM, PipelineSettings,
+    Schemas,
 };
 
 pub use sluice_connectors::config::Secret;
@@ -181,7 +182,19 @@ pub struct PipelineConfig {
     /// `{ mode = "read-back" }`, with the settings of transactions.
     #[serde(default)]
     pub exactly_once: Option<ExactlyOnceConfig>,
-    pub source: SourceConfig,
+    /// `[pipeline.source]`: the one source…
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
+    /// …or `[[pipeline.sources]]`: several, merged into the one pipeline
+    /// (docs/group-by-and-merge.md). Their order is their index (`Placement::source`):
+    /// exactly-once names the writers of source S > 0 after it, so add sources at the end.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Group-by: re-key each record from a header (`{ header = "…" }`) or a field of its JSON
+    /// value (`{ json = "/pointer" }`) before the transforms; the lanes and Kafka's
+    /// partitioning follow the new key (docs/group-by-and-merge.md).
+    #[serde(default)]
+    pub group_by: Option<GroupBy>,
     /// `[pipeline.decode]`: how source payloads are decoded before the transforms, and what
     /// the guest sees (docs/schemas.md). Default: bytes through unchanged.
     #[serde(default)]
@@ -276,6 +289,35 @@ pub enum SourceConfig {
     GcpPubsub(PubSubSourceConfig),
 }
 
+impl PipelineConfig {
+    /// The pipeline's sources with the config key each is written under (`source`, or
+    /// `sources[i]`), in order.
+    pub fn source_list(&self) -> Vec<(String, &SourceConfig)> {
+        match &self.source {
+            Some(source) => vec![("source".to_owned(), source)],
+            None => (self.sources.iter().enumerate())
+                .map(|(i, source)| (format!("sources[{i}]"), source))
+                .collect(),
+        }
+    }
+
+    fn sources_mut(&mut self) -> impl Iterator<Item = &mut SourceConfig> {
+        self.source.iter_mut().chain(self.sources.iter_mut())
+    }
+
+    /// What the pipeline reads: its one source, or its sources merged (each record's
+    /// placement names its source's index).
+    pub fn connector(&self) -> Arc<dyn ConnectSource> {
+        let mut sources: Vec<Arc<dyn ConnectSource>> = (self.source_list().into_iter())
+            .map(|(_, source)| source.connector())
+            .collect();
+        if sources.len() == 1 {
+            return sources.remove(0);
+        }
+        Arc::new(MergedSource::new(sources))
+    }
+}
+
 impl SourceConfig {
     /// The source as something a pipeline can start.
     pub fn connector(&self) -> Arc<dyn ConnectSource> {
@@ -288,6 +330,20 @@ impl SourceConfig {
     /// The `kind` as written in the config.
     pub fn kind(&self) -> &'static str {
         self.connector().kind()
+    }
+
+    /// Whether `other` reads the same messages (the same topic or subscription of the same
+    /// service): merging it would read each message twice.
+    fn reads_same_as(&self, other: &SourceConfig) -> bool {
+        match (self, other) {
+            (SourceConfig::Pulsar(a), SourceConfig::Pulsar(b)) => {
+                a.url == b.url && a.topic == b.topic && a.subscription == b.subscription
+            }
+            (SourceConfig::GcpPubsub(a), SourceConfig::GcpPubsub(b)) => {
+                a.project == b.project && a.subscription == b.subscription
+            }
+            _ => false,
+        }
     }
 }
 
@@ -354,12 +410,14 @@ impl Config {
         for (i, pipeline) in config.pipelines.iter_mut().enumerate() {
             pipeline.base_dir = base_dir.to_owned();
             let exactly_once = pipeline.guarantee == Guarantee::ExactlyOnce;
-            if let SourceConfig::Pulsar(pulsar) = &mut pipeline.source {
-                pulsar.fill_defaults(exactly_once);
-                pulsar.resolve_credentials(base_dir);
-            }
-            if let SourceConfig::GcpPubsub(pubsub) = &mut pipeline.source {
-                pubsub.resolve_credentials(base_dir);
+            for source in pipeline.sources_mut() {
+                match source {
+                    SourceConfig::Pulsar(pulsar) => {
+                        pulsar.fill_defaults(exactly_once);
+                        pulsar.resolve_credentials(base_dir);
+                    }
+                    SourceConfig::GcpPubsub(pubsub) => pubsub.resolve_credentials(base_dir),
+                }
             }
             let section = format!("pipeline[{i}].sink");
             pipeline
@@ -446,11 +504,23 @@ impl PipelineConfig {
         }
         let guaranteeing = self.settings().guaranteeing();
         self.validate_exactly_once()?;
-        match &self.source {
-            SourceConfig::Pulsar(pulsar) => pulsar.validate(guaranteeing),
-            SourceConfig::GcpPubsub(pubsub) => pubsub.validate(),
+        self.validate_sources()?;
+        for (key, source) in self.source_list() {
+            match source {
+                SourceConfig::Pulsar(pulsar) => pulsar.validate(guaranteeing),
+                SourceConfig::GcpPubsub(pubsub) => pubsub.validate(),
+            }
+            .map_err(within(&key))?;
         }
-        .map_err(within("source"))?;
+        if let Some(group_by) = &self.group_by {
+            let key = match group_by {
+                GroupBy::Header(_) => "group_by.header",
+                GroupBy::Json(_) => "group_by.json",
+            };
+            group_by
+                .validate()
+                .map_err(|message| (key.to_owned(), message))?;
+        }
         if !(1..=MAX_PARALLELISM).contains(&self.parallelism) {
             return Err((
                 "parallelism".into(),
@@ -480,16 +550,18 @@ impl PipelineConfig {
         let decoder = match &self.decode {
             None => None,
             Some(decode) => {
-                let pulsar_admin_url = match &self.source {
+                // With several sources, the first of each kind names its schema service.
+                let sources = self.source_list();
+                let pulsar_admin_url = sources.iter().find_map(|(_, source)| match source {
                     SourceConfig::Pulsar(pulsar) => Some(default_pulsar_admin_url(&pulsar.url)),
                     SourceConfig::GcpPubsub(_) => None,
-                };
-                let pubsub_endpoint = match &self.source {
+                });
+                let pubsub_endpoint = sources.iter().find_map(|(_, source)| match source {
                     // Pub/Sub's schema service is where its messages come from (else Google's,
                     // the codec's default).
                     SourceConfig::GcpPubsub(pubsub) => pubsub.endpoint_url(),
                     SourceConfig::Pulsar(_) => None,
-                };
+                });
                 let context = DecodeContext {
                     base_dir: Some(&self.base_dir),
                     pulsar_admin_url: pulsar_admin_url.as_deref(),
@@ -525,6 +597,49 @@ impl PipelineConfig {
             encoder,
             default_topic: self.sink.topic.clone(),
         })
+    }
+
+    /// Checks that the pipeline has one `source` or several `sources`, and what several
+    /// sources allow.
+    fn validate_sources(&self) -> Result<(), Invalid> {
+        match (&self.source, self.sources.len()) {
+            (None, 0) => {
+                return Err((
+                    "source".into(),
+                    "a pipeline needs a [pipeline.source] or at least one [[pipeline.sources]]"
+                        .into(),
+                ));
+            }
+            (Some(_), 1..) => {
+                return Err((
+                    "sources".into(),
+                    "set either [pipeline.source] or [[pipeline.sources]], not both".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.sources.len() > 1
+            && self.settings().exactly_once_mode() == Some(ExactlyOnceMode::ReadBack)
+        {
+            return Err((
+                "sources".into(),
+                "exactly_once mode \"read-back\" reads one source; merge sources with mode \
+                 \"transactions\" (the default)"
+                    .into(),
+            ));
+        }
+        let list = self.source_list();
+        for (i, (key, source)) in list.iter().enumerate() {
+            if let Some((other, _)) =
+                (list[..i].iter()).find(|(_, earlier)| earlier.reads_same_as(source))
+            {
+                return Err((
+                    key.clone(),
+                    format!("reads the same topic or subscription as {other}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks `exactly_once`: only with the exactly-once guarantee, only the keys of its mode,
@@ -583,6 +698,7 @@ impl PipelineConfig {
             parallelism: self.parallelism,
             dedup_window: self.dedup_window,
             exactly_once: self.exactly_once.clone().unwrap_or_default().settings(),
+            group_by: self.group_by.clone(),
         }
     }
 

@@ -323,6 +323,8 @@ impl SourceClient for PulsarSource {
             .num_messages_in_batch
             .map_or(1, |n| n.max(1) as u32);
         let placement = Placement {
+            // The read loop sets which of the pipeline's sources this is.
+            source: 0,
             partition: partition.index,
             claim: partition.claim,
             position: Some(Position {

@@ -72,15 +72,24 @@ pub trait SourceClient: Send + 'static {
 }
 
 /// Starts the loop of `client` on its own task: at most `max_in_flight` records handed out
-/// and not yet settled; each one handed out is reported to `observer`.
+/// and not yet settled; each one handed out is reported to `observer`, its placement naming
+/// `source` (the source's index in its pipeline).
 pub(super) fn start<C: SourceClient>(
     client: C,
     max_in_flight: usize,
     observer: Arc<dyn SourceObserver>,
     stop: CancellationToken,
+    source: u32,
 ) -> RunningSource {
     let (records_tx, records_rx) = mpsc::channel(max_in_flight);
-    let task = tokio::spawn(run(client, max_in_flight, observer, records_tx, stop));
+    let task = tokio::spawn(run(
+        client,
+        max_in_flight,
+        observer,
+        records_tx,
+        stop,
+        source,
+    ));
     RunningSource {
         messages: records_rx,
         task,
@@ -93,6 +102,7 @@ async fn run<C: SourceClient>(
     observer: Arc<dyn SourceObserver>,
     records: mpsc::Sender<SourceMessage>,
     stop: CancellationToken,
+    source: u32,
 ) -> Result<(), SourceError> {
     let in_flight = InFlight::new(max_in_flight);
     let mut redeliveries = RedeliveryFilter::new(REMEMBERED_ACKS);
@@ -149,7 +159,7 @@ async fn run<C: SourceClient>(
                     }
                     continue;
                 }
-                let Received { record, token, key, placement } = match received {
+                let Received { record, token, key, mut placement } = match received {
                     Ok(Some(received)) => received,
                     Ok(None) => break Err(SourceError::StreamEnded { system: C::SYSTEM }),
                     Err(error) => break Err(SourceError::client(error)),
@@ -168,6 +178,7 @@ async fn run<C: SourceClient>(
                         continue;
                     }
                 }
+                placement.source = source;
                 let slot = slot.take().expect("a slot is reserved before reading");
                 let verdicts = ack_tx.clone();
                 // A closed channel means the source already stopped: the message is redelivered.

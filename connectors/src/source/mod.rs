@@ -10,6 +10,7 @@
 mod ack;
 mod driver;
 mod in_flight;
+mod merged;
 pub mod metadata;
 mod placement;
 mod redelivery;
@@ -25,6 +26,7 @@ use sluice_record::InputRecord;
 
 pub use ack::AckHandle;
 pub use driver::{Received, SourceClient};
+pub use merged::MergedSource;
 pub use placement::{Placement, Position};
 
 /// Why a source stopped or could not start.
@@ -90,6 +92,13 @@ pub trait ConnectSource: Send + Sync + 'static {
     fn hands_over_partitions(&self) -> bool {
         false
     }
+
+    /// [`ConnectSource::hands_over_partitions`] for the source with index `source`
+    /// ([`Placement::source`]): a [`MergedSource`] answers for each of its sources.
+    fn hands_over_partitions_of(&self, source: u32) -> bool {
+        let _ = source;
+        self.hands_over_partitions()
+    }
 }
 
 /// How a pipeline starts its source: at most `max_in_flight` records handed out and not yet
@@ -99,11 +108,20 @@ pub struct SourceStart {
     pub max_in_flight: usize,
     pub observer: Arc<dyn SourceObserver>,
     pub stop: CancellationToken,
+    /// Which of the pipeline's sources this is ([`Placement::source`]); 0 for a pipeline of
+    /// one source.
+    pub source: u32,
 }
 
 impl SourceStart {
     /// Runs the shared read loop over `client` on a task of its own.
     pub fn run<C: SourceClient>(self, client: C) -> RunningSource {
-        driver::start(client, self.max_in_flight, self.observer, self.stop)
+        driver::start(
+            client,
+            self.max_in_flight,
+            self.observer,
+            self.stop,
+            self.source,
+        )
     }
 }

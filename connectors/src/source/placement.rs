@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 /// Where one message was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Placement {
+    /// Which of the pipeline's sources delivered the message: its index in
+    /// `[[pipeline.sources]]` (0 for a pipeline of one source). Sources are kept apart by it
+    /// wherever a partition number alone would be ambiguous (exactly-once writer scopes).
+    pub source: u32,
     /// The partition of a partitioned topic; `None` when the source is one stream (a
     /// non-partitioned topic, a Pub/Sub subscription).
     pub partition: Option<u32>,

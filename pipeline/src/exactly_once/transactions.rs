@@ -6,6 +6,11 @@
 //!   subscription). Its `transactional.id` is `<prefix><pipeline>` for a source of one stream
 //!   and `<prefix><pipeline>.partition-<N>` for partition N, and its checkpoints go to
 //!   partition N (or 0) of the offsets topic.
+//! - **Several sources** (`[[pipeline.sources]]`): the scopes of source 0 are named as above,
+//!   so a pipeline that gains sources keeps its first source's checkpoints. Those of source
+//!   S > 0 add `.source-S` to the `transactional.id` (before any `.partition-N`) and to the
+//!   offsets topic's name: the partitions of two sources never share an id or an offsets
+//!   partition ([`Placement::source`]).
 //! - **Opening a scope** (for the first record of its partition, and again after a Kafka
 //!   failure) fences every older writer of it and reads its checkpoint. A record the
 //!   checkpoint covers (at or before its position; for a source without an order, among its
@@ -31,7 +36,7 @@ use futures::FutureExt;
 use futures::channel::oneshot;
 use futures::future::Shared;
 use sluice_connectors::sink::{Sink, SinkError};
-use sluice_connectors::source::{Placement, Position, SourceObserver};
+use sluice_connectors::source::{ConnectSource, Placement, Position, SourceObserver};
 use sluice_connectors::transactions::{Checkpoint, Resume, TransactionalWriter, WriterScope};
 use sluice_record::{InputRecord, OutputRecord};
 
@@ -48,8 +53,13 @@ pub const PAUSE_HOOK: &str = "SLUICE_TEST_PAUSE_BEFORE_COMMIT";
 /// What the pause hook's log line says.
 pub const PAUSE_HOOK_MARKER: &str = "test hook: pausing with a transaction open";
 
-/// The partition a writer scope covers (`None`: the source is one stream).
-type ScopeKey = Option<u32>;
+/// The source ([`Placement::source`]) and the partition a writer scope covers (`None`: the
+/// source is one stream).
+type ScopeKey = (u32, Option<u32>);
+
+fn scope_key(placement: &Placement) -> ScopeKey {
+    (placement.source, placement.partition)
+}
 
 /// What becomes of a transformed record.
 pub(crate) enum Admission {
@@ -69,8 +79,9 @@ pub(crate) struct Transactions<S: Sink> {
     commit_interval: Duration,
     max_records: usize,
     ids_window: usize,
-    /// The source hands partitions over between instances: a fence means one moved.
-    hands_over: bool,
+    /// The pipeline's source(s): whether the source of a scope hands partitions over between
+    /// instances, so that a fence means one moved.
+    source: Arc<dyn ConnectSource>,
     scopes: HashMap<ScopeKey, Scope<S::Writer>>,
     tracker: Arc<Mutex<Tracker>>,
     hook: Option<PauseHook>,
@@ -210,7 +221,7 @@ impl PauseHook {
 impl<S: Sink> Transactions<S> {
     pub(crate) fn new(
         settings: &PipelineSettings,
-        hands_over: bool,
+        source: Arc<dyn ConnectSource>,
         tracker: Arc<Mutex<Tracker>>,
         stats: Arc<PipelineStats>,
     ) -> Self {
@@ -222,7 +233,7 @@ impl<S: Sink> Transactions<S> {
             commit_interval: transactions.commit_interval,
             max_records: transactions.max_records_per_transaction,
             ids_window: settings.dedup_window,
-            hands_over,
+            source,
             scopes: HashMap::new(),
             tracker,
             hook: PauseHook::from_env(),
@@ -235,10 +246,26 @@ impl<S: Sink> Transactions<S> {
         self.tracker.lock().expect("tracker lock poisoned")
     }
 
-    fn transactional_id(&self, key: ScopeKey) -> String {
-        match key {
-            None => format!("{}{}", self.prefix, self.pipeline),
-            Some(partition) => format!("{}{}.partition-{partition}", self.prefix, self.pipeline),
+    fn transactional_id(&self, (source, partition): ScopeKey) -> String {
+        let source = match source {
+            0 => String::new(),
+            index => format!(".source-{index}"),
+        };
+        match partition {
+            None => format!("{}{}{source}", self.prefix, self.pipeline),
+            Some(partition) => format!(
+                "{}{}{source}.partition-{partition}",
+                self.prefix, self.pipeline
+            ),
+        }
+    }
+
+    /// The offsets topic of the scopes of `source`: the pipeline's for source 0, and its name
+    /// with `.source-S` for source S.
+    fn offsets_topic(&self, source: u32) -> String {
+        match source {
+            0 => self.offsets_topic.clone(),
+            index => format!("{}.source-{index}", self.offsets_topic),
         }
     }
 
@@ -249,7 +276,7 @@ impl<S: Sink> Transactions<S> {
         record: &InputRecord,
         placement: &Placement,
     ) -> Result<Admission, PipelineError> {
-        let key = placement.partition;
+        let key = scope_key(placement);
         if self.tracker().is_given_up(key, placement.claim) {
             return Ok(Admission::Relinquish);
         }
@@ -273,11 +300,11 @@ impl<S: Sink> Transactions<S> {
         record: &InputRecord,
         placement: &Placement,
     ) -> Result<(), PipelineError> {
-        let key = placement.partition;
+        let key = scope_key(placement);
         let scope = WriterScope {
             transactional_id: self.transactional_id(key),
-            offsets_topic: self.offsets_topic.clone(),
-            offsets_partition: key.unwrap_or(0) as i32,
+            offsets_topic: self.offsets_topic(placement.source),
+            offsets_partition: placement.partition.unwrap_or(0) as i32,
             source: record.source.topic.to_string(),
             ids_window: self.ids_window,
         };
@@ -325,7 +352,7 @@ impl<S: Sink> Transactions<S> {
         output: &OutputRecord,
     ) -> Result<(), SinkError> {
         let interval = self.commit_interval;
-        let scope = (self.scopes.get_mut(&placement.partition))
+        let scope = (self.scopes.get_mut(&scope_key(placement)))
             .expect("a record is written only once admitted, to an open scope");
         scope
             .open
@@ -341,7 +368,7 @@ impl<S: Sink> Transactions<S> {
         sent: bool,
     ) -> Settle {
         self.tracker().written(placement);
-        let open = (self.scopes.get_mut(&placement.partition))
+        let open = (self.scopes.get_mut(&scope_key(placement)))
             .and_then(|scope| scope.open.as_mut())
             .filter(|_| sent);
         let Some(open) = open else {
@@ -366,7 +393,7 @@ impl<S: Sink> Transactions<S> {
         &mut self,
         placement: &Placement,
     ) -> Result<(), PipelineError> {
-        self.fenced(placement.partition)
+        self.fenced(scope_key(placement))
     }
 
     /// When the next transaction is due at the latest.
@@ -484,7 +511,7 @@ impl<S: Sink> Transactions<S> {
     fn fenced(&mut self, key: ScopeKey) -> Result<(), PipelineError> {
         let scope = self.scopes.remove(&key).expect("a fenced scope is open");
         let transactional_id = scope.writer.transactional_id().to_owned();
-        if !self.hands_over {
+        if !self.source.hands_over_partitions_of(key.0) {
             // The process says it once, on its `error:` line (PipelineError::Fenced).
             tracing::debug!(
                 pipeline = %self.pipeline,
@@ -575,18 +602,18 @@ impl Tracker {
         let Some(position) = placement.position else {
             return;
         };
-        if self.is_given_up(placement.partition, placement.claim) {
+        if self.is_given_up(scope_key(placement), placement.claim) {
             return;
         }
         let delivered = Delivered {
             claim: placement.claim,
             written: false,
         };
-        (self.partitions.entry(placement.partition).or_default()).insert(position, delivered);
+        (self.partitions.entry(scope_key(placement)).or_default()).insert(position, delivered);
     }
 
     fn written(&mut self, placement: &Placement) {
-        let delivered = (self.partitions.get_mut(&placement.partition))
+        let delivered = (self.partitions.get_mut(&scope_key(placement)))
             .zip(placement.position)
             .and_then(|(partition, position)| partition.get_mut(&position));
         if let Some(delivered) = delivered {
@@ -676,6 +703,7 @@ mod tests {
 
     fn at(entry: u64) -> Placement {
         Placement {
+            source: 0,
             partition: Some(1),
             claim: 1,
             position: Some(Position {
@@ -699,14 +727,14 @@ mod tests {
         for entry in [1, 2, 4] {
             tracker.written(&at(entry));
         }
-        let (through, also) = tracker.watermark(Some(1), None, &BTreeSet::new());
+        let (through, also) = tracker.watermark((0, Some(1)), None, &BTreeSet::new());
         assert_eq!(through, Some(position(at(2))));
         assert_eq!(also, [position(at(4))]);
 
-        tracker.forget_through(Some(1), position(at(2)));
+        tracker.forget_through((0, Some(1)), position(at(2)));
         tracker.written(&at(3));
         let earlier_also = BTreeSet::from([position(at(4))]);
-        let (through, also) = tracker.watermark(Some(1), through, &earlier_also);
+        let (through, also) = tracker.watermark((0, Some(1)), through, &earlier_also);
         assert_eq!(through, Some(position(at(4))), "the gap closed");
         assert!(also.is_empty());
     }
@@ -715,18 +743,18 @@ mod tests {
     fn a_given_up_claim_is_forgotten_and_not_tracked_again() {
         let mut tracker = Tracker::default();
         tracker.received(&at(1));
-        tracker.give_up(Some(1), 1);
+        tracker.give_up((0, Some(1)), 1);
         tracker.received(&at(2));
-        assert!(tracker.is_given_up(Some(1), 1));
+        assert!(tracker.is_given_up((0, Some(1)), 1));
         assert!(
-            !tracker.is_given_up(Some(1), 2),
+            !tracker.is_given_up((0, Some(1)), 2),
             "a newer claim is this instance's again"
         );
         assert!(
-            !tracker.is_given_up(Some(2), 1),
+            !tracker.is_given_up((0, Some(2)), 1),
             "other partitions are not concerned"
         );
-        let (through, also) = tracker.watermark(Some(1), None, &BTreeSet::new());
+        let (through, also) = tracker.watermark((0, Some(1)), None, &BTreeSet::new());
         assert_eq!((through, also.len()), (None, 0));
     }
 

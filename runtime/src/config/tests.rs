@@ -43,7 +43,7 @@ fn minimal_config_gets_defaults_and_resolved_paths() {
     let pipeline = &config.pipelines[0];
     assert_eq!(pipeline.guarantee, Guarantee::AtLeastOnce);
     assert_eq!(pipeline.max_in_flight, 10_000);
-    let SourceConfig::Pulsar(source) = &pipeline.source else {
+    let SourceConfig::Pulsar(source) = pipeline.source.as_ref().unwrap() else {
         panic!("not pulsar")
     };
     assert_eq!(source.subscription_type, Some(SubscriptionType::Failover));
@@ -152,7 +152,7 @@ fn exactly_once_defaults_to_an_exclusive_subscription_and_refuses_others() {
         "name = \"orders\"\nguarantee = \"exactly-once\"",
     );
     let config = parse(&exactly_once).unwrap();
-    let SourceConfig::Pulsar(source) = &config.pipelines[0].source else {
+    let SourceConfig::Pulsar(source) = config.pipelines[0].source.as_ref().unwrap() else {
         panic!("a Pulsar source");
     };
     assert_eq!(source.subscription_type, Some(SubscriptionType::Exclusive));
@@ -310,7 +310,7 @@ fn pubsub_pull_mode_defaults_to_unary_and_refuses_https_endpoints_for_it() {
             &format!("kind = \"gcp_pubsub\"\nproject = \"demo\"\n{extra}"),
         )
     };
-    let pull_of = |text: &str| match &parse(text).unwrap().pipelines[0].source {
+    let pull_of = |text: &str| match parse(text).unwrap().pipelines[0].source.as_ref().unwrap() {
         SourceConfig::GcpPubsub(source) => source.pull,
         SourceConfig::Pulsar(_) => panic!("not pubsub"),
     };
@@ -576,4 +576,76 @@ topic = "events"
     {
         assert!(!message.contains("not-really-a-key"), "{message}");
     }
+}
+
+/// MINIMAL with its source as `[[pipeline.sources]]`, followed by a Pub/Sub one.
+fn merged(extra: &str) -> String {
+    MINIMAL.replace("[pipeline.source]", "[[pipeline.sources]]").replace(
+        "[[pipeline.transform]]",
+        &format!(
+            "{extra}[[pipeline.sources]]\nkind = \"gcp_pubsub\"\nproject = \"p\"\nsubscription = \"s\"\n\n[[pipeline.transform]]"
+        ),
+    )
+}
+
+#[test]
+fn several_sources_merge_and_their_errors_name_their_index() {
+    let config = parse(&merged("")).unwrap();
+    let pipeline = &config.pipelines[0];
+    assert_eq!(pipeline.source_list().len(), 2);
+    assert_eq!(pipeline.source_list()[1].0, "sources[1]");
+    assert_eq!(pipeline.connector().kind(), "merged");
+
+    let (key, _) = invalid_key(&merged("").replace(
+        "kind = \"gcp_pubsub\"",
+        "kind = \"pulsar\"\nurl = \"pulsar://127.0.0.1:6650\"\ntopic = \"t\"\nsubscription_type = \"sideways\"",
+    ));
+    assert!(key.starts_with("pipeline[0].sources[1]"), "{key}");
+
+    let twice = MINIMAL.replace(
+        "[[pipeline.transform]]",
+        "[[pipeline.sources]]\nkind = \"gcp_pubsub\"\nproject = \"p\"\nsubscription = \"s\"\n\n[[pipeline.transform]]",
+    );
+    let (key, message) = invalid_key(&twice);
+    assert_eq!(key, "pipeline[0].sources");
+    assert!(message.contains("not both"), "{message}");
+
+    let none = MINIMAL.replace("[pipeline.source]", "[pipeline.unused]");
+    assert!(parse(&none).is_err());
+
+    let same = merged("").replace(
+        "project = \"p\"\nsubscription = \"s\"",
+        "project = \"p\"\nsubscription = \"s\"\n\n[[pipeline.sources]]\nkind = \"gcp_pubsub\"\nproject = \"p\"\nsubscription = \"s\"",
+    );
+    let (key, message) = invalid_key(&same);
+    assert_eq!(key, "pipeline[0].sources[2]");
+    assert!(message.contains("sources[1]"), "{message}");
+
+    let read_back = merged("").replace(
+        "name = \"orders\"",
+        "name = \"orders\"\nguarantee = \"exactly-once\"\nexactly_once = { mode = \"read-back\" }",
+    );
+    let (key, message) = invalid_key(&read_back);
+    assert_eq!(key, "pipeline[0].sources");
+    assert!(message.contains("read-back"), "{message}");
+}
+
+#[test]
+fn group_by_takes_a_header_or_a_json_pointer_and_names_a_bad_one() {
+    let with = |group_by: &str| {
+        MINIMAL.replace(
+            "name = \"orders\"",
+            &format!("name = \"orders\"\ngroup_by = {group_by}"),
+        )
+    };
+    let config = parse(&with(r#"{ json = "/customer/id" }"#)).unwrap();
+    assert_eq!(
+        config.pipelines[0].settings().group_by,
+        Some(GroupBy::Json("/customer/id".into()))
+    );
+    parse(&with(r#"{ header = "customer" }"#)).unwrap();
+    let (key, message) = invalid_key(&with(r#"{ json = "customer" }"#));
+    assert_eq!(key, "pipeline[0].group_by.json");
+    assert!(message.contains("JSON pointer"), "{message}");
+    assert!(parse(&with(r#"{ column = "x" }"#)).is_err());
 }
