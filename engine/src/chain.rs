@@ -124,6 +124,11 @@ impl TransformChain {
         previous
     }
 
+    /// Whether a transform of the chain keeps keyed state (docs/state.md).
+    pub fn uses_state(&self) -> bool {
+        self.stages.iter().any(TransformInstance::uses_state)
+    }
+
     /// The transforms, in order.
     pub fn transforms(&self) -> Vec<TransformId> {
         self.stages.iter().map(|stage| stage.id().clone()).collect()

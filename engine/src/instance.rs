@@ -100,6 +100,8 @@ pub(crate) struct TransformInstance {
     batches_read_inputs: u32,
     /// The state the current batch reads and changes, when the pipeline lends it.
     batch_state: Option<Arc<Mutex<BatchOverlay>>>,
+    /// Whether the component imports the `state` interface.
+    uses_state: bool,
 }
 
 /// After this many batches in a row in which a deterministic guest read clocks or random, it
@@ -130,6 +132,11 @@ impl TransformInstance {
             .component_type()
             .imports(engine)
             .any(|(name, _)| is_nondeterministic(name));
+        let uses_state = loaded
+            .component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| name.starts_with("sluice:transform/state@"));
         let mut instance = Self {
             id: TransformId {
                 name: spec.name.clone(),
@@ -152,6 +159,7 @@ impl TransformInstance {
             pinned: None,
             batches_read_inputs: 0,
             batch_state: None,
+            uses_state,
         };
         instance.go_live()?;
         Ok(instance)
@@ -198,6 +206,11 @@ impl TransformInstance {
     /// Whether clocks and random are pinned per record.
     pub(crate) fn is_pinned(&self) -> bool {
         self.pinned.is_some()
+    }
+
+    /// Whether the transform keeps keyed state (imports the `state` interface).
+    pub(crate) fn uses_state(&self) -> bool {
+        self.uses_state
     }
 
     /// The state the next calls read and change (`None`: no state for them).

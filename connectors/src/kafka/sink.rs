@@ -15,13 +15,13 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use sluice_record::OutputRecord;
+use sluice_record::{Bytes, OutputRecord};
 use sluice_record::validation::SinkLimits;
 
 use super::config::{KafkaSinkConfig, config_error};
 use super::refusal;
 use super::transactional::{KafkaWriter, Opening};
-use super::{offsets, read_back};
+use super::{changelog, offsets, read_back};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
 use crate::transactions::{Resume, WriterScope};
 
@@ -345,6 +345,19 @@ impl Sink for KafkaSink {
     async fn read_back(&self, pipeline: &str, window: usize) -> Result<ReadBack, SinkError> {
         let topics = self.config.declared_topics();
         read_back::read_back(&self.config, pipeline, topics, window).await
+    }
+
+    async fn ensure_changelog(&self, topic: &str, partition: i32) -> Result<(), SinkError> {
+        let checkpoints = &self.checkpoints;
+        offsets::ensure_partition(&self.admin, checkpoints, &self.brokers, topic, partition).await
+    }
+
+    async fn read_changelog(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(Bytes, Bytes)>, SinkError> {
+        changelog::read(&self.checkpoints, topic, partition).await
     }
 
     async fn open_writer(&self, scope: &WriterScope) -> Result<(KafkaWriter, Resume), SinkError> {
