@@ -94,6 +94,7 @@ pub mod log;
 mod message;
 mod output;
 mod shared;
+mod state;
 pub mod testing;
 mod writer;
 
@@ -101,6 +102,7 @@ pub use config::{Config, config};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Header, Message, SourceInfo, SourceKind};
 pub use output::Output;
+pub use state::State;
 /// Turns `fn(Message, &mut Writer) -> Result<(), E>` into the component's exports.
 ///
 /// ```text
