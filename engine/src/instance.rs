@@ -215,6 +215,11 @@ impl TransformInstance {
 
     /// The state the next calls read and change (`None`: no state for them).
     pub(crate) fn lend_state(&mut self, batch: Option<Arc<Mutex<BatchOverlay>>>) {
+        if batch.is_none()
+            && let Some(live) = &mut self.live
+        {
+            live.store.data_mut().state.release();
+        }
         self.batch_state = batch;
     }
 
@@ -514,7 +519,8 @@ impl TransformInstance {
             None => Vec::new(),
         };
         for (result, refusal) in judged.iter_mut().zip(refused) {
-            if let (Ok(_), Some(reason)) = (&*result, refusal) {
+            // Whatever the guest made of the refusal (an `Err` passed on, or ignored).
+            if let Some(reason) = refusal {
                 *result = Err(self.dead_letter(Failure {
                     kind: FailureKind::StateQuota,
                     reason,

@@ -247,6 +247,14 @@ impl CallState {
         self.batch = batch;
     }
 
+    /// The batch is over: what the store kept of it goes.
+    pub(crate) fn release(&mut self) {
+        self.batch = None;
+        self.records.clear();
+        self.pending.clear();
+        self.refused.clear();
+    }
+
     /// The call's results were judged (`ok[i]`: input i succeeded): the changes of the inputs
     /// that succeeded go to the batch; returns, per input, the quota refusal that must
     /// dead-letter it.

@@ -80,7 +80,7 @@ impl KillClock {
 
 /// What happens between two runtime kills.
 #[derive(Clone, Copy)]
-enum Chaos {
+pub(crate) enum Chaos {
     None,
     /// `scripts/brokers.sh restart <broker> --kill` while the runtime is down.
     KillBroker(&'static str),
@@ -91,7 +91,7 @@ enum Chaos {
 /// every run makes progress), doing `chaos(kill)` after each kill; then lets the last run
 /// finish until `expected_outputs` records are in the output topic and stops it with SIGTERM.
 /// Fails when the outputs stop growing for two minutes.
-async fn crash_loop(
+pub(crate) async fn crash_loop(
     config: &Path,
     brokers: &Brokers,
     topics: &Topics,

@@ -15,6 +15,7 @@ mod pubsub_to_kafka;
 mod pulsar_to_kafka;
 mod real_brokers;
 mod sandbox;
+mod state;
 mod scale_out;
 mod schemas;
 mod secured_brokers;
