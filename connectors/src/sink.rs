@@ -10,9 +10,9 @@
 use std::future::Future;
 
 use serde::Deserialize;
-use sluice_record::{Bytes, OutputRecord};
 use sluice_record::identity::WrittenOutput;
 use sluice_record::validation::SinkLimits;
+use sluice_record::{Bytes, OutputRecord};
 
 use crate::transactions::{Resume, TransactionalWriter, WriterScope};
 

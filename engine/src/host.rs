@@ -210,7 +210,9 @@ impl v0_2::sluice::transform::host::Host for HostState {
 /// The transform's name in `name@sha256:…`: its state namespace does not change with its
 /// version, so a deployed version keeps the state of the one it replaced.
 fn transform_name(transform: &str) -> &str {
-    transform.split_once('@').map_or(transform, |(name, _)| name)
+    transform
+        .split_once('@')
+        .map_or(transform, |(name, _)| name)
 }
 
 impl v0_2::sluice::transform::state::Host for HostState {

@@ -50,7 +50,7 @@ pub use observer::{TransformObserver, Unobserved};
 pub use outcome::{FailureKind, RecordOutcome, TransformId};
 pub use spec::TransformSpec;
 pub use state::{
-    BatchState, RecordStateContext, StateBackend, StateChange, StateQuotaPolicy, StateScope,
-    StateUsage, key_group, state_key,
+    BatchState, MemoryState, RecordStateContext, StateBackend, StateChange, StateQuotaPolicy,
+    StateScope, StateUsage, key_group, state_key,
 };
 pub use world::{WORLD, WorldProblem, WorldVersion};

@@ -62,6 +62,65 @@ pub struct BatchState {
     pub contexts: HashMap<Arc<str>, RecordStateContext>,
 }
 
+/// State kept in memory only, in one scope (0): what `sluice exec` gives a stateful guest,
+/// and a stand-in for tests.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    entries: Mutex<HashMap<(Arc<str>, Bytes), Bytes>>,
+}
+
+impl MemoryState {
+    /// Applies what a batch changed ([`crate::TransformChain::run_batch_with_state`]).
+    pub fn apply(&self, changes: &[StateChange]) {
+        let mut entries = self.entries.lock().expect("memory state lock poisoned");
+        for change in changes {
+            let id = (change.namespace.clone(), change.key.clone());
+            match &change.value {
+                Some(value) => entries.insert(id, value.clone()),
+                None => entries.remove(&id),
+            };
+        }
+    }
+
+    /// Every source record of `records` in scope 0, writable.
+    pub fn lend(self: &Arc<Self>, records: &[sluice_record::InputRecord]) -> BatchState {
+        let context = RecordStateContext {
+            scope: 0,
+            writable: true,
+        };
+        BatchState {
+            backend: self.clone(),
+            contexts: (records.iter())
+                .map(|record| (record.source.message_id.clone(), context))
+                .collect(),
+        }
+    }
+}
+
+impl StateBackend for MemoryState {
+    fn get(&self, _scope: StateScope, namespace: &str, key: &[u8]) -> Option<Bytes> {
+        let entries = self.entries.lock().expect("memory state lock poisoned");
+        entries
+            .get(&(Arc::from(namespace), Bytes::copy_from_slice(key)))
+            .cloned()
+    }
+
+    fn usage(&self, _scope: StateScope, namespace: &str, group: &[u8]) -> StateUsage {
+        let entries = self.entries.lock().expect("memory state lock poisoned");
+        let mut usage = StateUsage::default();
+        for ((space, key), value) in entries.iter() {
+            if &**space == namespace {
+                let bytes = (key.len() + value.len()) as u64;
+                usage.namespace_bytes += bytes;
+                if key_group(key) == group {
+                    usage.group_bytes += bytes;
+                }
+            }
+        }
+        usage
+    }
+}
+
 /// What happens when a `set` would exceed a state quota of the transform's limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -102,7 +102,6 @@ pub use config::{Config, config};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Header, Message, SourceInfo, SourceKind};
 pub use output::Output;
-pub use state::State;
 /// Turns `fn(Message, &mut Writer) -> Result<(), E>` into the component's exports.
 ///
 /// ```text
@@ -116,4 +115,5 @@ pub use state::State;
 /// `E` may be [`Error`], any [`std::error::Error`], or anything printable such as
 /// `anyhow::Error`. A signature that does not fit is a compile error pointing at the mismatch.
 pub use sluice_sdk_macro::transform;
+pub use state::State;
 pub use writer::Writer;

@@ -76,8 +76,8 @@ impl<'a> State<'a> {
 
 #[cfg(target_arch = "wasm32")]
 mod backend {
-    use crate::Message;
     use crate::__private::bindings::sluice::transform::state;
+    use crate::Message;
 
     /// The record's index in the batch; a message made by the transform itself has none and
     /// reaches no state.
@@ -124,8 +124,7 @@ pub(crate) mod backend {
     }
 
     pub(super) fn set(message: &Message, name: &[u8], value: &[u8]) -> Result<(), String> {
-        let entry =
-            entry(message, name).ok_or("the record has no key: keyed state needs one")?;
+        let entry = entry(message, name).ok_or("the record has no key: keyed state needs one")?;
         STATE.with(|state| state.borrow_mut().insert(entry, value.to_vec()));
         Ok(())
     }

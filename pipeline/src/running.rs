@@ -249,7 +249,10 @@ impl<'a, C: ConnectSink> Running<'a, C> {
                 batch_size: self.settings.batch_size,
                 max_in_flight: self.settings.max_in_flight,
                 schemas: self.schemas.clone(),
-                state: self.state.clone().map(|store| LaneState { store, opens: None }),
+                state: self
+                    .state
+                    .clone()
+                    .map(|store| LaneState { store, opens: None }),
             },
             sink,
             stats: self.control.stats.clone(),

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use sluice_engine::{
-    BatchState, FailureKind, Limits, RecordOutcome, RecordStateContext, StateBackend,
-    StateChange, StateQuotaPolicy, StateScope, StateUsage, TransformChain, key_group,
+    BatchState, FailureKind, Limits, RecordOutcome, RecordStateContext, StateBackend, StateChange,
+    StateQuotaPolicy, StateScope, StateUsage, TransformChain, key_group,
 };
 use sluice_record::{Bytes, Header, InputRecord, SourceInfo, SourceKind};
 use sluice_tests::pulsar::publish_to_pulsar;
@@ -127,11 +127,17 @@ fn a_guest_counts_per_key_in_keyed_state() {
     )
     .unwrap();
     assert!(chain.uses_state());
-    let records: Vec<_> = (0..300).map(|seq| keyed(seq, &format!("k{}", seq % 7))).collect();
+    let records: Vec<_> = (0..300)
+        .map(|seq| keyed(seq, &format!("k{}", seq % 7)))
+        .collect();
     let backend = Arc::new(MapBackend::default());
     let outcomes = run_with_state(&mut chain, &backend, &records, 64);
     for (seq, outcome) in outcomes.iter().enumerate() {
-        assert_eq!(count_of(outcome), Some((seq / 7 + 1) as u64), "record {seq}");
+        assert_eq!(
+            count_of(outcome),
+            Some((seq / 7 + 1) as u64),
+            "record {seq}"
+        );
     }
 }
 
@@ -139,15 +145,26 @@ fn a_guest_counts_per_key_in_keyed_state() {
 /// lent or not, and is not taken for a stateful one.
 #[test]
 fn components_without_state_keep_working() {
-    let mut chain =
-        TransformChain::new(engine(), &[spec("pass", PASSTHROUGH, &[], Limits::default())])
-            .unwrap();
+    let mut chain = TransformChain::new(
+        engine(),
+        &[spec("pass", PASSTHROUGH, &[], Limits::default())],
+    )
+    .unwrap();
     assert!(!chain.uses_state());
     let records: Vec<_> = (0..10).map(|seq| keyed(seq, "k")).collect();
     let backend = Arc::new(MapBackend::default());
     let outcomes = run_with_state(&mut chain, &backend, &records, 10);
-    assert!(outcomes.iter().all(|o| matches!(o, RecordOutcome::Outputs(_))));
-    assert!(chain.run_batch(&records).iter().all(|o| matches!(o, RecordOutcome::Outputs(_))));
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, RecordOutcome::Outputs(_)))
+    );
+    assert!(
+        chain
+            .run_batch(&records)
+            .iter()
+            .all(|o| matches!(o, RecordOutcome::Outputs(_)))
+    );
 }
 
 /// State quotas: a key that outgrows `state_bytes_per_key` gets its record dead-lettered with
@@ -167,7 +184,9 @@ fn a_guest_over_its_state_quota_is_dead_lettered_or_trapped() {
             &[spec("count", KEYED_COUNT, &[("grow", "1000")], limits)],
         )
         .unwrap();
-        let records: Vec<_> = (0..40).map(|seq| keyed(seq, &format!("k{}", seq % 2))).collect();
+        let records: Vec<_> = (0..40)
+            .map(|seq| keyed(seq, &format!("k{}", seq % 2)))
+            .collect();
         let backend = Arc::new(MapBackend::default());
         let outcomes = run_with_state(&mut chain, &backend, &records, 16);
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
@@ -175,7 +194,9 @@ fn a_guest_over_its_state_quota_is_dead_lettered_or_trapped() {
         for outcome in &outcomes {
             match outcome {
                 RecordOutcome::Outputs(_) => *kinds.entry("outputs").or_default() += 1,
-                RecordOutcome::DeadLetter { kind, reason: why, .. } => {
+                RecordOutcome::DeadLetter {
+                    kind, reason: why, ..
+                } => {
                     assert_eq!(*kind, FailureKind::StateQuota, "{policy:?}: {why}");
                     reason.get_or_insert_with(|| why.clone());
                     *kinds.entry(kind.as_str()).or_default() += 1;
@@ -196,15 +217,16 @@ fn a_guest_over_its_state_quota_is_dead_lettered_or_trapped() {
 }
 
 /// Acceptance: a stateful guest (a running count per key) from Pulsar to Kafka exactly-once,
-/// two lanes, the runtime SIGKILLed 10 times mid-stream: the `read_committed` output holds
+/// 60,000 records, two lanes, the runtime SIGKILLed 10 times mid-stream: the `read_committed` output holds
 /// every record once, each with the count the test computes itself (its rank within its key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_counts_survive_sigkills_exactly_once() {
-    let Some((brokers, topics)) = brokers_and_topics_for("state-kill", 3, BrokerUse::Exclusive).await
+    let Some((brokers, topics)) =
+        brokers_and_topics_for("state-kill", 3, BrokerUse::Exclusive).await
     else {
         return;
     };
-    let count: u64 = 20_000;
+    let count: u64 = 60_000;
     let kills = 10;
     let dir = tempfile::tempdir().unwrap();
     let transform = transform_entry(KEYED_COUNT, "");
@@ -227,7 +249,15 @@ async fn keyed_counts_survive_sigkills_exactly_once() {
         })
         .collect();
 
-    crash_loop(&config, &brokers, &topics, kills, |_| Chaos::None, count as usize).await;
+    crash_loop(
+        &config,
+        &brokers,
+        &topics,
+        kills,
+        |_| Chaos::None,
+        count as usize,
+    )
+    .await;
 
     let output = read_all(&brokers, &[&topics.output]).await;
     let mut by_seq: BTreeMap<u64, Vec<u64>> = BTreeMap::new();

@@ -15,8 +15,8 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use sluice_record::{Bytes, OutputRecord};
 use sluice_record::validation::SinkLimits;
+use sluice_record::{Bytes, OutputRecord};
 
 use super::config::{KafkaSinkConfig, config_error};
 use super::refusal;

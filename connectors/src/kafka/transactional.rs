@@ -21,9 +21,7 @@ use sluice_record::OutputRecord;
 use super::offsets::{self, IdsRing};
 use super::sink::{PendingDelivery, produce};
 use crate::sink::SinkError;
-use crate::transactions::{
-    ChangelogRecord, Checkpoint, Resume, TransactionalWriter, WriterScope,
-};
+use crate::transactions::{ChangelogRecord, Checkpoint, Resume, TransactionalWriter, WriterScope};
 
 /// How long `init_transactions` may take (it waits for the previous owner's open transaction
 /// to be aborted or completed).

@@ -236,7 +236,7 @@ impl<S: Sink> Transactions<S> {
             commits_attempted: 0,
             stats,
             state: None,
-            changelog_topic: state::topic(&settings.name),
+            changelog_topic: settings.changelog_topic(),
         }
     }
 

@@ -1,16 +1,11 @@
 //! The changelog of keyed state (docs/state.md): a compacted Kafka topic per pipeline
-//! (`<pipeline>.changelog`), partition = the scope's partition (0 for a source of one stream),
+//! (`<pipeline>.changelog` unless `exactly_once.changelog_topic` says), partition = the scope's partition (0 for a source of one stream),
 //! record key = namespace and key (the namespace length-prefixed, u32 little-endian), value =
 //! the bytes, a tombstone for a delete.
 
 use sluice_record::Bytes;
 
 use super::scope_state::ScopeState;
-
-/// The changelog topic of `pipeline`.
-pub(crate) fn topic(pipeline: &str) -> String {
-    format!("{pipeline}.changelog")
-}
 
 /// The changelog record key of `key` in `namespace`.
 pub(crate) fn record_key(namespace: &str, key: &[u8]) -> Vec<u8> {

@@ -9,7 +9,7 @@ mod changelog;
 mod scope_state;
 mod store;
 
-pub(crate) use changelog::{record_key, restore, topic};
+pub(crate) use changelog::{record_key, restore};
 #[allow(unused_imports, reason = "the agreed interface of window state")]
 pub(crate) use scope_state::{Change, ScopeState};
 pub(crate) use store::{ScopeKey, StateStore, engine_scope};

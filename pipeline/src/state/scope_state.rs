@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use sluice_record::Bytes;
 use sluice_engine::key_group;
+use sluice_record::Bytes;
 
 /// One change of a scope's state: `key` of `namespace` set to `value` (`None`: deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use sluice_record::Bytes;
 use sluice_connectors::source::Placement;
 use sluice_engine::{StateBackend, StateChange, StateScope, StateUsage};
+use sluice_record::Bytes;
 use sluice_record::InputRecord;
 
 use super::scope_state::ScopeState;
