@@ -4,20 +4,23 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sluice_engine::{
     BatchState, FailureKind, Limits, RecordOutcome, RecordStateContext, StateBackend, StateChange,
-    StateQuotaPolicy, StateScope, StateUsage, TransformChain, key_group,
+    StateQuotaPolicy, StateScope, StateUsage, TransformChain, key_group, state_key,
 };
 use sluice_record::{Bytes, Header, InputRecord, SourceInfo, SourceKind};
-use sluice_tests::pulsar::publish_to_pulsar;
+use sluice_tests::kafka::create_kafka_topics;
+use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 use sluice_tests::{KEYED_COUNT, PASSTHROUGH, engine};
 
 use crate::exactly_once::{Chaos, crash_loop, pulsar_config_transforming, pulsar_records};
 use crate::support::assertions::header_u64;
 use crate::support::brokers::{BrokerUse, brokers_and_topics_for};
-use crate::support::config::{transform_entry, write_config};
-use crate::support::read::read_all;
+use crate::support::config::{named_transform_entry, transform_entry, write_config};
+use crate::support::process::SluiceProcess;
+use crate::support::read::{read_all, read_at_least};
 use crate::transform::spec;
 
 /// A backend for engine-level tests: committed state in a map, changes applied by the test.
@@ -284,4 +287,105 @@ async fn keyed_counts_survive_sigkills_exactly_once() {
     assert_eq!(twice, 0, "no record's output twice");
     assert!(wrong.is_empty(), "every count is the test's own");
     assert!(read_all(&brokers, &[&topics.dead_letter]).await.is_empty());
+}
+
+/// Acceptance: a restart restores 1,000,000 keys of state. The changelog is filled beforehand
+/// (one `count` per key), one record then opens the scope; the restore's time (from the
+/// runtime's log line) and the process's memory are printed, not asserted. The record's count
+/// shows the restored state was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_keys_of_state_are_restored_on_start() {
+    let Some((brokers, topics)) =
+        brokers_and_topics_for("state-restore", 1, BrokerUse::Shared).await
+    else {
+        return;
+    };
+    let keys: u32 = 1_000_000;
+    let changelog = format!("{}-changelog", topics.output);
+    create_kafka_topics(&brokers.kafka, &[&changelog], 1)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let kafka = brokers.kafka.clone();
+    let topic = changelog.clone();
+    tokio::task::spawn_blocking(move || fill_changelog(&kafka, &topic, keys))
+        .await
+        .unwrap();
+    eprintln!(
+        "changelog filled with {keys} keys in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let transform = named_transform_entry("count", KEYED_COUNT, "");
+    let config = write_config(
+        dir.path(),
+        "sluice.toml",
+        &pulsar_config_transforming(&brokers, &topics, "exactly-once", 1, "", &transform),
+    );
+    let record = PulsarRecord {
+        key: Some("k7".into()),
+        value: b"v".to_vec(),
+        properties: vec![("seq".into(), "0".into())],
+        event_time_ms: None,
+    };
+    publish_to_pulsar(&brokers.pulsar, &topics.source, &[record])
+        .await
+        .unwrap();
+    let log = dir.path().join("run.log");
+    let mut runtime = SluiceProcess::run_logging_to(&config, &log);
+    let output = read_at_least(&brokers, &topics.output, 1).await;
+    let (rss, peak) = runtime.memory_mib();
+    runtime.terminate_and_wait_success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let restored = (text.lines())
+        .find(|line| line.contains("keyed state restored"))
+        .expect("the restore is logged");
+    eprintln!("restore of {keys} keys: {restored}");
+    eprintln!("sluice run memory after the restore: {rss} MiB resident, {peak} MiB peak");
+    assert!(restored.contains(&format!("keys={keys}")), "{restored}");
+    assert_eq!(
+        header_u64(&output[0], "count"),
+        8,
+        "k7's restored count (7) + 1"
+    );
+}
+
+/// Writes `keys` changelog records of the transform `count` to partition 0 of `topic`: key
+/// `k<i>`'s `count` = i (8 bytes, little-endian).
+fn fill_changelog(kafka: &str, topic: &str, keys: u32) {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "lz4")
+        .create()
+        .unwrap();
+    let namespace = "t:count";
+    for i in 0..keys {
+        let mut key = (namespace.len() as u32).to_le_bytes().to_vec();
+        key.extend_from_slice(namespace.as_bytes());
+        key.extend_from_slice(&state_key(format!("k{i}").as_bytes(), b"count"));
+        let value = u64::from(i).to_le_bytes();
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(0)
+            .key(&key[..])
+            .payload(&value[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        if i % 10_000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
 }
