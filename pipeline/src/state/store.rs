@@ -36,7 +36,7 @@ pub(crate) fn engine_scope(key: ScopeKey) -> StateScope {
 }
 
 fn scope_key(scope: StateScope) -> ScopeKey {
-    (scope != StateScope::MAX).then(|| scope as u32)
+    (scope != StateScope::MAX).then_some(scope as u32)
 }
 
 impl StateStore {
