@@ -33,6 +33,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "bad_outputs",
             "flat_hostile",
             "identity_v0_1",
+            "keyed_count",
         ],
     ),
 ];

@@ -15,6 +15,8 @@ use crate::args::{Lang, NewArgs};
 const BUILT_SDK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
 
 const WIT: &str = include_str!("../../wit/sluice-transform@0.2.0/world.wit");
+/// The `state` interface the world imports (docs/state.md).
+const STATE_WIT: &str = include_str!("../../wit/sluice-transform@0.2.0/state.wit");
 const README: &str = include_str!("../templates/README.md");
 const SAMPLE: &str = include_str!("../templates/sample.jsonl");
 
@@ -73,6 +75,7 @@ const PYTHON: &[File] = &[
         include_str!("../../guest-sdk/python/sluice_sdk/testing.py"),
     ),
     file("wit/world.wit", WIT),
+    file("wit/state.wit", STATE_WIT),
 ];
 
 const JS: &[File] = &[
@@ -87,6 +90,7 @@ const JS: &[File] = &[
         include_str!("../../guest-sdk/js/componentize.mjs"),
     ),
     file("wit/world.wit", WIT),
+    file("wit/state.wit", STATE_WIT),
 ];
 
 /// Creates the project directory `args.name` (relative to the current directory).

@@ -10,9 +10,9 @@
 use std::future::Future;
 
 use serde::Deserialize;
-use sluice_record::OutputRecord;
 use sluice_record::identity::WrittenOutput;
 use sluice_record::validation::SinkLimits;
+use sluice_record::{Bytes, OutputRecord};
 
 use crate::transactions::{Resume, TransactionalWriter, WriterScope};
 
@@ -220,6 +220,29 @@ pub trait Sink: Send + Sync + 'static {
         pipeline: &str,
         window: usize,
     ) -> impl Future<Output = Result<ReadBack, SinkError>> + Send;
+
+    /// Makes sure the changelog `topic` of keyed state exists, compacted, with more than
+    /// `partition` partitions. A sink without durable state (the in-memory one) has nothing
+    /// to do.
+    fn ensure_changelog(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = (topic, partition);
+        async { Ok(()) }
+    }
+
+    /// Reads partition `partition` of the changelog `topic` to its end, committed records
+    /// only: the live entries (each key's latest value; deletes applied), in no order.
+    fn read_changelog(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> impl Future<Output = Result<Vec<(Bytes, Bytes)>, SinkError>> + Send {
+        let _ = (topic, partition);
+        async { Ok(Vec::new()) }
+    }
 
     /// Opens the transactional writer of `scope`: fences every earlier writer with its id
     /// (their open transaction is aborted or completed first) and reads what the scope

@@ -73,6 +73,17 @@ impl Checkpoint {
     }
 }
 
+/// A change of one scope's keyed state, for the pipeline's changelog topic
+/// (docs/state.md): compacted, one partition per scope, `value` `None` for a delete (a
+/// tombstone).
+#[derive(Debug, Clone, Copy)]
+pub struct ChangelogRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub key: &'a [u8],
+    pub value: Option<&'a [u8]>,
+}
+
 /// Writes the outputs of one scope in transactions.
 pub trait TransactionalWriter: Send + Sync + 'static {
     /// The id that fences older writers of the scope.
@@ -82,6 +93,16 @@ pub trait TransactionalWriter: Send + Sync + 'static {
     /// client's queue is full. Fails with [`SinkError::Fenced`] once a newer writer opened.
     fn send(&mut self, record: &OutputRecord)
     -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Writes a state change in the open transaction, beginning one if none is open. A sink
+    /// without durable state (the in-memory one) drops it.
+    fn send_changelog(
+        &mut self,
+        record: ChangelogRecord<'_>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = record;
+        async { Ok(()) }
+    }
 
     /// Waits until what was sent reached the broker (still uncommitted). Only the commit test
     /// hook needs it.

@@ -20,5 +20,7 @@ pub(crate) mod v0_2 {
     wasmtime::component::bindgen!({
         world: "transformer",
         path: "../wit/sluice-transform@0.2.0",
+        // A quota under `state_quota_exceeded = "trap"` traps the call.
+        imports: { "sluice:transform/state.set": trappable },
     });
 }

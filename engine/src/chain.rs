@@ -1,6 +1,6 @@
 //! A pipeline's transforms applied in order: the outputs of one are the inputs of the next.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sluice_record::{InputRecord, OutputRecord};
 
@@ -12,6 +12,7 @@ use super::instance::{StageResult, TransformInstance};
 use super::observer::{TransformObserver, unobserved};
 use super::outcome::{RecordOutcome, TransformId};
 use super::spec::TransformSpec;
+use super::state::{BatchOverlay, BatchState, StateChange};
 
 /// Loaded, initialised transforms with one live instance each, reused across batches.
 ///
@@ -123,6 +124,11 @@ impl TransformChain {
         previous
     }
 
+    /// Whether a transform of the chain keeps keyed state (docs/state.md).
+    pub fn uses_state(&self) -> bool {
+        self.stages.iter().any(TransformInstance::uses_state)
+    }
+
     /// The transforms, in order.
     pub fn transforms(&self) -> Vec<TransformId> {
         self.stages.iter().map(|stage| stage.id().clone()).collect()
@@ -137,6 +143,39 @@ impl TransformChain {
             .zip(&self.capabilities)
             .map(|(stage, capabilities)| (stage.id().clone(), capabilities.summary()))
             .collect()
+    }
+
+    /// [`TransformChain::run_batch`] with keyed state: the transforms read `state` and change
+    /// it through the WIT `state` interface. Returns, with the outcomes, the state changes
+    /// each record made, in order (none for a record that failed: its changes are dropped).
+    pub fn run_batch_with_state(
+        &mut self,
+        records: &[InputRecord],
+        state: BatchState,
+    ) -> (Vec<RecordOutcome>, Vec<Vec<StateChange>>) {
+        let overlay = Arc::new(Mutex::new(BatchOverlay::new(state)));
+        for stage in &mut self.stages {
+            stage.lend_state(Some(overlay.clone()));
+        }
+        let outcomes = self.run_batch(records);
+        for stage in &mut self.stages {
+            stage.lend_state(None);
+        }
+        let overlay = Arc::try_unwrap(overlay)
+            .ok()
+            .expect("the stages gave the batch state back")
+            .into_inner()
+            .expect("batch state lock poisoned");
+        let mut changes = overlay.into_changes();
+        let changes = (records.iter().zip(&outcomes))
+            .map(|(record, outcome)| match outcome {
+                RecordOutcome::Outputs(_) => changes
+                    .remove(&record.source.message_id)
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            })
+            .collect();
+        (outcomes, changes)
     }
 
     /// Transforms a batch: exactly one outcome per input, in order. Any guest behaviour

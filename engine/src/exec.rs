@@ -30,6 +30,7 @@
 //! before it are processed and printed first.
 
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -38,6 +39,7 @@ use serde::ser::SerializeMap;
 
 use crate::chain::TransformChain;
 use crate::outcome::RecordOutcome;
+use crate::state::MemoryState;
 use sluice_record::json_lines::parse_exec_line;
 use sluice_record::{Header, InputRecord, OutputRecord};
 
@@ -94,6 +96,9 @@ pub fn exec(
 ) -> Result<ExecSummary, ExecError> {
     let batch_size = batch_size.max(1);
     let mut summary = ExecSummary::default();
+    // A stateful guest gets state in memory, for the whole run (docs/state.md).
+    let state = chain.uses_state().then(|| Arc::new(MemoryState::default()));
+    let state = state.as_ref();
     let mut batch: Vec<(u64, InputRecord)> = Vec::with_capacity(batch_size);
     for (index, line) in input.lines().enumerate() {
         let line_number = index as u64 + 1;
@@ -104,7 +109,7 @@ pub fn exec(
         match parse_exec_line(&line, line_number) {
             Ok(record) => batch.push((line_number, record)),
             Err(message) => {
-                run_batch(chain, &mut batch, &mut output, &mut summary)?;
+                run_batch(chain, state, &mut batch, &mut output, &mut summary)?;
                 return Err(ExecError::Parse {
                     line: line_number,
                     message,
@@ -112,15 +117,16 @@ pub fn exec(
             }
         }
         if batch.len() >= batch_size {
-            run_batch(chain, &mut batch, &mut output, &mut summary)?;
+            run_batch(chain, state, &mut batch, &mut output, &mut summary)?;
         }
     }
-    run_batch(chain, &mut batch, &mut output, &mut summary)?;
+    run_batch(chain, state, &mut batch, &mut output, &mut summary)?;
     Ok(summary)
 }
 
 fn run_batch(
     chain: &mut TransformChain,
+    state: Option<&Arc<MemoryState>>,
     batch: &mut Vec<(u64, InputRecord)>,
     output: &mut impl Write,
     summary: &mut ExecSummary,
@@ -129,7 +135,16 @@ fn run_batch(
         return Ok(());
     }
     let (lines, records): (Vec<u64>, Vec<InputRecord>) = std::mem::take(batch).into_iter().unzip();
-    let outcomes = chain.run_batch(&records);
+    let outcomes = match state {
+        None => chain.run_batch(&records),
+        Some(state) => {
+            let (outcomes, changes) = chain.run_batch_with_state(&records, state.lend(&records));
+            for changes in &changes {
+                state.apply(changes);
+            }
+            outcomes
+        }
+    };
     for (line, outcome) in lines.into_iter().zip(outcomes) {
         summary.inputs += 1;
         write_outcome(output, line, &outcome).map_err(ExecError::Write)?;

@@ -22,6 +22,8 @@ use super::determinism::PinnedInputs;
 use super::engine::{EPOCH_TICK, EpochCount};
 use super::error::{Error, boxed};
 use super::limits::{GuestLimiter, Limits};
+use super::state::{CallState, StateCallError};
+use sluice_record::Bytes;
 use sluice_record::text::{MAX_GUEST_TEXT_BYTES, cut};
 
 /// Longest guest line kept (a `log` message, a line of stdout or stderr); the rest of a
@@ -46,6 +48,8 @@ pub(crate) struct HostState {
     pub(crate) log: GuestLog,
     /// When the current call's time is up; guest sleeps end there at the latest.
     pub(crate) call_deadline: Option<CallDeadline>,
+    /// Keyed state: the batch it reads and the current call's changes.
+    pub(crate) state: CallState,
 }
 
 /// When the current call's time is up (set by `TransformInstance::arm`).
@@ -104,6 +108,7 @@ impl HostState {
             wasi: wasi.build(),
             table,
             limiter: GuestLimiter::new(limits),
+            state: CallState::new(transform_name(transform), limits.state_quota()),
             log,
             call_deadline: None,
         })
@@ -199,6 +204,37 @@ impl v0_2::sluice::transform::host::Host for HostState {
             Level::Error => LogLevel::Error,
         };
         self.log.line(Stream::Log(level), message.as_bytes());
+    }
+}
+
+/// The transform's name in `name@sha256:…`: its state namespace does not change with its
+/// version, so a deployed version keeps the state of the one it replaced.
+fn transform_name(transform: &str) -> &str {
+    transform
+        .split_once('@')
+        .map_or(transform, |(name, _)| name)
+}
+
+impl v0_2::sluice::transform::state::Host for HostState {
+    fn get(&mut self, record: u32, name: Vec<u8>) -> Option<Vec<u8>> {
+        self.state.get(record, &name).map(|value| value.to_vec())
+    }
+
+    fn set(
+        &mut self,
+        record: u32,
+        name: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self.state.set(record, &name, Bytes::from(value)) {
+            Ok(()) => Ok(Ok(())),
+            Err(StateCallError::Refused(reason)) => Ok(Err(reason)),
+            Err(StateCallError::Trap(reason)) => Err(wasmtime::Error::msg(reason)),
+        }
+    }
+
+    fn delete(&mut self, record: u32, name: Vec<u8>) {
+        self.state.delete(record, &name);
     }
 }
 

@@ -2,6 +2,7 @@
 //! into it under limits, and what becomes of traps.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -18,6 +19,7 @@ use super::host::{CallDeadline, HostState};
 use super::limits::Limits;
 use super::outcome::{FailureKind, RecordOutcome, TransformId};
 use super::spec::TransformSpec;
+use super::state::BatchOverlay;
 use sluice_record::text::bound;
 use sluice_record::validation;
 use sluice_record::{Bytes, InputRecord, OutputRecord};
@@ -96,6 +98,10 @@ pub(crate) struct TransformInstance {
     pinned: Option<PinnedInputs>,
     /// Batches in a row in which the guest read clocks or random (pinned only).
     batches_read_inputs: u32,
+    /// The state the current batch reads and changes, when the pipeline lends it.
+    batch_state: Option<Arc<Mutex<BatchOverlay>>>,
+    /// Whether the component imports the `state` interface.
+    uses_state: bool,
 }
 
 /// After this many batches in a row in which a deterministic guest read clocks or random, it
@@ -126,6 +132,11 @@ impl TransformInstance {
             .component_type()
             .imports(engine)
             .any(|(name, _)| is_nondeterministic(name));
+        let uses_state = loaded
+            .component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| name.starts_with("sluice:transform/state@"));
         let mut instance = Self {
             id: TransformId {
                 name: spec.name.clone(),
@@ -147,6 +158,8 @@ impl TransformInstance {
             nondeterministic,
             pinned: None,
             batches_read_inputs: 0,
+            batch_state: None,
+            uses_state,
         };
         instance.go_live()?;
         Ok(instance)
@@ -193,6 +206,21 @@ impl TransformInstance {
     /// Whether clocks and random are pinned per record.
     pub(crate) fn is_pinned(&self) -> bool {
         self.pinned.is_some()
+    }
+
+    /// Whether the transform keeps keyed state (imports the `state` interface).
+    pub(crate) fn uses_state(&self) -> bool {
+        self.uses_state
+    }
+
+    /// The state the next calls read and change (`None`: no state for them).
+    pub(crate) fn lend_state(&mut self, batch: Option<Arc<Mutex<BatchOverlay>>>) {
+        if batch.is_none()
+            && let Some(live) = &mut self.live
+        {
+            live.store.data_mut().state.release();
+        }
+        self.batch_state = batch;
     }
 
     /// How many times an instance was re-created after a trap.
@@ -336,6 +364,7 @@ impl TransformInstance {
             _ => {}
         }
         self.arm(&mut live.store);
+        (live.store.data_mut().state).begin(self.batch_state.clone(), inputs);
         let result = match &live.guest {
             LiveGuest::V0_1(bindings) => {
                 let records: Vec<bindings::InputRecord> = inputs.iter().map(lower).collect();
@@ -446,6 +475,12 @@ impl TransformInstance {
             Some(stderr) => bound(format!("{reason}; guest stderr: {stderr}")),
             None => bound(reason),
         };
+        if let Some(reason) = &state.state.trapped {
+            return Failure {
+                kind: FailureKind::StateQuota,
+                reason: reason.clone(),
+            };
+        }
         match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => Failure {
                 kind: FailureKind::Timeout,
@@ -474,7 +509,28 @@ impl TransformInstance {
     }
 
     /// Judges one call's results, one per input (the count was checked).
-    fn judge_all(&self, results: CallResults, inputs: &[InputRecord]) -> Vec<StageResult> {
+    fn judge_all(&mut self, results: CallResults, inputs: &[InputRecord]) -> Vec<StageResult> {
+        let mut judged = self.judge_results(results, inputs);
+        // The state changes of the records that succeeded count; a quota refusal
+        // dead-letters its record.
+        let ok: Vec<bool> = judged.iter().map(Result::is_ok).collect();
+        let refused = match &mut self.live {
+            Some(live) => live.store.data_mut().state.settle(&ok),
+            None => Vec::new(),
+        };
+        for (result, refusal) in judged.iter_mut().zip(refused) {
+            // Whatever the guest made of the refusal (an `Err` passed on, or ignored).
+            if let Some(reason) = refusal {
+                *result = Err(self.dead_letter(Failure {
+                    kind: FailureKind::StateQuota,
+                    reason,
+                }));
+            }
+        }
+        judged
+    }
+
+    fn judge_results(&self, results: CallResults, inputs: &[InputRecord]) -> Vec<StageResult> {
         match results {
             CallResults::V0_1(results) => results
                 .into_iter()

@@ -37,6 +37,7 @@ mod limits;
 mod observer;
 mod outcome;
 mod spec;
+mod state;
 mod world;
 
 pub use capabilities::{Capabilities, SensitiveImport};
@@ -48,4 +49,8 @@ pub use limits::Limits;
 pub use observer::{TransformObserver, Unobserved};
 pub use outcome::{FailureKind, RecordOutcome, TransformId};
 pub use spec::TransformSpec;
+pub use state::{
+    BatchState, MemoryState, RecordStateContext, StateBackend, StateChange, StateQuotaPolicy,
+    StateScope, StateUsage, key_group, state_key,
+};
 pub use world::{WORLD, WorldProblem, WorldVersion};

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 use sluice_record::validation::FieldLimits;
 
+use super::state::{StateQuota, StateQuotaPolicy};
+
 /// Limits for one transform (docs/sandbox.md). Every field has a safe default, so a config may
 /// set only the ones it cares about. A record that breaks a limit is dead-lettered with the
 /// matching [`FailureKind`](super::FailureKind) and the instance is replaced; the host and the
@@ -64,6 +66,21 @@ pub struct Limits {
     /// is the big one); more is almost surely the wrong file, and compiling it would cost
     /// seconds of CPU and as much memory.
     pub max_component_mib: u32,
+    /// Bytes of keyed state (names and values) the transform may keep under one record key
+    /// (docs/state.md); a `set` beyond it is refused as `state_quota_exceeded` says.
+    ///
+    /// Default 65,536: counters, small aggregates and recent ids per key fit many times over.
+    pub state_bytes_per_key: u64,
+    /// Bytes of keyed state the transform may keep in one writer scope (one source partition,
+    /// or the whole source when it is one stream).
+    ///
+    /// Default 256 MiB: a million small keys; the host keeps the state in memory, so this is
+    /// what bounds it.
+    pub state_bytes_per_transform: u64,
+    /// What a `set` beyond a state quota does: `"dead-letter"` (the call gets the error, the
+    /// record is dead-lettered with it) or `"trap"` (the call traps; the record is
+    /// dead-lettered once found alone).
+    pub state_quota_exceeded: StateQuotaPolicy,
 }
 
 impl Default for Limits {
@@ -79,6 +96,9 @@ impl Default for Limits {
             max_header_name_bytes: 1_024,
             max_header_value_bytes: None,
             max_component_mib: 64,
+            state_bytes_per_key: 65_536,
+            state_bytes_per_transform: 256 * 1024 * 1024,
+            state_quota_exceeded: StateQuotaPolicy::DeadLetter,
         }
     }
 }
@@ -98,6 +118,15 @@ impl Limits {
             max_headers: self.max_headers.into(),
             max_header_name_bytes: self.max_header_name_bytes,
             max_header_value_bytes: self.max_header_value_bytes,
+        }
+    }
+
+    /// The state quotas.
+    pub(crate) fn state_quota(&self) -> StateQuota {
+        StateQuota {
+            bytes_per_key: self.state_bytes_per_key,
+            bytes_per_transform: self.state_bytes_per_transform,
+            policy: self.state_quota_exceeded,
         }
     }
 

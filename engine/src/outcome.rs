@@ -46,6 +46,8 @@ pub enum FailureKind {
     /// Not a transform's failure: the source payload does not fit its schema, or an output
     /// does not fit its subject's schema (docs/schemas.md).
     Schema,
+    /// A `set` would have exceeded a state quota of the transform (docs/state.md).
+    StateQuota,
 }
 
 impl FailureKind {
@@ -57,6 +59,7 @@ impl FailureKind {
             FailureKind::OutOfMemory => "out-of-memory",
             FailureKind::StackOverflow => "stack-overflow",
             FailureKind::Trap => "trap",
+            FailureKind::StateQuota => "state-quota",
             FailureKind::OutputLimit => "output-limit",
             FailureKind::InvalidOutput => "invalid-output",
             FailureKind::Schema => "schema",

@@ -64,7 +64,7 @@ impl fmt::Display for WorldVersion {
     }
 }
 /// Interfaces of [`PACKAGE`] a transform may import.
-const PACKAGE_INTERFACES: &[&str] = &["types", "host"];
+const PACKAGE_INTERFACES: &[&str] = &["types", "host", "state"];
 /// WASI 0.2 packages the host links (every interface of each is granted nothing beyond
 /// what `capabilities` allow; see `host.rs`).
 const WASI_PACKAGES: &[&str] = &[

@@ -23,8 +23,17 @@ if (other) {
 // `export function onMessage` in the app is fine for tests; in the bundle it stays a plain
 // function (the world has no such export).
 const appBody = rest.replace(/^export\s+(?=(?:async\s+)?function|const|let|class)/gm, "");
+// Keyed state (docs/state.md) is imported only by an app that uses `msg.state`: the others
+// stay components without the `state` import, which the host runs as before.
+const stateImport = /\.state\b/.test(appBody)
+  ? `import { get as __sluiceStateGet, set as __sluiceStateSet, delete as __sluiceStateDelete } ` +
+    `from "sluice:transform/state@0.2.0";\n` +
+    `globalThis.__sluiceHostState = { get: __sluiceStateGet, set: __sluiceStateSet, ` +
+    `delete: __sluiceStateDelete };\n`
+  : "";
 process.stdout.write(
   `import { log as __sluiceHostLogImport } from "sluice:transform/host@0.2.0";\n` +
     `globalThis.__sluiceHostLog = __sluiceHostLogImport;\n` +
+    stateImport +
     `${sdk}\n// ---- ${appPath}\n${appBody}`,
 );

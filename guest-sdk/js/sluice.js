@@ -82,6 +82,89 @@ export class Message {
   intoOutput() {
     return new Output(this.value, { key: this.key, headers: this.headers });
   }
+
+  /** The keyed state of this record's key (docs/state.md). */
+  get state() {
+    return new State(this);
+  }
+}
+
+// Keyed state: in a component, the host's `state` import (set by the bundle), naming the
+// record by its index in the batch; under plain Node (unit tests), a map of this process.
+const nativeState = new Map();
+
+function nativeId(message, name) {
+  if (message.key === null) return null;
+  return `${Array.from(message.key).join(",")}|${Array.from(toBytes(name)).join(",")}`;
+}
+
+/** The keyed state of one record's key: `name -> bytes` entries the host keeps durable. */
+export class State {
+  constructor(message) {
+    this.message = message;
+  }
+
+  #host() {
+    const host = globalThis.__sluiceHostState;
+    return host && Number.isInteger(this.message.index) ? host : null;
+  }
+
+  /** The value stored under `name` for this record's key (Uint8Array), or null. */
+  get(name) {
+    const host = this.#host();
+    if (host) return toBytesOrNull(host.get(this.message.index, toBytes(name)));
+    const id = nativeId(this.message, name);
+    return id === null ? null : (nativeState.get(id) ?? null);
+  }
+
+  /** Stores `value` under `name`; throws `DeadLetter` when the host refuses it (a quota). */
+  set(name, value) {
+    const host = this.#host();
+    if (host) {
+      try {
+        host.set(this.message.index, toBytes(name), toBytes(value));
+      } catch (error) {
+        throw new DeadLetter(String(error?.payload ?? error?.message ?? error));
+      }
+      return;
+    }
+    const id = nativeId(this.message, name);
+    if (id === null) throw new DeadLetter("the record has no key: keyed state needs one");
+    nativeState.set(id, toBytes(value));
+  }
+
+  /** Removes what is stored under `name` for this record's key. */
+  delete(name) {
+    const host = this.#host();
+    if (host) host.delete(this.message.index, toBytes(name));
+    else {
+      const id = nativeId(this.message, name);
+      if (id !== null) nativeState.delete(id);
+    }
+  }
+
+  /** A number stored with `setInt` (8 bytes little-endian, as the Rust SDK's `set_u64`). */
+  getInt(name) {
+    const bytes = this.get(name);
+    if (bytes === null || bytes.length !== 8) return null;
+    return Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  }
+
+  /** Stores a non-negative integer under `name`. */
+  setInt(name, value) {
+    const bytes = new Uint8Array(8);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(value), true);
+    this.set(name, bytes);
+  }
+}
+
+/** Empties the keyed state plain-Node runs keep (for tests). */
+export function clearState() {
+  nativeState.clear();
+}
+
+function toBytesOrNull(value) {
+  return value === null || value === undefined ? null : toBytes(value);
 }
 
 /** A record to write. The `with*` methods change it and return it, for chaining. */
@@ -283,7 +366,8 @@ export function transformBatch(batch) {
   if (!handler) throw new Error("no function registered with transform()");
   const messages = flatLayout.decodeBatch(batch);
   const results = new flatLayout.ResultWriter(messages.length, batch.length);
-  for (const message of messages) {
+  for (const [index, message] of messages.entries()) {
+    message.index = index;
     // The arrays the batch gave: an output holding them refers to the input.
     const key = message.key;
     const value = message.value;

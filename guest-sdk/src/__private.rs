@@ -56,8 +56,9 @@ pub fn run_batch(
     let mut results = Vec::with_capacity(batch.len() / 2 + 64);
     encode::results_header(&mut results, view.records.len());
     let mut writer = Writer::new();
-    for record in &view.records {
-        let message = message(&batch, &view, record);
+    for (index, record) in view.records.iter().enumerate() {
+        let mut message = message(&batch, &view, record);
+        message.index = Some(index as u32);
         let input = Input {
             key: message.key.clone(),
             value: message.value.clone(),
@@ -115,6 +116,7 @@ fn message(batch: &Arc<Vec<u8>>, view: &BatchView<'_>, record: &RecordView<'_>) 
             message_id: shared(record.message_id.as_bytes()),
             info: OnceLock::new(),
         },
+        index: None,
     }
 }
 

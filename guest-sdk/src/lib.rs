@@ -94,6 +94,7 @@ pub mod log;
 mod message;
 mod output;
 mod shared;
+mod state;
 pub mod testing;
 mod writer;
 
@@ -114,4 +115,5 @@ pub use output::Output;
 /// `E` may be [`Error`], any [`std::error::Error`], or anything printable such as
 /// `anyhow::Error`. A signature that does not fit is a compile error pointing at the mismatch.
 pub use sluice_sdk_macro::transform;
+pub use state::State;
 pub use writer::Writer;

@@ -64,12 +64,20 @@ pub struct Message {
     pub(crate) event_time_ms: Option<i64>,
     pub(crate) publish_time_ms: Option<i64>,
     pub(crate) source: InputSource,
+    /// Its index in the batch the host sent (none for a message made by the transform or a
+    /// test): what its keyed state calls name.
+    pub(crate) index: Option<u32>,
 }
 
 impl Message {
     /// An empty message: no key, no value (a tombstone), no headers, no times, source `Other`.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The keyed state of this record's key (docs/state.md).
+    pub fn state(&self) -> crate::State<'_> {
+        crate::State::new(self)
     }
 
     /// A message with this value and nothing else.

@@ -35,6 +35,14 @@ where
     body()
 }
 
+/// Empties the keyed state native builds keep for the current thread
+/// ([`Message::state`](crate::Message::state)); each test runs on its own thread, so this is
+/// only needed within one test.
+pub fn clear_state() {
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::state::backend::clear();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

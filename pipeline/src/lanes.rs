@@ -12,30 +12,123 @@
 //! a group-by re-keys the records: the dispatcher does that, before it picks their lane, so
 //! the lanes follow the new key.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use sluice_connectors::source::{AckHandle, SourceMessage};
-use sluice_engine::{RecordOutcome, TransformChain};
+use sluice_connectors::source::{AckHandle, Placement, SourceMessage};
+use sluice_engine::{BatchState, RecordOutcome, RecordStateContext, StateChange, TransformChain};
 use sluice_record::InputRecord;
 
 use crate::control::PipelineControl;
 use crate::group_by::GroupBy;
 use crate::schemas::Schemas;
+use crate::state::{ScopeKey, StateStore, engine_scope, scope_key};
 
 /// Records of one transform call, with their outcomes.
 pub(crate) struct TransformedBatch {
     pub(crate) records: Vec<InputRecord>,
     pub(crate) acks: Vec<AckHandle>,
     pub(crate) outcomes: Vec<RecordOutcome>,
+    /// Per record, the keyed-state changes it made (empty without state): they go to the
+    /// changelog with its outputs.
+    pub(crate) changes: Vec<Vec<StateChange>>,
+}
+
+/// A lane asks the sink stage to open the scope of `record` (fencing its older writers) and
+/// restore its state, before it transforms the scope's first record.
+pub(crate) struct OpenScope {
+    pub(crate) record: InputRecord,
+    pub(crate) placement: Placement,
+    pub(crate) opened: oneshot::Sender<()>,
+}
+
+/// Keyed state, as the lanes use it.
+#[derive(Clone)]
+pub(crate) struct LaneState {
+    pub(crate) store: Arc<StateStore>,
+    /// Exactly-once on transactions: where scopes are opened (set by the stages). Without
+    /// it, a scope starts empty.
+    pub(crate) opens: Option<mpsc::UnboundedSender<OpenScope>>,
+}
+
+impl LaneState {
+    /// Makes sure the scope of every record of `messages` is restored; `false` when aborted
+    /// (or the sink stage ended) first.
+    fn prepare(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        messages: &[SourceMessage],
+        abort: &CancellationToken,
+    ) -> bool {
+        let Some(opens) = &self.opens else {
+            return true;
+        };
+        let mut asked: Vec<ScopeKey> = Vec::new();
+        for message in messages {
+            let placement = *message.ack.placement();
+            let key = scope_key(&placement);
+            if asked.contains(&key) || self.store.holds(key) {
+                continue;
+            }
+            asked.push(key);
+            let (opened, wait) = oneshot::channel();
+            let request = OpenScope {
+                record: message.record.clone(),
+                placement,
+                opened,
+            };
+            if opens.send(request).is_err() {
+                return false;
+            }
+            let opened = runtime.block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = abort.cancelled() => false,
+                    opened = wait => opened.is_ok(),
+                }
+            });
+            if !opened {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// What the engine needs to give `records` their state.
+    fn lend(&self, records: &[InputRecord], acks: &[AckHandle]) -> BatchState {
+        let contexts = (records.iter().zip(acks))
+            .map(|(record, ack)| {
+                let placement = ack.placement();
+                let context = RecordStateContext {
+                    scope: engine_scope(scope_key(placement)),
+                    writable: self.store.writable(record, placement),
+                };
+                (record.source.message_id.clone(), context)
+            })
+            .collect();
+        BatchState {
+            backend: self.store.clone(),
+            contexts,
+        }
+    }
 }
 
 impl TransformedBatch {
+    /// Records given back before they were transformed.
+    fn untransformed(records: Vec<InputRecord>, acks: Vec<AckHandle>) -> Self {
+        Self {
+            records,
+            acks,
+            outcomes: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+
     pub(crate) fn into_messages(self) -> impl Iterator<Item = SourceMessage> {
         self.records
             .into_iter()
@@ -59,6 +152,8 @@ pub(crate) struct LanesInput {
     pub(crate) schemas: Arc<Schemas>,
     /// Re-keying before the lanes are picked (group-by).
     pub(crate) group_by: Option<GroupBy>,
+    /// Keyed state, when a transform keeps some.
+    pub(crate) state: Option<LaneState>,
 }
 
 /// Running lanes, to be joined once the stages after them ended.
@@ -95,6 +190,7 @@ pub(crate) fn start(
         max_in_flight,
         schemas,
         group_by,
+        state,
     } = input;
     let lanes = chains.len();
     let mut replays: Vec<VecDeque<SourceMessage>> = (0..lanes).map(|_| VecDeque::new()).collect();
@@ -129,6 +225,7 @@ pub(crate) fn start(
                 replay,
                 control: control.clone(),
                 schemas: schemas.clone(),
+                state: state.clone(),
             };
             spawn_lane(&pipeline, input, batches.clone(), batch_size, abort.clone())
         })
@@ -261,6 +358,7 @@ struct LaneInput {
     replay: VecDeque<SourceMessage>,
     control: Arc<PipelineControl>,
     schemas: Arc<Schemas>,
+    state: Option<LaneState>,
 }
 
 impl LaneInput {
@@ -323,30 +421,59 @@ fn spawn_lane(
         .name(format!("transform-{pipeline}-{}", input.lane))
         .spawn(move || {
             while let Some(messages) = input.next_batch(&runtime, batch_size, &abort) {
+                let prepared = (input.state.as_ref())
+                    .is_none_or(|state| state.prepare(&runtime, &messages, &abort));
                 let (records, acks): (Vec<_>, Vec<_>) =
                     messages.into_iter().map(|m| (m.record, m.ack)).unzip();
+                if !prepared {
+                    // Aborted while a scope opened: the records go back.
+                    let batch = TransformedBatch::untransformed(records, acks);
+                    return (input, Some(batch));
+                }
                 let stats = &input.control.stats;
                 let span =
                     tracing::debug_span!("batch", lane = input.lane, records = records.len());
                 let started = Instant::now();
+                let lent = (input.state.as_ref()).map(|state| state.lend(&records, &acks));
+                let mut changed: HashMap<Arc<str>, Vec<StateChange>> = HashMap::new();
+                let chain = &mut input.chain;
+                let run = |views: &[InputRecord]| {
+                    span.in_scope(|| match lent {
+                        None => chain.run_batch(views),
+                        Some(lent) => {
+                            let (outcomes, changes) = chain.run_batch_with_state(views, lent);
+                            for (view, changes) in views.iter().zip(changes) {
+                                if !changes.is_empty() {
+                                    changed.insert(view.source.message_id.clone(), changes);
+                                }
+                            }
+                            outcomes
+                        }
+                    })
+                };
                 let outcomes = if input.schemas.is_passthrough() {
-                    span.in_scope(|| input.chain.run_batch(&records))
+                    run(&records)
                 } else {
-                    let chain = &mut input.chain;
-                    let run = |views: &[InputRecord]| span.in_scope(|| chain.run_batch(views));
                     match run_with_schemas(&runtime, &input.schemas, run, &records, &abort) {
                         Some(outcomes) => outcomes,
                         // Aborted while a schema service did not answer: the records go back.
                         None => {
-                            let outcomes = Vec::new();
-                            let batch = TransformedBatch {
-                                records,
-                                acks,
-                                outcomes,
-                            };
+                            let batch = TransformedBatch::untransformed(records, acks);
                             return (input, Some(batch));
                         }
                     }
+                };
+                let changes = match &input.state {
+                    None => Vec::new(),
+                    Some(state) => (records.iter().zip(&acks))
+                        .map(|(record, ack)| {
+                            let changes = changed
+                                .remove(&record.source.message_id)
+                                .unwrap_or_default();
+                            state.store.apply(scope_key(ack.placement()), &changes);
+                            changes
+                        })
+                        .collect(),
                 };
                 stats.batch_seconds.observe(started.elapsed().as_secs_f64());
                 stats.batch_size.observe(records.len() as f64);
@@ -355,6 +482,7 @@ fn spawn_lane(
                     records,
                     acks,
                     outcomes,
+                    changes,
                 };
                 match runtime.block_on(room_unless_aborted(&batches, &abort)) {
                     Some(room) => room.send(batch),

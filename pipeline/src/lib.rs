@@ -27,6 +27,7 @@ mod running;
 mod schemas;
 mod settings;
 mod stages;
+mod state;
 mod stats;
 
 pub use control::{PipelineControl, PipelineState};

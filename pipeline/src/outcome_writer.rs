@@ -16,7 +16,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use sluice_connectors::sink::{OversizedPolicy, Sink, SinkError, TopicStatus};
 use sluice_connectors::source::Placement;
-use sluice_engine::RecordOutcome;
+use sluice_engine::{RecordOutcome, StateChange};
 use sluice_record::dead_letter::{DeadLetter, Destination, dead_letter_record};
 use sluice_record::identity;
 use sluice_record::validation::{self, Violation};
@@ -117,6 +117,7 @@ impl<S: Sink> OutcomeWriter<S> {
         record: &InputRecord,
         placement: &Placement,
         outcome: RecordOutcome,
+        changes: &[StateChange],
     ) -> Result<Written<S::Delivery>, PipelineError> {
         if let Some(ExactlyOnce::Transactions(transactions)) = &mut self.exactly_once {
             match transactions.admit(&self.sink, record, placement).await? {
@@ -135,11 +136,23 @@ impl<S: Sink> OutcomeWriter<S> {
             }
         }
         self.deliveries.clear();
-        let sent = self.write_outcome(record, placement, outcome).await;
+        let mut sent = self.write_outcome(record, placement, outcome).await;
+        if let (Some(ExactlyOnce::Transactions(transactions)), Ok(_)) =
+            (&mut self.exactly_once, &sent)
+            && let Err(error) = transactions.send_changelog(placement, changes).await
+        {
+            sent = Err(PipelineError::sink(&self.pipeline, error));
+        }
         match &mut self.exactly_once {
             Some(ExactlyOnce::Transactions(transactions)) => match sent {
+                // Its state changes are in the transaction too: its ack waits for the commit
+                // even without outputs.
                 Ok(sent) => Ok(Written {
-                    awaited: Awaited::Settle(transactions.finish(record, placement, sent.any)),
+                    awaited: Awaited::Settle(transactions.finish(
+                        record,
+                        placement,
+                        sent.any || !changes.is_empty(),
+                    )),
                     next_index: sent.next_index,
                     dead_lettered: sent.dead_lettered,
                 }),
@@ -180,6 +193,21 @@ impl<S: Sink> OutcomeWriter<S> {
         self.deliveries.clear();
         self.refused(record, placement, index, error).await?;
         Ok(std::mem::take(&mut self.deliveries))
+    }
+
+    /// Opens the scope of `record` and restores its keyed state (transactions only), before
+    /// the lanes transform its first record.
+    pub(crate) async fn open_state(
+        &mut self,
+        record: &InputRecord,
+        placement: &Placement,
+    ) -> Result<(), PipelineError> {
+        match &mut self.exactly_once {
+            Some(ExactlyOnce::Transactions(transactions)) => {
+                transactions.open_state(&self.sink, record, placement).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// When the next transaction is due at the latest (transactions only).

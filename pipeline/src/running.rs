@@ -20,12 +20,13 @@ use crate::control::PipelineControl;
 use crate::control::PipelineState;
 use crate::error::{PipelineError, error_chain};
 use crate::exactly_once::{ExactlyOnce, ReadBack, Tracker, TrackingObserver, Transactions};
-use crate::lanes::LanesInput;
+use crate::lanes::{LaneState, LanesInput};
 use crate::pipeline::{Pipeline, connect_sink};
 use crate::restart::{self, Renew, RestartPolicy};
 use crate::schemas::Schemas;
 use crate::settings::{ExactlyOnceMode, PipelineSettings};
 use crate::stages::Stages;
+use crate::state::StateStore;
 use crate::stats::PipelineStats;
 
 /// How often a running pipeline logs its counters.
@@ -122,6 +123,8 @@ pub(crate) struct Running<'a, C: ConnectSink> {
     /// Cancelled when a stop gives up draining: the stages stop at once.
     give_up: &'a CancellationToken,
     schemas: Arc<Schemas>,
+    /// Keyed state, when a transform keeps some (docs/state.md).
+    state: Option<Arc<StateStore>>,
 }
 
 impl<'a, C: ConnectSink> Running<'a, C> {
@@ -130,6 +133,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
         stop: &'a CancellationToken,
         give_up: &'a CancellationToken,
     ) -> Self {
+        let state = keyed_state(&pipeline.settings, &pipeline.chains);
         Self {
             settings: pipeline.settings,
             source: pipeline.source,
@@ -144,6 +148,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             exactly_once: None,
             tracker: Arc::default(),
             catch_up: false,
+            state,
             schemas: pipeline.schemas,
         }
     }
@@ -198,12 +203,16 @@ impl<'a, C: ConnectSink> Running<'a, C> {
                 caught_up.map_err(sink_error)?;
             }
             (Some(ExactlyOnceMode::Transactions), None) => {
-                self.exactly_once = Some(ExactlyOnce::Transactions(Transactions::new(
+                let mut transactions = Transactions::new(
                     &self.settings,
                     self.source.clone(),
                     self.tracker.clone(),
                     self.control.stats.clone(),
-                )));
+                );
+                if let Some(store) = &self.state {
+                    transactions.keep_state(store.clone());
+                }
+                self.exactly_once = Some(ExactlyOnce::Transactions(transactions));
             }
             (Some(ExactlyOnceMode::Transactions), Some(ExactlyOnce::Transactions(writers)))
                 if self.catch_up =>
@@ -241,6 +250,10 @@ impl<'a, C: ConnectSink> Running<'a, C> {
                 max_in_flight: self.settings.max_in_flight,
                 schemas: self.schemas.clone(),
                 group_by: self.settings.group_by.clone(),
+                state: self
+                    .state
+                    .clone()
+                    .map(|store| LaneState { store, opens: None }),
             },
             sink,
             stats: self.control.stats.clone(),
@@ -341,6 +354,24 @@ impl SourceSession {
             stop,
         })
     }
+}
+
+/// The state store, when a transform of the chain keeps keyed state. Durable (restored from
+/// and written to the changelog) with exactly-once on transactions; otherwise kept in memory
+/// only, which is said once here.
+fn keyed_state(settings: &PipelineSettings, chains: &[TransformChain]) -> Option<Arc<StateStore>> {
+    if !chains.first().is_some_and(TransformChain::uses_state) {
+        return None;
+    }
+    if settings.exactly_once_mode() != Some(ExactlyOnceMode::Transactions) {
+        tracing::warn!(
+            pipeline = %settings.name,
+            "a transform keeps keyed state, which is durable (changelog, restore) only with \
+             guarantee = \"exactly-once\" on transactions: here it is kept in memory and \
+             starts empty at every start (docs/state.md)"
+        );
+    }
+    Some(Arc::default())
 }
 
 async fn report_progress(pipeline: String, stats: Arc<PipelineStats>, halt: CancellationToken) {

@@ -58,6 +58,8 @@ pub struct ExactlyOnceSettings {
     pub mode: ExactlyOnceMode,
     /// The compacted topic of checkpoints; `None`: `sluice-offsets.<pipeline>`.
     pub offsets_topic: Option<String>,
+    /// The compacted changelog topic of keyed state; `None`: `<pipeline>.changelog`.
+    pub changelog_topic: Option<String>,
     /// What each writer's `transactional.id` starts with.
     pub transactional_id_prefix: String,
     /// A transaction commits once it is this old…
@@ -71,6 +73,7 @@ impl Default for ExactlyOnceSettings {
         Self {
             mode: ExactlyOnceMode::Transactions,
             offsets_topic: None,
+            changelog_topic: None,
             transactional_id_prefix: "sluice.".to_owned(),
             commit_interval: Duration::from_millis(100),
             max_records_per_transaction: 10_000,
@@ -98,6 +101,12 @@ impl PipelineSettings {
             .offsets_topic
             .clone()
             .unwrap_or_else(|| format!("sluice-offsets.{}", self.name))
+    }
+
+    /// The changelog topic of keyed state (docs/state.md).
+    pub fn changelog_topic(&self) -> String {
+        (self.exactly_once.changelog_topic.clone())
+            .unwrap_or_else(|| format!("{}.changelog", self.name))
     }
 
     /// The defaults of the config file, for pipeline `name`.

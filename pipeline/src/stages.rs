@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::PipelineError;
 use crate::exactly_once::ExactlyOnce;
-use crate::lanes::{self, LanesInput, TransformedBatch};
+use crate::lanes::{self, LanesInput, OpenScope, TransformedBatch};
 use crate::outcome_writer::{Awaited, OutcomeWriter, Settle, Settled};
 use crate::stats::PipelineStats;
 
@@ -163,11 +163,18 @@ impl<S: Sink> Stages<S> {
         give_up: &CancellationToken,
     ) -> (Option<Leftovers<S>>, Result<(), PipelineError>) {
         let Stages {
-            lanes,
+            mut lanes,
             sink,
             stats,
             exactly_once,
         } = self;
+        // Exactly-once on transactions with keyed state: the lanes ask the sink stage to open
+        // a scope (and restore its state) before they transform its first record.
+        let (opens_tx, opens_rx) = mpsc::unbounded_channel();
+        if let (Some(state), Some(ExactlyOnce::Transactions(_))) = (&mut lanes.state, &exactly_once)
+        {
+            state.opens = Some(opens_tx);
+        }
         let pipeline = lanes.pipeline.clone();
         let max_in_flight = lanes.max_in_flight;
         let abort = give_up.child_token();
@@ -190,6 +197,7 @@ impl<S: Sink> Stages<S> {
             SinkStageChannels {
                 settlements: settle_tx,
                 refused: refused_rx,
+                opens: opens_rx,
             },
             abort.clone(),
         ));
@@ -247,6 +255,7 @@ type SinkStageEnd<S> = (
 struct SinkStageChannels<D> {
     settlements: mpsc::Sender<Settlement<D>>,
     refused: mpsc::UnboundedReceiver<RefusedDelivery<D>>,
+    opens: mpsc::UnboundedReceiver<OpenScope>,
 }
 
 /// Produces the outputs (or dead-letter copies) of each record and passes them on with the
@@ -262,6 +271,7 @@ async fn sink_stage<S: Sink>(
     let SinkStageChannels {
         settlements,
         mut refused,
+        mut opens,
     } = channels;
     // Dropped after the last batch: the ack stage then knows no more records come.
     let mut settlements = Some(settlements);
@@ -283,6 +293,19 @@ async fn sink_stage<S: Sink>(
                 // The ack stage is done.
                 None => return (Ok(()), Vec::new(), batches, writer),
             },
+            Some(open) = opens.recv() => {
+                let opened = tokio::select! {
+                    biased;
+                    _ = abort.cancelled() => return (Ok(()), Vec::new(), batches, writer),
+                    opened = writer.open_state(&open.record, &open.placement) => opened,
+                };
+                if let Err(error) = opened {
+                    abort.cancel();
+                    return (Err(error), Vec::new(), batches, writer);
+                }
+                let _ = open.opened.send(());
+                continue;
+            }
             _ = sleep_until(commit_at) => {
                 if let Err(error) = commit(&mut writer, false, &abort).await {
                     abort.cancel();
@@ -302,15 +325,17 @@ async fn sink_stage<S: Sink>(
             continue;
         };
         let outcomes = std::mem::take(&mut batch.outcomes);
+        let mut changes = std::mem::take(&mut batch.changes).into_iter();
         let mut messages = batch.into_messages();
         for outcome in outcomes {
             let message = messages.next().expect("one record per outcome");
+            let changes = changes.next().unwrap_or_default();
             let placement = *message.ack.placement();
             // A write may wait for the client's queue (a stuck Kafka): an abort must not.
             let written = tokio::select! {
                 biased;
                 _ = abort.cancelled() => None,
-                written = writer.write(&message.record, &placement, outcome) => Some(written),
+                written = writer.write(&message.record, &placement, outcome, &changes) => Some(written),
             };
             match written {
                 None => return (Ok(()), rest(message, messages), batches, writer),

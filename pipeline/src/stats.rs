@@ -62,6 +62,11 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
+/// Restores take from milliseconds (a few keys) to minutes (millions).
+fn restore_seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
+}
+
 /// Every family of pipeline and transform series; pipelines take their handles from here.
 /// Metrics are handles: clones share their values.
 #[derive(Debug, Clone)]
@@ -75,6 +80,8 @@ pub struct StatsFamilies {
     deduplicated: Family<PipelineLabel, Counter>,
     transactions: Family<PipelineLabel, Counter>,
     commit_seconds: HistogramFamily<PipelineLabel>,
+    state_restore_seconds: HistogramFamily<PipelineLabel>,
+    state_restored_keys: Family<PipelineLabel, Counter>,
     acked: Family<PipelineLabel, Counter>,
     dead_lettered: Family<KindLabels, Counter>,
     restarts: Family<PipelineLabel, Counter>,
@@ -100,6 +107,10 @@ impl Default for StatsFamilies {
             deduplicated: Family::default(),
             transactions: Family::default(),
             commit_seconds: Family::new_with_constructor(seconds_histogram as fn() -> Histogram),
+            state_restore_seconds: Family::new_with_constructor(
+                restore_seconds_histogram as fn() -> Histogram,
+            ),
+            state_restored_keys: Family::default(),
             acked: Family::default(),
             dead_lettered: Family::default(),
             restarts: Family::default(),
@@ -176,6 +187,18 @@ impl StatsFamilies {
             "transaction_commit_seconds",
             "How long the sink waited for a round of Kafka transaction commits",
             &self.commit_seconds,
+        );
+        add(
+            r,
+            "state_restore_seconds",
+            "How long restoring a scope's keyed state from the changelog took",
+            &self.state_restore_seconds,
+        );
+        add(
+            r,
+            "state_restored_keys",
+            "Keys of keyed state restored from the changelog",
+            &self.state_restored_keys,
         );
         add(
             r,
@@ -260,6 +283,8 @@ impl StatsFamilies {
             deduplicated: self.deduplicated.get_or_create(&label).clone(),
             transactions: self.transactions.get_or_create(&label).clone(),
             commit_seconds: self.commit_seconds.get_or_create(&label).clone(),
+            state_restore_seconds: self.state_restore_seconds.get_or_create(&label).clone(),
+            state_restored_keys: self.state_restored_keys.get_or_create(&label).clone(),
             acked: self.acked.get_or_create(&label).clone(),
             restarts: self.restarts.get_or_create(&label).clone(),
             in_flight: self.in_flight.get_or_create(&label).clone(),
@@ -292,6 +317,9 @@ pub struct PipelineStats {
     /// How long the sink waited for each round of commits (exactly-once on transactions):
     /// it writes nothing meanwhile, so this is what exactly-once costs in throughput.
     pub commit_seconds: Histogram,
+    /// How long each restore of a scope's keyed state took, and the keys restored.
+    pub state_restore_seconds: Histogram,
+    pub state_restored_keys: Counter,
     pub acked: Counter,
     pub restarts: Counter,
     pub in_flight: Gauge,

@@ -222,6 +222,10 @@ pub struct ExactlyOnceConfig {
     /// Transactions: the compacted topic of checkpoints; default `sluice-offsets.<pipeline>`.
     #[serde(default)]
     pub offsets_topic: Option<String>,
+    /// Transactions: the compacted changelog topic of keyed state (docs/state.md); default
+    /// `<pipeline>.changelog`.
+    #[serde(default)]
+    pub changelog_topic: Option<String>,
     /// Transactions: what each writer's `transactional.id` starts with; default `sluice.`.
     #[serde(default)]
     pub transactional_id_prefix: Option<String>,
@@ -235,9 +239,10 @@ pub struct ExactlyOnceConfig {
 
 impl ExactlyOnceConfig {
     /// Keys that only transactions read, and whether each is set.
-    fn transaction_keys(&self) -> [(&'static str, bool); 4] {
+    fn transaction_keys(&self) -> [(&'static str, bool); 5] {
         [
             ("offsets_topic", self.offsets_topic.is_some()),
+            ("changelog_topic", self.changelog_topic.is_some()),
             (
                 "transactional_id_prefix",
                 self.transactional_id_prefix.is_some(),
@@ -255,6 +260,7 @@ impl ExactlyOnceConfig {
         ExactlyOnceSettings {
             mode: self.mode,
             offsets_topic: self.offsets_topic.clone(),
+            changelog_topic: self.changelog_topic.clone(),
             transactional_id_prefix: (self.transactional_id_prefix.clone())
                 .unwrap_or(defaults.transactional_id_prefix),
             commit_interval: (self.commit_interval_ms)

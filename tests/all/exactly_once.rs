@@ -316,7 +316,8 @@ fn assert_pinned_stamps(records: &[KafkaRecord]) {
 /// tests running side by side would fence each other).
 pub(crate) fn own_transactions(topics: &Topics) -> String {
     format!(
-        "exactly_once = {{ transactional_id_prefix = \"{0}.\", offsets_topic = \"{0}-offsets\" }}",
+        "exactly_once = {{ transactional_id_prefix = \"{0}.\", offsets_topic = \"{0}-offsets\", \
+         changelog_topic = \"{0}-changelog\" }}",
         topics.output
     )
 }

@@ -20,6 +20,7 @@ mod sandbox;
 mod scale_out;
 mod schemas;
 mod secured_brokers;
+mod state;
 mod support;
 mod transactions;
 mod transform;

@@ -52,6 +52,9 @@ pub const BAD_OUTPUTS: &str = env!("BAD_OUTPUTS_COMPONENT");
 pub const FLAT_HOSTILE: &str = env!("FLAT_HOSTILE_COMPONENT");
 /// The identity transform on 0.1.0 (raw `wit-bindgen`), beside the 0.2.0 `PASSTHROUGH`.
 pub const IDENTITY_V0_1: &str = env!("IDENTITY_V0_1_COMPONENT");
+/// `tests/guests/keyed-count` (Rust SDK): a running count per key in keyed state, as header
+/// `count`; `grow = "<bytes>"` stores that much more state per record.
+pub const KEYED_COUNT: &str = env!("KEYED_COUNT_COMPONENT");
 
 /// A component path as a `PathBuf`.
 pub fn component(path: &str) -> PathBuf {

@@ -5,6 +5,7 @@
 //! topic that instances of one pipeline share their transform versions through
 //! (`deployment_log.rs`).
 
+mod changelog;
 mod config;
 mod delivery_ledger;
 mod deployment_log;

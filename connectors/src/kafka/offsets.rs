@@ -39,8 +39,8 @@ const IDS_PER_RECORD: usize = 10_000;
 /// Records read from a partition's end by the first step of a tail read.
 const FIRST_TAIL: i64 = 256;
 /// How long a tail read may go without receiving anything before it gives up.
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// The format of the values; a newer one is refused rather than misread.
 const FORMAT: u32 = 1;
 

@@ -17,14 +17,14 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryFuture, FutureProducer, FutureRecord, Producer, ThreadedProducer,
 };
-use sluice_record::OutputRecord;
 use sluice_record::validation::SinkLimits;
+use sluice_record::{Bytes, OutputRecord};
 
 use super::config::{KafkaSinkConfig, config_error};
 use super::delivery_ledger::{DeliveryLedger, ReportedDelivery, ReportingContext};
 use super::refusal;
 use super::transactional::{KafkaWriter, Opening};
-use super::{offsets, read_back};
+use super::{changelog, offsets, read_back};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
 use crate::transactions::{Resume, WriterScope};
 
@@ -399,6 +399,19 @@ impl Sink for KafkaSink {
     async fn read_back(&self, pipeline: &str, window: usize) -> Result<ReadBack, SinkError> {
         let topics = self.config.declared_topics();
         read_back::read_back(&self.config, pipeline, topics, window).await
+    }
+
+    async fn ensure_changelog(&self, topic: &str, partition: i32) -> Result<(), SinkError> {
+        let checkpoints = &self.checkpoints;
+        offsets::ensure_partition(&self.admin, checkpoints, &self.brokers, topic, partition).await
+    }
+
+    async fn read_changelog(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<(Bytes, Bytes)>, SinkError> {
+        changelog::read(&self.checkpoints, topic, partition).await
     }
 
     async fn open_writer(&self, scope: &WriterScope) -> Result<(KafkaWriter, Resume), SinkError> {

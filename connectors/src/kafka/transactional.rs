@@ -21,7 +21,7 @@ use sluice_record::OutputRecord;
 use super::offsets::{self, IdsRing};
 use super::sink::{PendingDelivery, produce};
 use crate::sink::SinkError;
-use crate::transactions::{Checkpoint, Resume, TransactionalWriter, WriterScope};
+use crate::transactions::{ChangelogRecord, Checkpoint, Resume, TransactionalWriter, WriterScope};
 
 /// How long `init_transactions` may take (it waits for the previous owner's open transaction
 /// to be aborted or completed).
@@ -269,6 +269,27 @@ impl TransactionalWriter for KafkaWriter {
                 Some(refusal) => Err(self.abort_refused(refusal).await),
                 None => Err(error),
             },
+        }
+    }
+
+    async fn send_changelog(&mut self, change: ChangelogRecord<'_>) -> Result<(), SinkError> {
+        self.begin()?;
+        let mut record = FutureRecord::<[u8], [u8]>::to(change.topic)
+            .partition(change.partition)
+            .key(change.key);
+        if let Some(value) = change.value {
+            record = record.payload(value);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                // Its delivery is the commit's: a failed one fails the commit.
+                Ok(_delivery) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((error, _)) => return Err(self.error(error)),
+            }
         }
     }
 

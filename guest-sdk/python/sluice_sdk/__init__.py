@@ -43,6 +43,7 @@ __all__ = [
     "Output",
     "Skip",
     "SourceInfo",
+    "State",
     "TransformError",
     "Writer",
     "config",
@@ -100,7 +101,7 @@ def _first_header(headers: list, name: str) -> Optional[bytes]:
 class Message:
     """An input record. ``key``/``value`` are bytes or None; times are ms since the epoch."""
 
-    __slots__ = ("key", "value", "headers", "event_time_ms", "publish_time_ms", "source")
+    __slots__ = ("key", "value", "headers", "event_time_ms", "publish_time_ms", "source", "_index")
 
     def __init__(
         self,
@@ -118,6 +119,11 @@ class Message:
         self.event_time_ms = event_time_ms
         self.publish_time_ms = publish_time_ms
         self.source = source or SourceInfo()
+
+    @property
+    def state(self) -> "State":
+        """The keyed state of this record's key (docs/state.md)."""
+        return State(self)
 
     def with_header(self, name: str, value: "bytes | str") -> "Message":
         """This message with one more header (for tests)."""
@@ -340,6 +346,78 @@ class _Log:
 log = _Log()
 
 
+# --- keyed state ---------------------------------------------------------------------------
+
+try:  # Inside a component: the host's `state` import. Natively (tests): a dict.
+    from wit_world.imports import state as _state_import
+except ImportError:  # pragma: no cover - depends on where it runs
+    _state_import = None
+
+# (record key, name) -> value, for native tests; ``sluice_sdk.testing.clear_state()`` empties it.
+_native_state: dict = {}
+
+
+class State:
+    """The keyed state of one record's key (docs/state.md): ``name -> bytes`` entries the host
+    keeps durable and restores after a restart. From :attr:`Message.state`."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message: "Message") -> None:
+        self._message = message
+
+    def _index(self) -> Optional[int]:
+        return getattr(self._message, "_index", None)
+
+    def _native_id(self, name: "bytes | str") -> Optional[tuple]:
+        key = self._message.key
+        return None if key is None else (bytes(key), _bytes(name))
+
+    def get(self, name: "bytes | str") -> Optional[bytes]:
+        """The value stored under ``name`` for this record's key, or None."""
+        index = self._index()
+        if _state_import is not None and index is not None:
+            value = _state_import.get(index, _bytes(name))
+            return None if value is None else bytes(value)
+        entry = self._native_id(name)
+        return None if entry is None else _native_state.get(entry)
+
+    def set(self, name: "bytes | str", value: "bytes | str") -> None:
+        """Stores ``value`` under ``name`` for this record's key. Raises :class:`DeadLetter`
+        when the host refuses it (a state quota: the record is dead-lettered anyway)."""
+        index = self._index()
+        if _state_import is not None and index is not None:
+            try:
+                _state_import.set(index, _bytes(name), _bytes(value))
+            except Exception as error:  # noqa: BLE001 - the host's refusal (an Err)
+                raise DeadLetter(str(getattr(error, "value", error)))
+            return
+        entry = self._native_id(name)
+        if entry is None:
+            raise DeadLetter("the record has no key: keyed state needs one")
+        _native_state[entry] = _bytes(value)
+
+    def delete(self, name: "bytes | str") -> None:
+        """Removes what is stored under ``name`` for this record's key."""
+        index = self._index()
+        if _state_import is not None and index is not None:
+            _state_import.delete(index, _bytes(name))
+            return
+        entry = self._native_id(name)
+        if entry is not None:
+            _native_state.pop(entry, None)
+
+    def get_int(self, name: "bytes | str") -> Optional[int]:
+        """A number stored with :meth:`set_int` (8 bytes, little-endian, as the Rust SDK's
+        ``set_u64``)."""
+        value = self.get(name)
+        return None if value is None or len(value) != 8 else int.from_bytes(value, "little")
+
+    def set_int(self, name: "bytes | str", value: int) -> None:
+        """Stores a non-negative number below 2**64 under ``name``."""
+        self.set(name, int(value).to_bytes(8, "little"))
+
+
 # --- the component's exports ---------------------------------------------------------------
 
 _handler: Optional[Callable[[Message, Writer], None]] = None
@@ -391,7 +469,8 @@ class WitWorld:
         handler = _handler
         messages = _flat.decode_batch(batch)
         results = _flat.ResultWriter(len(messages))
-        for message in messages:
+        for index, message in enumerate(messages):
+            message._index = index
             # The objects the batch gave: an output holding them refers to the input.
             key, value = message.key, message.value
             writer = Writer()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterable, Iterator
 
-from . import Config, _set_config
+from . import Config, _native_state, _set_config
 
 
 @contextlib.contextmanager
@@ -17,3 +17,8 @@ def with_config(pairs: "Iterable[tuple] | dict") -> Iterator[Config]:
         yield config
     finally:
         _set_config(previous)
+
+
+def clear_state() -> None:
+    """Empties the keyed state native runs keep (:attr:`sluice_sdk.Message.state`)."""
+    _native_state.clear()

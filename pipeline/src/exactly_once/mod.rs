@@ -26,7 +26,7 @@ use sluice_record::identity::SourceIdPolicy;
 use crate::settings::{ExactlyOnceMode, PipelineSettings};
 
 pub(crate) use read_back::ReadBack;
-pub(crate) use transactions::{Admission, Tracker, TrackingObserver, Transactions};
+pub(crate) use transactions::{Admission, Done, Tracker, TrackingObserver, Transactions};
 pub use transactions::{PAUSE_HOOK, PAUSE_HOOK_MARKER};
 
 /// The longest `commit_interval_ms`: half of librdkafka's default `transaction.timeout.ms`,

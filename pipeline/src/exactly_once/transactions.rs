@@ -37,7 +37,9 @@ use futures::channel::oneshot;
 use futures::future::Shared;
 use sluice_connectors::sink::{Sink, SinkError};
 use sluice_connectors::source::{ConnectSource, Placement, Position, SourceObserver};
-use sluice_connectors::transactions::{Checkpoint, Resume, TransactionalWriter, WriterScope};
+use sluice_connectors::transactions::{
+    ChangelogRecord, Checkpoint, Resume, TransactionalWriter, WriterScope,
+};
 use sluice_record::{InputRecord, OutputRecord};
 
 use crate::error::PipelineError;
@@ -53,13 +55,7 @@ pub const PAUSE_HOOK: &str = "SLUICE_TEST_PAUSE_BEFORE_COMMIT";
 /// What the pause hook's log line says.
 pub const PAUSE_HOOK_MARKER: &str = "test hook: pausing with a transaction open";
 
-/// The source ([`Placement::source`]) and the partition a writer scope covers (`None`: the
-/// source is one stream).
-type ScopeKey = (u32, Option<u32>);
-
-fn scope_key(placement: &Placement) -> ScopeKey {
-    (placement.source, placement.partition)
-}
+use crate::state::{self, ScopeKey, StateStore, scope_key};
 
 /// What becomes of a transformed record.
 pub(crate) enum Admission {
@@ -87,6 +83,10 @@ pub(crate) struct Transactions<S: Sink> {
     hook: Option<PauseHook>,
     commits_attempted: u64,
     stats: Arc<PipelineStats>,
+    /// Keyed state, when a transform keeps some: restored as a scope opens, dropped with a
+    /// transaction that cannot commit.
+    state: Option<Arc<StateStore>>,
+    changelog_topic: String,
 }
 
 /// One writer scope.
@@ -101,7 +101,8 @@ struct Scope<W> {
 }
 
 /// What the scope's commits cover.
-enum Done {
+#[derive(Clone)]
+pub(crate) enum Done {
     /// An ordered source: every position at or before `through`, and `also`.
     Ordered {
         through: Option<Position>,
@@ -125,7 +126,7 @@ impl Done {
         }
     }
 
-    fn covers(&self, record: &InputRecord, placement: &Placement) -> bool {
+    pub(crate) fn covers(&self, record: &InputRecord, placement: &Placement) -> bool {
         match (self, placement.position) {
             (Done::Ordered { through, also }, Some(position)) => {
                 through.is_some_and(|through| position <= through) || also.contains(&position)
@@ -137,7 +138,8 @@ impl Done {
 }
 
 /// The latest message ids committed, at most `window` of them.
-struct RecentIds {
+#[derive(Clone)]
+pub(crate) struct RecentIds {
     window: usize,
     ids: HashSet<String>,
     order: VecDeque<String>,
@@ -239,7 +241,95 @@ impl<S: Sink> Transactions<S> {
             hook: PauseHook::from_env(),
             commits_attempted: 0,
             stats,
+            state: None,
+            changelog_topic: settings.changelog_topic(),
         }
+    }
+
+    /// Keeps the transforms' keyed state in `store`, durable in the changelog.
+    pub(crate) fn keep_state(&mut self, store: Arc<StateStore>) {
+        self.state = Some(store);
+    }
+
+    /// Makes sure the scope of `record` is open and its state restored: called before the
+    /// scope's first record is transformed.
+    pub(crate) async fn open_state(
+        &mut self,
+        sink: &S,
+        record: &InputRecord,
+        placement: &Placement,
+    ) -> Result<(), PipelineError> {
+        let key = scope_key(placement);
+        if !self.scopes.contains_key(&key) {
+            return self.open(sink, record, placement).await;
+        }
+        match &self.state {
+            Some(store) if !store.holds(key) => self.restore(sink, key).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the scope's changelog partition, `read_committed`, to its end (its writer is
+    /// open, so no older writer of it can add to it any more) into the state store.
+    async fn restore(&mut self, sink: &S, key: ScopeKey) -> Result<(), PipelineError> {
+        let Some(store) = self.state.clone() else {
+            return Ok(());
+        };
+        let partition = key.1.unwrap_or(0) as i32;
+        let topic = &self.changelog_topic(key.0);
+        let started = Instant::now();
+        let sink_error = |source| PipelineError::sink(&self.pipeline, source);
+        sink.ensure_changelog(topic, partition)
+            .await
+            .map_err(sink_error)?;
+        let entries = (sink.read_changelog(topic, partition).await).map_err(sink_error)?;
+        let (restored, skipped) = state::restore(entries);
+        let (keys, bytes) = restored.size();
+        let covered = self.scopes.get(&key).map(|scope| scope.done.clone());
+        store.insert(key, restored, covered);
+        let seconds = started.elapsed().as_secs_f64();
+        self.stats.state_restore_seconds.observe(seconds);
+        self.stats.state_restored_keys.inc_by(keys as u64);
+        tracing::info!(
+            pipeline = %self.pipeline,
+            changelog = %format!("{topic}/{partition}"),
+            keys,
+            bytes,
+            skipped,
+            restore_ms = (seconds * 1000.0) as u64,
+            "keyed state restored from the changelog"
+        );
+        Ok(())
+    }
+
+    /// Writes the state changes of a record admitted for writing in its scope's transaction.
+    pub(crate) async fn send_changelog(
+        &mut self,
+        placement: &Placement,
+        changes: &[sluice_engine::StateChange],
+    ) -> Result<(), SinkError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let interval = self.commit_interval;
+        let topic = self.changelog_topic(placement.source);
+        let scope = (self.scopes.get_mut(&scope_key(placement)))
+            .expect("a record is written only once admitted, to an open scope");
+        scope
+            .open
+            .get_or_insert_with(|| OpenTransaction::new(Instant::now() + interval));
+        let partition = placement.partition.unwrap_or(0) as i32;
+        for change in changes {
+            let key = state::record_key(&change.namespace, &change.key);
+            let record = ChangelogRecord {
+                topic: &topic,
+                partition,
+                key: &key,
+                value: change.value.as_deref(),
+            };
+            scope.writer.send_changelog(record).await?;
+        }
+        Ok(())
     }
 
     fn tracker(&self) -> MutexGuard<'_, Tracker> {
@@ -266,6 +356,14 @@ impl<S: Sink> Transactions<S> {
         match source {
             0 => self.offsets_topic.clone(),
             index => format!("{}.source-{index}", self.offsets_topic),
+        }
+    }
+
+    /// The changelog topic of the scopes of `source`, named as [`Self::offsets_topic`].
+    fn changelog_topic(&self, source: u32) -> String {
+        match source {
+            0 => self.changelog_topic.clone(),
+            index => format!("{}.source-{index}", self.changelog_topic),
         }
     }
 
@@ -342,7 +440,7 @@ impl<S: Sink> Transactions<S> {
                 open: None,
             },
         );
-        Ok(())
+        self.restore(sink, key).await
     }
 
     /// Sends an output of a record admitted for writing, in its scope's transaction.
@@ -510,6 +608,9 @@ impl<S: Sink> Transactions<S> {
     /// stop.
     fn fenced(&mut self, key: ScopeKey) -> Result<(), PipelineError> {
         let scope = self.scopes.remove(&key).expect("a fenced scope is open");
+        if let Some(store) = &self.state {
+            store.drop_scope(key);
+        }
         let transactional_id = scope.writer.transactional_id().to_owned();
         if !self.source.hands_over_partitions_of(key.0) {
             // The process says it once, on its `error:` line (PipelineError::Fenced).
@@ -544,6 +645,11 @@ impl<S: Sink> Transactions<S> {
     /// them, when their partitions' records come again), and nothing sent is written any more.
     pub(crate) fn sink_renewed(&mut self) {
         self.scopes.clear();
+        // The open transactions' state changes died with them: restored again as the scopes
+        // open.
+        if let Some(store) = &self.state {
+            store.clear();
+        }
         self.tracker().unwrite_all();
     }
 
