@@ -25,7 +25,9 @@ mod running;
 mod schemas;
 mod settings;
 mod stages;
+mod state;
 mod stats;
+pub mod windows;
 
 pub use control::{PipelineControl, PipelineState};
 pub use error::{PipelineError, error_chain};

@@ -11,7 +11,7 @@
 //! report dooms the whole transaction instead, and the pipeline stops with
 //! [`SinkError::RefusedInTransaction`] (docs/delivery-guarantees.md).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use sluice_connectors::sink::{OversizedPolicy, Sink, SinkError, TopicStatus};
@@ -25,6 +25,7 @@ use sluice_record::{InputRecord, OutputRecord};
 use crate::error::{PipelineError, error_chain};
 use crate::exactly_once::{self, Admission, ExactlyOnce, ReadBack};
 use crate::stats::PipelineStats;
+use crate::windows::Windows;
 
 /// How a record ends once its outputs are in the sink for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub(crate) struct OutcomeWriter<S: Sink> {
     pub(crate) exactly_once: Option<ExactlyOnce<S>>,
     /// The deliveries of the record being written (outside transactions).
     pub(crate) deliveries: Vec<S::Delivery>,
+    /// `[[pipeline.windows]]`: the outputs go through them, and their results are written
+    /// instead (docs/windows.md).
+    pub(crate) windows: Option<Arc<Mutex<Windows>>>,
 }
 
 /// What a record's ack waits for.
@@ -205,6 +209,9 @@ impl<S: Sink> OutcomeWriter<S> {
                 self.stats.filtered.inc();
                 return Ok(Sent::NOTHING);
             }
+            RecordOutcome::Outputs(outputs) if self.windows.is_some() => {
+                return self.write_windowed(record, placement, outputs).await;
+            }
             RecordOutcome::Outputs(outputs) => {
                 let next_index = outputs.len() as u32;
                 let outputs: Vec<OutputRecord> = (0..next_index)
@@ -236,6 +243,48 @@ impl<S: Sink> OutcomeWriter<S> {
             }
         };
         self.dead_letter(record, placement, 0, dead_letter).await
+    }
+
+    /// Takes the outputs of `record` into the window stages and writes the results of the
+    /// windows they closed (as the record's outputs), then, if a stage with `late =
+    /// "dead-letter"` found one late, the record's dead-letter copy (kind `late`).
+    async fn write_windowed(
+        &mut self,
+        record: &InputRecord,
+        placement: &Placement,
+        outputs: Vec<OutputRecord>,
+    ) -> Result<Sent, PipelineError> {
+        let windowed = {
+            let windows = self.windows.as_ref().expect("only called with windows");
+            let mut windows = windows.lock().expect("windows lock poisoned");
+            windows.take(placement.partition, &outputs)
+        };
+        for window in &windowed.late_in {
+            self.stats.count_late(window);
+        }
+        let mut sent = Sent::NOTHING;
+        if !windowed.results.is_empty() {
+            let next_index = windowed.results.len() as u32;
+            let results: Vec<OutputRecord> = (0..next_index)
+                .zip(windowed.results)
+                .map(|(index, result)| self.stamped(record, index, result))
+                .collect();
+            sent = match self.unwritable(record, &results).await? {
+                None => self.send_all(record, placement, results).await?,
+                Some(dead_letter) => return self.dead_letter(record, placement, 0, dead_letter).await,
+            };
+        }
+        match windowed.dead_letter {
+            Some(reason) if !sent.dead_lettered => {
+                let late = DeadLetter::new("late", "windows", reason);
+                let copied = self.dead_letter(record, placement, sent.next_index, late).await?;
+                Ok(Sent {
+                    any: sent.any || copied.any,
+                    ..copied
+                })
+            }
+            _ => Ok(sent),
+        }
     }
 
     /// Sends `outputs` (stamped) in order. When the client refuses one, the outputs already

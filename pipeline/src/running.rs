@@ -27,6 +27,7 @@ use crate::schemas::Schemas;
 use crate::settings::{ExactlyOnceMode, PipelineSettings};
 use crate::stages::Stages;
 use crate::stats::PipelineStats;
+use crate::windows::Windows;
 
 /// How often a running pipeline logs its counters.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -122,6 +123,8 @@ pub(crate) struct Running<'a, C: ConnectSink> {
     /// Cancelled when a stop gives up draining: the stages stop at once.
     give_up: &'a CancellationToken,
     schemas: Arc<Schemas>,
+    /// The window stages and their state, across restarts.
+    windows: Option<Arc<Mutex<Windows>>>,
 }
 
 impl<'a, C: ConnectSink> Running<'a, C> {
@@ -130,6 +133,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
         stop: &'a CancellationToken,
         give_up: &'a CancellationToken,
     ) -> Self {
+        let windows = Windows::new(&pipeline.settings.windows).map(|w| Arc::new(Mutex::new(w)));
         Self {
             settings: pipeline.settings,
             source: pipeline.source,
@@ -144,6 +148,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             exactly_once: None,
             tracker: Arc::default(),
             catch_up: false,
+            windows,
             schemas: pipeline.schemas,
         }
     }
@@ -244,6 +249,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             sink,
             stats: self.control.stats.clone(),
             exactly_once: self.exactly_once.take(),
+            windows: self.windows.clone(),
         };
         let (leftovers, result) = stages.run(self.give_up).await;
         tracing::debug!(pipeline = %name, ok = result.is_ok(), "stages ended");

@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use sluice_connectors::config::{ExactlyOnceMode, Guaranteeing};
 
+use crate::windows::WindowSettings;
+
 /// Delivery guarantee of a pipeline (docs/delivery-guarantees.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -45,6 +47,8 @@ pub struct PipelineSettings {
     pub dedup_window: usize,
     /// How exactly-once is kept (with `guarantee = "exactly-once"`).
     pub exactly_once: ExactlyOnceSettings,
+    /// `[[pipeline.windows]]`: window stages after the transform chain (docs/windows.md).
+    pub windows: Vec<WindowSettings>,
 }
 
 /// `exactly_once = { … }` of a pipeline.
@@ -105,6 +109,7 @@ impl PipelineSettings {
             parallelism: 1,
             dedup_window: 100_000,
             exactly_once: ExactlyOnceSettings::default(),
+            windows: Vec::new(),
         }
     }
 }
