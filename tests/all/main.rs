@@ -23,4 +23,5 @@ mod transactions;
 mod transform;
 mod untrusted_outputs;
 mod untrusted_outputs_on_brokers;
+mod windows;
 mod zoo;
