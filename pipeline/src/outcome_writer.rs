@@ -271,13 +271,17 @@ impl<S: Sink> OutcomeWriter<S> {
                 .collect();
             sent = match self.unwritable(record, &results).await? {
                 None => self.send_all(record, placement, results).await?,
-                Some(dead_letter) => return self.dead_letter(record, placement, 0, dead_letter).await,
+                Some(dead_letter) => {
+                    return self.dead_letter(record, placement, 0, dead_letter).await;
+                }
             };
         }
         match windowed.dead_letter {
             Some(reason) if !sent.dead_lettered => {
                 let late = DeadLetter::new("late", "windows", reason);
-                let copied = self.dead_letter(record, placement, sent.next_index, late).await?;
+                let copied = self
+                    .dead_letter(record, placement, sent.next_index, late)
+                    .await?;
                 Ok(Sent {
                     any: sent.any || copied.any,
                     ..copied

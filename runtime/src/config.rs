@@ -486,7 +486,9 @@ impl PipelineConfig {
         let mut names = HashSet::new();
         for (w, window) in self.windows.iter().enumerate() {
             let at = |key: &str| format!("windows[{w}].{key}");
-            window.validate().map_err(|(key, message)| (at(&key), message))?;
+            window
+                .validate()
+                .map_err(|(key, message)| (at(&key), message))?;
             if !names.insert(&window.name) {
                 return Err((
                     at("name"),

@@ -45,7 +45,7 @@ fn records(base: i64) -> Vec<(String, i64)> {
             let phase = i / 1_000;
             let key = loop {
                 let key = next() % KEYS;
-                if (phase + key) % 4 == 0 {
+                if (phase + key).is_multiple_of(4) {
                     break key;
                 }
             };
@@ -92,7 +92,11 @@ impl Expected {
         let mut joined = Vec::new();
         for session in sessions {
             if session.0 < time + SESSION_GAP_MS && time < session.1 {
-                merged = (merged.0.min(session.0), merged.1.max(session.1), merged.2 + session.2);
+                merged = (
+                    merged.0.min(session.0),
+                    merged.1.max(session.1),
+                    merged.2 + session.2,
+                );
                 joined.push(session);
             } else {
                 apart.push(session);
@@ -122,14 +126,26 @@ impl Expected {
             .collect();
         for (start, key) in due {
             let count = self.minutes.remove(&(start, key.clone())).unwrap();
-            let result = ("per-minute".into(), key, start, start + MINUTE_MS, count.to_string());
+            let result = (
+                "per-minute".into(),
+                key,
+                start,
+                start + MINUTE_MS,
+                count.to_string(),
+            );
             self.results.push(result);
         }
         for (key, sessions) in &mut self.sessions {
             sessions.retain(|(start, end, count)| {
                 let open = end + LATENESS_MS > watermark;
                 if !open {
-                    let result = ("sessions".into(), key.clone(), *start, *end, count.to_string());
+                    let result = (
+                        "sessions".into(),
+                        key.clone(),
+                        *start,
+                        *end,
+                        count.to_string(),
+                    );
                     self.results.push(result);
                 }
                 open
@@ -139,7 +155,10 @@ impl Expected {
 }
 
 fn header(record: &KafkaRecord, name: &str) -> String {
-    let value = record.headers.get(name).unwrap_or_else(|| panic!("no {name} header"));
+    let value = record
+        .headers
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"));
     String::from_utf8(value.clone()).unwrap()
 }
 
@@ -241,7 +260,11 @@ async fn windows_through_kills(test: &str, kills: u64) {
     let mut expected_results = std::mem::take(&mut expected.results);
     expected_results.sort();
     let (minutes, sessions) = expected_results.iter().fold((0, 0), |(m, s), r| {
-        if r.0 == "per-minute" { (m + 1, s) } else { (m, s + 1) }
+        if r.0 == "per-minute" {
+            (m + 1, s)
+        } else {
+            (m, s + 1)
+        }
     });
     eprintln!(
         "{RECORDS} records: expecting {minutes} minute counts and {sessions} session counts; \
@@ -292,8 +315,14 @@ async fn windows_through_kills(test: &str, kills: u64) {
         runtime = SluiceProcess::run_logging_to(&config, &log_of(kill));
     }
     let late = expected.late_sessions as usize;
-    let (output, dead) =
-        wait_for_results(&brokers, &topics, expected_results.len(), late, &log_of(kills)).await;
+    let (output, dead) = wait_for_results(
+        &brokers,
+        &topics,
+        expected_results.len(),
+        late,
+        &log_of(kills),
+    )
+    .await;
     // A moment more: anything beyond the expected would show as a duplicate.
     tokio::time::sleep(Duration::from_secs(3)).await;
     runtime.terminate_and_wait_success();
@@ -343,7 +372,11 @@ async fn windows_through_kills(test: &str, kills: u64) {
         "dead-lettered late records: {copies} copies of {} records (expected {late})",
         dead_seqs.len()
     );
-    assert_eq!((copies, dead_seqs.len()), (late, late), "each late record dead-lettered once");
+    assert_eq!(
+        (copies, dead_seqs.len()),
+        (late, late),
+        "each late record dead-lettered once"
+    );
 }
 
 /// The windows on the real brokers, one uninterrupted run.

@@ -109,7 +109,9 @@ impl Accumulator {
                 }
             }
             (Self::Collect(a), Self::Collect(b)) => a.extend(b),
-            (mine, other) => unreachable!("one stage's accumulators are alike: {mine:?}, {other:?}"),
+            (mine, other) => {
+                unreachable!("one stage's accumulators are alike: {mine:?}, {other:?}")
+            }
         }
     }
 
@@ -172,7 +174,10 @@ mod tests {
         assert_eq!(run(BuiltinAggregate::Sum, &VALUES), "6.5");
         assert_eq!(run(BuiltinAggregate::Min, &VALUES), "-1");
         assert_eq!(run(BuiltinAggregate::Max, &VALUES), "5.5");
-        assert_eq!(run(BuiltinAggregate::Mean, &VALUES[..3]), "2.1666666666666665");
+        assert_eq!(
+            run(BuiltinAggregate::Mean, &VALUES[..3]),
+            "2.1666666666666665"
+        );
         assert_eq!(run(BuiltinAggregate::Mean, &[(1, "x")]), "");
     }
 

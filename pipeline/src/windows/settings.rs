@@ -90,7 +90,10 @@ impl WindowSettings {
             return fail("name", "must not be empty");
         }
         let positive = |key: &str, value: Option<u64>| match value {
-            None => fail(key, &format!("is required with kind = {:?}", self.kind_name())),
+            None => fail(
+                key,
+                &format!("is required with kind = {:?}", self.kind_name()),
+            ),
             Some(0) => fail(key, "must be at least 1"),
             Some(_) => Ok(()),
         };

@@ -123,7 +123,10 @@ impl WindowStage {
                     }
                 }
                 let (start, end) = (time.saturating_sub(size), time.saturating_add(1));
-                let exists = windows.open.iter().any(|w| (w.start, w.end) == (start, end));
+                let exists = windows
+                    .open
+                    .iter()
+                    .any(|w| (w.start, w.end) == (start, end));
                 if !exists && !closed(end) {
                     let mut acc = Accumulator::new(self.settings.aggregate);
                     for (at, earlier) in &windows.recent {
@@ -135,7 +138,9 @@ impl WindowStage {
                         }
                     }
                     acc.add(time, value, number);
-                    let at = windows.open.partition_point(|w| (w.start, w.end) < (start, end));
+                    let at = windows
+                        .open
+                        .partition_point(|w| (w.start, w.end) < (start, end));
                     windows.open.insert(at, OpenWindow { start, end, acc });
                     taken = true;
                     earliest_close = min_some(earliest_close, closes(end));
@@ -255,7 +260,11 @@ impl WindowStage {
             } else if before != (windows.open.len(), windows.recent.len()) {
                 self.store(state, group.clone(), &windows);
             }
-            due.extend(closed.into_iter().map(|w| (w.end, w.start, group.clone(), w.acc)));
+            due.extend(
+                closed
+                    .into_iter()
+                    .map(|w| (w.end, w.start, group.clone(), w.acc)),
+            );
         }
         due.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
         progress.next_close = next_close;
@@ -323,7 +332,10 @@ fn open_window<'w>(
     stage: &WindowStage,
 ) -> &'w mut OpenWindow {
     let at = open.partition_point(|w| (w.start, w.end) < (start, end));
-    if open.get(at).is_none_or(|w| (w.start, w.end) != (start, end)) {
+    if open
+        .get(at)
+        .is_none_or(|w| (w.start, w.end) != (start, end))
+    {
         let acc = Accumulator::new(stage.settings.aggregate);
         open.insert(at, OpenWindow { start, end, acc });
     }

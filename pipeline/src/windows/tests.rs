@@ -75,7 +75,14 @@ fn tumbling_windows_close_when_the_watermark_passes_their_end() {
     tumbling.size_ms = Some(10);
     let (results, late) = run(
         tumbling,
-        &[("a", 1), ("b", 3), ("a", 9), ("a", 10), ("b", 25), ("a", 31)],
+        &[
+            ("a", 1),
+            ("b", 3),
+            ("a", 9),
+            ("a", 10),
+            ("b", 25),
+            ("a", 31),
+        ],
     );
     assert_eq!(
         results,
@@ -93,14 +100,24 @@ fn tumbling_windows_close_when_the_watermark_passes_their_end() {
 fn a_record_is_late_once_its_window_closed_and_lateness_keeps_it_open() {
     let mut tumbling = settings(WindowKind::Tumbling);
     tumbling.size_ms = Some(10);
-    let records = [("a", 5), ("a", 12), ("a", 8), ("a", 15), ("a", 9), ("a", 40)];
+    let records = [
+        ("a", 5),
+        ("a", 12),
+        ("a", 8),
+        ("a", 15),
+        ("a", 9),
+        ("a", 40),
+    ];
     let (results, late) = run(tumbling.clone(), &records);
     assert_eq!(late, 2, "8 and 9 come after 12 closed [0, 10)");
     assert_eq!(results, [r("a", 0, 10, "1"), r("a", 10, 20, "2")]);
 
     tumbling.lateness_ms = 5;
     let (results, late) = run(tumbling, &records);
-    assert_eq!(late, 1, "8 is in time within 5 ms of lateness, 9 (after 15) is not");
+    assert_eq!(
+        late, 1,
+        "8 is in time within 5 ms of lateness, 9 (after 15) is not"
+    );
     assert_eq!(results, [r("a", 0, 10, "2"), r("a", 10, 20, "2")]);
 }
 
@@ -144,12 +161,23 @@ fn sessions_merge_when_a_record_bridges_them() {
     session.lateness_ms = 100;
     let (results, late) = run(
         session,
-        &[("a", 0), ("a", 18), ("b", 3), ("a", 9), ("a", 200), ("b", 400)],
+        &[
+            ("a", 0),
+            ("a", 18),
+            ("b", 3),
+            ("a", 9),
+            ("a", 200),
+            ("b", 400),
+        ],
     );
     // 0 and 18 are a gap apart; 9 bridges them into [0, 28).
     assert_eq!(
         results,
-        [r("b", 3, 13, "1"), r("a", 0, 28, "3"), r("a", 200, 210, "1")]
+        [
+            r("b", 3, 13, "1"),
+            r("a", 0, 28, "3"),
+            r("a", 200, 210, "1")
+        ]
     );
     assert_eq!(late, 0);
 }
@@ -168,7 +196,14 @@ fn a_record_inside_an_open_session_joins_it_even_if_its_own_gap_closed() {
 
     let (results, late) = run(
         session,
-        &[("a", 0), ("a", 9), ("a", 18), ("b", 25), ("a", 5), ("b", 60)],
+        &[
+            ("a", 0),
+            ("a", 9),
+            ("a", 18),
+            ("b", 25),
+            ("a", 5),
+            ("b", 60),
+        ],
     );
     assert_eq!(late, 0, "5 + gap = 15 <= 25, yet [0, 28) is open");
     assert_eq!(results, [r("a", 0, 28, "4"), r("b", 25, 35, "1")]);
@@ -178,7 +213,10 @@ fn a_record_inside_an_open_session_joins_it_even_if_its_own_gap_closed() {
 fn results_of_one_close_come_by_end_then_start_then_key() {
     let mut tumbling = settings(WindowKind::Tumbling);
     tumbling.size_ms = Some(10);
-    let (results, _) = run(tumbling, &[("z", 1), ("y", 2), ("w", 3), ("x", 11), ("v", 50)]);
+    let (results, _) = run(
+        tumbling,
+        &[("z", 1), ("y", 2), ("w", 3), ("x", 11), ("v", 50)],
+    );
     assert_eq!(
         results,
         [
@@ -198,7 +236,10 @@ fn windows_keep_scopes_apart_and_flag_late_records_for_the_dead_letter_topic() {
     let mut windows = Windows::new(&[tumbling]).unwrap();
     assert!(windows.take(Some(0), &[record("a", 50)]).results.is_empty());
     let other_scope = windows.take(Some(1), &[record("a", 1)]);
-    assert!(other_scope.late_in.is_empty(), "partition 1 has its own watermark");
+    assert!(
+        other_scope.late_in.is_empty(),
+        "partition 1 has its own watermark"
+    );
     let late = windows.take(Some(0), &[record("a", 2)]);
     assert_eq!(late.late_in, ["w"]);
     assert!(late.dead_letter.unwrap().contains("late for window \"w\""));

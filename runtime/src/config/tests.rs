@@ -607,12 +607,18 @@ topic = "sessions"
     let windows = &config.pipelines[0].settings().windows;
     assert_eq!(windows.len(), 2);
     assert_eq!(windows[0].size_ms, Some(60_000));
-    assert_eq!(windows[1].late, sluice_pipeline::windows::LatePolicy::DeadLetter);
+    assert_eq!(
+        windows[1].late,
+        sluice_pipeline::windows::LatePolicy::DeadLetter
+    );
 
     let missing_size = with_windows(
         "[[pipeline.windows]]\nname = \"w\"\nkind = \"hopping\"\nsize_ms = 10\naggregate = \"count\"\n",
     );
-    assert_eq!(invalid_key(&missing_size).0, "pipeline[0].windows[0].advance_ms");
+    assert_eq!(
+        invalid_key(&missing_size).0,
+        "pipeline[0].windows[0].advance_ms"
+    );
     let unknown = with_windows(
         "[[pipeline.windows]]\nname = \"w\"\nkind = \"tumbling\"\nsize = 10\naggregate = \"count\"\n",
     );
