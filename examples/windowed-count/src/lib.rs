@@ -73,7 +73,12 @@ mod tests {
 
     #[test]
     fn dead_letters_events_without_a_key_or_a_time() {
-        for value in [r#"{"ts":1}"#, r#"{"user":{"id":"a"}}"#, r#"{"user":{"id":"a"},"ts":"x"}"#, "x"] {
+        for value in [
+            r#"{"ts":1}"#,
+            r#"{"user":{"id":"a"}}"#,
+            r#"{"user":{"id":"a"},"ts":"x"}"#,
+            "x",
+        ] {
             let error = run(value).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::DeadLetter, "{value}");
         }
