@@ -27,13 +27,21 @@ pub use settings::{BuiltinAggregate, Invalid, LatePolicy, WindowKind, WindowSett
 pub use stage::{WINDOW_END_HEADER, WINDOW_HEADER, WINDOW_START_HEADER};
 
 use crate::state::ScopeState;
-use stage::{Taken, WindowStage};
+use stage::{CloseIndex, Taken, WindowStage};
 
 /// The window stages of a pipeline, and (STAND-IN until the state branch lands) the state of
 /// each writer scope, in memory only.
 pub(crate) struct Windows {
     stages: Vec<WindowStage>,
-    states: HashMap<Option<u32>, ScopeState>,
+    scopes: HashMap<Option<u32>, ScopeWindows>,
+}
+
+/// One writer scope's state and, per stage, its close index (derived from the state: drop it
+/// whenever the state is restored).
+#[derive(Default)]
+struct ScopeWindows {
+    state: ScopeState,
+    indexes: Vec<Option<CloseIndex>>,
 }
 
 /// What the windows made of one source record's outputs.
@@ -53,17 +61,19 @@ impl Windows {
     pub(crate) fn new(settings: &[WindowSettings]) -> Option<Self> {
         (!settings.is_empty()).then(|| Self {
             stages: settings.iter().cloned().map(WindowStage::new).collect(),
-            states: HashMap::new(),
+            scopes: HashMap::new(),
         })
     }
 
     /// Takes the outputs of a record of source partition `partition` into every stage.
     pub(crate) fn take(&mut self, partition: Option<u32>, outputs: &[OutputRecord]) -> Windowed {
-        let state = self.states.entry(partition).or_default();
+        let scope = self.scopes.entry(partition).or_default();
+        scope.indexes.resize_with(self.stages.len(), || None);
         let mut windowed = Windowed::default();
-        for stage in &self.stages {
+        for (stage, index) in self.stages.iter().zip(&mut scope.indexes) {
             for output in outputs {
-                if stage.take(state, output, &mut windowed.results) == Taken::Late {
+                let taken = stage.take(&mut scope.state, index, output, &mut windowed.results);
+                if taken == Taken::Late {
                     windowed.late_in.push(stage.settings.name.clone());
                     if stage.settings.late == LatePolicy::DeadLetter {
                         windowed.dead_letter.get_or_insert_with(|| {

@@ -9,8 +9,12 @@
 //!   even if its own `[t, t + gap)` alone would be closed.
 //! - **State layout**: one entry per record key (`0x01` + key, or `0x02` for records without a
 //!   key) holding that key's open windows (and, for sliding windows, its recent records), and
-//!   one under the reserved key `0x00` with the watermark and the earliest close time any
-//!   window may have. The stage scans its namespace only when the watermark passes that time.
+//!   one under the reserved key `0x00` with the watermark.
+//! - **Close index**: in memory only, derived from the state — which keys have a window closing
+//!   when — so closing visits only the keys due. It is built from the state the first time a
+//!   scope is used (after a restore too: whoever restores a scope's state drops its index).
+
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -36,9 +40,10 @@ const UNKEYED: u8 = 2;
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Progress {
     watermark: Option<i64>,
-    /// No window closes before this (it may be early: a scan then finds nothing due).
-    next_close: Option<i64>,
 }
+
+/// Which keys (state keys) have an open window closing at which watermark, soonest first.
+pub(crate) type CloseIndex = BTreeSet<(i64, Bytes)>;
 
 /// One key's open windows, by start.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -85,23 +90,24 @@ impl WindowStage {
     pub(crate) fn take(
         &self,
         state: &mut ScopeState,
+        index: &mut Option<CloseIndex>,
         record: &OutputRecord,
         results: &mut Vec<OutputRecord>,
     ) -> Taken {
         let Some(time) = record.timestamp_ms else {
             return Taken::Late;
         };
+        let index = index.get_or_insert_with(|| self.close_index(state));
         let mut progress: Progress = self.load(state, PROGRESS_KEY).unwrap_or_default();
         let group = group_key(record.key.as_deref());
         let mut windows: KeyWindows = self.load(state, &group).unwrap_or_default();
+        let closing_before: Vec<i64> = windows.open.iter().map(|w| self.close_at(w.end)).collect();
         let value = record.value.as_deref().unwrap_or_default();
         let number = (self.settings.aggregate.is_numeric())
             .then(|| self.field.read(value))
             .flatten();
-        let closes = |end: i64| self.close_at(end);
-        let closed = |end: i64| progress.watermark.is_some_and(|w| closes(end) <= w);
+        let closed = |end: i64| progress.watermark.is_some_and(|w| self.close_at(end) <= w);
         let mut taken = false;
-        let mut earliest_close = None;
         match self.settings.kind {
             WindowKind::Tumbling | WindowKind::Hopping => {
                 for (start, end) in self.fixed_spans(time) {
@@ -111,7 +117,6 @@ impl WindowStage {
                     let window = open_window(&mut windows.open, start, end, self);
                     window.acc.add(time, value, number);
                     taken = true;
-                    earliest_close = min_some(earliest_close, closes(end));
                 }
             }
             WindowKind::Sliding => {
@@ -143,7 +148,6 @@ impl WindowStage {
                         .partition_point(|w| (w.start, w.end) < (start, end));
                     windows.open.insert(at, OpenWindow { start, end, acc });
                     taken = true;
-                    earliest_close = min_some(earliest_close, closes(end));
                 }
                 if taken {
                     windows.recent.push((time, value.to_vec()));
@@ -181,27 +185,51 @@ impl WindowStage {
                     let at = windows.open.partition_point(|w| w.start < start);
                     windows.open.insert(at, OpenWindow { start, end, acc });
                     taken = true;
-                    earliest_close = min_some(earliest_close, closes(end));
                 }
             }
         }
         if !taken {
             return Taken::Late;
         }
-        progress.watermark = Some(progress.watermark.map_or(time, |w| w.max(time)));
-        if let Some(close) = earliest_close {
-            progress.next_close = min_some(progress.next_close, close);
+        let watermark = progress.watermark.map_or(time, |w| w.max(time));
+        progress.watermark = Some(watermark);
+        for close in closing_before {
+            index.remove(&(close, group.clone()));
         }
+        for window in &windows.open {
+            index.insert((self.close_at(window.end), group.clone()));
+        }
+        self.prune_recent(&mut windows, watermark);
         self.store(state, group, &windows);
-        let due = progress
-            .watermark
-            .zip(progress.next_close)
-            .is_some_and(|(watermark, next)| next <= watermark);
-        if due {
-            self.close_due(state, &mut progress, results);
-        }
+        self.close_due(state, index, watermark, results);
         self.store(state, Bytes::from_static(PROGRESS_KEY), &progress);
         Taken::InWindow
+    }
+
+    /// The close index of what `state` holds.
+    fn close_index(&self, state: &ScopeState) -> CloseIndex {
+        (state.entries(&self.namespace))
+            .filter(|(key, _)| key.as_ref() != PROGRESS_KEY)
+            .filter_map(|(key, value)| {
+                let windows: KeyWindows = postcard::from_bytes(value).ok()?;
+                Some((key.clone(), windows))
+            })
+            .flat_map(|(group, windows)| {
+                (windows.open.into_iter())
+                    .map(move |w| (self.close_at(w.end), group.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Sliding windows: forgets the records no window still open or yet to come can hold (a
+    /// record is in windows ending up to `size` after it).
+    fn prune_recent(&self, windows: &mut KeyWindows, watermark: i64) {
+        if self.settings.kind == WindowKind::Sliding {
+            let size = self.settings.size_ms.unwrap_or(0) as i64;
+            let horizon = size + 1 + self.settings.lateness_ms as i64;
+            (windows.recent).retain(|(at, _)| at.saturating_add(horizon) > watermark);
+        }
     }
 
     /// When a window ending at `end` closes, in watermark time.
@@ -223,41 +251,32 @@ impl WindowStage {
         spans
     }
 
-    /// Emits and forgets every window the watermark closed, ordered by end, start and key;
-    /// sets the next close time from what stays open.
+    /// Emits and forgets every window the watermark closed, ordered by end, start and key.
     fn close_due(
         &self,
         state: &mut ScopeState,
-        progress: &mut Progress,
+        index: &mut CloseIndex,
+        watermark: i64,
         results: &mut Vec<OutputRecord>,
     ) {
-        let watermark = progress.watermark.expect("closing follows a record");
-        let entries: Vec<(Bytes, KeyWindows)> = (state.entries(&self.namespace))
-            .filter(|(key, _)| key.as_ref() != PROGRESS_KEY)
-            .filter_map(|(key, value)| Some((key.clone(), postcard::from_bytes(value).ok()?)))
-            .collect();
+        let mut groups = BTreeSet::new();
+        while index.first().is_some_and(|(close, _)| *close <= watermark) {
+            let (_, group) = index.pop_first().expect("just seen");
+            groups.insert(group);
+        }
         let mut due = Vec::new();
-        let mut next_close = None;
-        let size = self.settings.size_ms.unwrap_or(0) as i64;
-        for (group, mut windows) in entries {
-            let before = (windows.open.len(), windows.recent.len());
+        for group in groups {
+            let Some(mut windows) = self.load::<KeyWindows>(state, &group) else {
+                continue;
+            };
             let (closed, open): (Vec<OpenWindow>, Vec<OpenWindow>) = (windows.open)
                 .drain(..)
                 .partition(|w| self.close_at(w.end) <= watermark);
             windows.open = open;
-            if self.settings.kind == WindowKind::Sliding {
-                // A record is in windows ending up to `size` after it.
-                let lateness = self.settings.lateness_ms as i64;
-                windows
-                    .recent
-                    .retain(|(at, _)| at.saturating_add(size + 1 + lateness) > watermark);
-            }
-            for window in &windows.open {
-                next_close = min_some(next_close, self.close_at(window.end));
-            }
+            self.prune_recent(&mut windows, watermark);
             if windows.open.is_empty() && windows.recent.is_empty() {
                 state.delete(&self.namespace, &group);
-            } else if before != (windows.open.len(), windows.recent.len()) {
+            } else {
                 self.store(state, group.clone(), &windows);
             }
             due.extend(
@@ -267,7 +286,6 @@ impl WindowStage {
             );
         }
         due.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
-        progress.next_close = next_close;
         results.extend(
             due.into_iter()
                 .map(|(end, start, group, acc)| self.result(&group, start, end, &acc)),
@@ -340,8 +358,4 @@ fn open_window<'w>(
         open.insert(at, OpenWindow { start, end, acc });
     }
     &mut open[at]
-}
-
-fn min_some(a: Option<i64>, b: i64) -> Option<i64> {
-    Some(a.map_or(b, |a| a.min(b)))
 }

@@ -44,10 +44,11 @@ fn header(output: &OutputRecord, name: &str) -> i64 {
 fn run(settings: WindowSettings, records: &[(&str, i64)]) -> (Vec<Result>, usize) {
     let stage = WindowStage::new(settings);
     let mut state = ScopeState::default();
+    let mut index = None;
     let mut outputs = Vec::new();
     let mut late = 0;
     for (key, time) in records {
-        if stage.take(&mut state, &record(key, *time), &mut outputs) == Taken::Late {
+        if stage.take(&mut state, &mut index, &record(key, *time), &mut outputs) == Taken::Late {
             late += 1;
         }
     }
@@ -263,4 +264,52 @@ fn settings_name_the_key_that_is_wrong() {
     assert_eq!(session.validate().unwrap_err().0, "gap_ms");
     session.gap_ms = Some(5);
     assert!(session.validate().is_ok());
+}
+
+#[test]
+fn a_scope_restored_from_its_state_closes_the_same_windows() {
+    let mut session = settings(WindowKind::Session);
+    session.gap_ms = Some(10);
+    let records = [
+        ("a", 0),
+        ("b", 4),
+        ("a", 8),
+        ("c", 30),
+        ("b", 31),
+        ("a", 60),
+    ];
+    let (uninterrupted, _) = run(session.clone(), &records);
+    assert_eq!(
+        uninterrupted,
+        [
+            r("b", 4, 14, "1"),
+            r("a", 0, 18, "2"),
+            r("c", 30, 40, "1"),
+            r("b", 31, 41, "1")
+        ]
+    );
+
+    // Before every record the scope comes back with only its state, as after a restore: the
+    // close index is rebuilt from it each time.
+    let stage = WindowStage::new(session);
+    let mut state = ScopeState::default();
+    let mut outputs = Vec::new();
+    for (key, time) in records {
+        stage.take(&mut state, &mut None, &record(key, time), &mut outputs);
+    }
+    let restored: Vec<(String, i64, i64)> = outputs
+        .iter()
+        .map(|o| {
+            let key = String::from_utf8(o.key.as_deref().unwrap().to_vec()).unwrap();
+            (
+                key,
+                header(o, WINDOW_START_HEADER),
+                header(o, WINDOW_END_HEADER),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64, i64)> = (uninterrupted.into_iter())
+        .map(|(key, start, end, _)| (key, start, end))
+        .collect();
+    assert_eq!(restored, expected);
 }
