@@ -60,6 +60,7 @@ step "guest unit tests (native)"
 
 step "Python and JavaScript guest unit tests (native)"
 (cd examples/redact-python && PYTHONPATH=../../guest-sdk/python python3 -B -m unittest -q)
+(cd examples/windowed-count-python && PYTHONPATH=../../guest-sdk/python python3 -B -m unittest -q)
 (cd examples/redact-js && node --test)
 
 step "workspace tests (integration tests use the brokers)"

@@ -16,7 +16,14 @@ use anyhow::{Context, Result, bail};
 const WORKSPACES: &[(&str, &[&str])] = &[
     (
         "examples",
-        &["passthrough", "json_filter", "redact", "router"],
+        &[
+            "passthrough",
+            "json_filter",
+            "redact",
+            "router",
+            "windowed_count",
+            "sessionizer",
+        ],
     ),
     (
         "tests/guests",
@@ -76,6 +83,12 @@ const LEAKING_VARS: &[&str] = &[
 const LANGUAGE_GUESTS: &[(&str, &str, &str, &str)] = &[
     ("redact_py", "python", "examples/redact-python", ""),
     ("redact_js", "js", "examples/redact-js", "app.js"),
+    (
+        "windowed_count_py",
+        "python",
+        "examples/windowed-count-python",
+        "",
+    ),
     (
         "edges_py",
         "python",

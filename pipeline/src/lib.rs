@@ -29,6 +29,7 @@ mod settings;
 mod stages;
 mod state;
 mod stats;
+pub mod windows;
 
 pub use control::{PipelineControl, PipelineState};
 pub use error::{PipelineError, error_chain};

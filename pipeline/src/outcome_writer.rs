@@ -11,7 +11,7 @@
 //! report dooms the whole transaction instead, and the pipeline stops with
 //! [`SinkError::RefusedInTransaction`] (docs/delivery-guarantees.md).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use sluice_connectors::sink::{OversizedPolicy, Sink, SinkError, TopicStatus};
@@ -24,7 +24,9 @@ use sluice_record::{InputRecord, OutputRecord};
 
 use crate::error::{PipelineError, error_chain};
 use crate::exactly_once::{self, Admission, ExactlyOnce, ReadBack};
+use crate::state::scope_key;
 use crate::stats::PipelineStats;
+use crate::windows::Windows;
 
 /// How a record ends once its outputs are in the sink for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,11 @@ pub(crate) struct OutcomeWriter<S: Sink> {
     pub(crate) deliveries: Deliveries<S::Delivery>,
     /// Stamps every output with its identity (the pipeline's name made once).
     pub(crate) stamper: identity::Stamper,
+    /// `[[pipeline.windows]]`: the outputs go through them, and their results are written
+    /// instead (docs/windows.md).
+    pub(crate) windows: Option<Arc<Mutex<Windows>>>,
+    /// What the window stages changed in the state for the record being written.
+    pub(crate) window_changes: Vec<StateChange>,
 }
 
 /// What a record's ack waits for.
@@ -137,12 +144,18 @@ impl<S: Sink> OutcomeWriter<S> {
         }
         self.deliveries.clear();
         let mut sent = self.write_outcome(record, placement, outcome).await;
+        let window_changes = std::mem::take(&mut self.window_changes);
         if let (Some(ExactlyOnce::Transactions(transactions)), Ok(_)) =
             (&mut self.exactly_once, &sent)
-            && let Err(error) = transactions.send_changelog(placement, changes).await
         {
-            sent = Err(PipelineError::sink(&self.pipeline, error));
+            for changes in [changes, &window_changes] {
+                if let Err(error) = transactions.send_changelog(placement, changes).await {
+                    sent = Err(PipelineError::sink(&self.pipeline, error));
+                    break;
+                }
+            }
         }
+        let changed = !changes.is_empty() || !window_changes.is_empty();
         match &mut self.exactly_once {
             Some(ExactlyOnce::Transactions(transactions)) => match sent {
                 // Its state changes are in the transaction too: its ack waits for the commit
@@ -151,7 +164,7 @@ impl<S: Sink> OutcomeWriter<S> {
                     awaited: Awaited::Settle(transactions.finish(
                         record,
                         placement,
-                        sent.any || !changes.is_empty(),
+                        sent.any || changed,
                     )),
                     next_index: sent.next_index,
                     dead_lettered: sent.dead_lettered,
@@ -238,6 +251,9 @@ impl<S: Sink> OutcomeWriter<S> {
                 self.stats.filtered.inc();
                 return Ok(Sent::NOTHING);
             }
+            RecordOutcome::Outputs(outputs) if self.windows.is_some() => {
+                return self.write_windowed(record, placement, outputs).await;
+            }
             RecordOutcome::Outputs(outputs) => {
                 let next_index = outputs.len() as u32;
                 let outputs: Vec<OutputRecord> = (0..next_index)
@@ -269,6 +285,53 @@ impl<S: Sink> OutcomeWriter<S> {
             }
         };
         self.dead_letter(record, placement, 0, dead_letter).await
+    }
+
+    /// Takes the outputs of `record` into the window stages and writes the results of the
+    /// windows they closed (as the record's outputs), then, if a stage with `late =
+    /// "dead-letter"` found one late, the record's dead-letter copy (kind `late`).
+    async fn write_windowed(
+        &mut self,
+        record: &InputRecord,
+        placement: &Placement,
+        outputs: Vec<OutputRecord>,
+    ) -> Result<Sent, PipelineError> {
+        let windowed = {
+            let windows = self.windows.as_ref().expect("only called with windows");
+            let mut windows = windows.lock().expect("windows lock poisoned");
+            windows.take(scope_key(placement), &outputs)
+        };
+        self.window_changes = windowed.changes;
+        for window in &windowed.late_in {
+            self.stats.count_late(window);
+        }
+        let mut sent = Sent::NOTHING;
+        if !windowed.results.is_empty() {
+            let next_index = windowed.results.len() as u32;
+            let results: Vec<OutputRecord> = (0..next_index)
+                .zip(windowed.results)
+                .map(|(index, result)| self.stamped(record, index, result))
+                .collect();
+            sent = match self.unwritable(record, &results).await? {
+                None => self.send_all(record, placement, results).await?,
+                Some(dead_letter) => {
+                    return self.dead_letter(record, placement, 0, dead_letter).await;
+                }
+            };
+        }
+        match windowed.dead_letter {
+            Some(reason) if !sent.dead_lettered => {
+                let late = DeadLetter::new("late", "windows", reason);
+                let copied = self
+                    .dead_letter(record, placement, sent.next_index, late)
+                    .await?;
+                Ok(Sent {
+                    any: sent.any || copied.any,
+                    ..copied
+                })
+            }
+            _ => Ok(sent),
+        }
     }
 
     /// Sends `outputs` (stamped) in order. When the client refuses one, the outputs already

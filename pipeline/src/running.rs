@@ -28,6 +28,7 @@ use crate::settings::{ExactlyOnceMode, PipelineSettings};
 use crate::stages::Stages;
 use crate::state::StateStore;
 use crate::stats::PipelineStats;
+use crate::windows::Windows;
 
 /// How often a running pipeline logs its counters.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -125,6 +126,8 @@ pub(crate) struct Running<'a, C: ConnectSink> {
     schemas: Arc<Schemas>,
     /// Keyed state, when a transform keeps some (docs/state.md).
     state: Option<Arc<StateStore>>,
+    /// The window stages and their state, across restarts.
+    windows: Option<Arc<Mutex<Windows>>>,
 }
 
 impl<'a, C: ConnectSink> Running<'a, C> {
@@ -134,6 +137,9 @@ impl<'a, C: ConnectSink> Running<'a, C> {
         give_up: &'a CancellationToken,
     ) -> Self {
         let state = keyed_state(&pipeline.settings, &pipeline.chains);
+        let windows = (state.clone())
+            .and_then(|store| Windows::new(&pipeline.settings.windows, store))
+            .map(|windows| Arc::new(Mutex::new(windows)));
         Self {
             settings: pipeline.settings,
             source: pipeline.source,
@@ -149,6 +155,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             tracker: Arc::default(),
             catch_up: false,
             state,
+            windows,
             schemas: pipeline.schemas,
         }
     }
@@ -258,6 +265,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             sink,
             stats: self.control.stats.clone(),
             exactly_once: self.exactly_once.take(),
+            windows: self.windows.clone(),
         };
         let (leftovers, result) = stages.run(self.give_up).await;
         tracing::debug!(pipeline = %name, ok = result.is_ok(), "stages ended");
@@ -356,19 +364,23 @@ impl SourceSession {
     }
 }
 
-/// The state store, when a transform of the chain keeps keyed state. Durable (restored from
+/// The state store, when a transform of the chain or a window stage keeps keyed state. Durable (restored from
 /// and written to the changelog) with exactly-once on transactions; otherwise kept in memory
 /// only, which is said once here.
 fn keyed_state(settings: &PipelineSettings, chains: &[TransformChain]) -> Option<Arc<StateStore>> {
-    if !chains.first().is_some_and(TransformChain::uses_state) {
+    let keeper = if chains.first().is_some_and(TransformChain::uses_state) {
+        "a transform keeps keyed state"
+    } else if !settings.windows.is_empty() {
+        "the windows keep state"
+    } else {
         return None;
-    }
+    };
     if settings.exactly_once_mode() != Some(ExactlyOnceMode::Transactions) {
         tracing::warn!(
             pipeline = %settings.name,
-            "a transform keeps keyed state, which is durable (changelog, restore) only with \
-             guarantee = \"exactly-once\" on transactions: here it is kept in memory and \
-             starts empty at every start (docs/state.md)"
+            "{keeper}, which is durable (changelog, restore) only with guarantee = \
+             \"exactly-once\" on transactions: here it is kept in memory and starts empty at \
+             every start (docs/state.md)"
         );
     }
     Some(Arc::default())

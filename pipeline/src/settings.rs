@@ -9,6 +9,8 @@ use serde::Deserialize;
 use crate::group_by::GroupBy;
 pub use sluice_connectors::config::{ExactlyOnceMode, Guaranteeing};
 
+use crate::windows::WindowSettings;
+
 /// Delivery guarantee of a pipeline (docs/delivery-guarantees.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -50,6 +52,8 @@ pub struct PipelineSettings {
     /// Group-by: where each record's new key comes from, before the lanes (`None`: records
     /// keep their source key).
     pub group_by: Option<GroupBy>,
+    /// `[[pipeline.windows]]`: window stages after the transform chain (docs/windows.md).
+    pub windows: Vec<WindowSettings>,
 }
 
 /// `exactly_once = { … }` of a pipeline.
@@ -120,6 +124,7 @@ impl PipelineSettings {
             dedup_window: 100_000,
             exactly_once: ExactlyOnceSettings::default(),
             group_by: None,
+            windows: Vec::new(),
         }
     }
 }

@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use futures::future::BoxFuture;
@@ -35,6 +35,7 @@ use crate::exactly_once::ExactlyOnce;
 use crate::lanes::{self, LanesInput, OpenScope, TransformedBatch};
 use crate::outcome_writer::{Awaited, OutcomeWriter, Settle, Settled};
 use crate::stats::PipelineStats;
+use crate::windows::Windows;
 
 /// What the stages need: the lanes' input, and what the sink stage writes with.
 pub(crate) struct Stages<S: Sink> {
@@ -42,6 +43,8 @@ pub(crate) struct Stages<S: Sink> {
     pub(crate) sink: Arc<S>,
     pub(crate) stats: Arc<PipelineStats>,
     pub(crate) exactly_once: Option<ExactlyOnce<S>>,
+    /// The window stages, if any (kept by the pipeline across restarts).
+    pub(crate) windows: Option<Arc<Mutex<Windows>>>,
 }
 
 /// What the stages give back when they end.
@@ -167,6 +170,7 @@ impl<S: Sink> Stages<S> {
             sink,
             stats,
             exactly_once,
+            windows,
         } = self;
         // Exactly-once on transactions with keyed state: the lanes ask the sink stage to open
         // a scope (and restore its state) before they transform its first record.
@@ -190,6 +194,8 @@ impl<S: Sink> Stages<S> {
             stats: stats.clone(),
             exactly_once,
             deliveries: Default::default(),
+            windows,
+            window_changes: Vec::new(),
         };
         let sink_stage = tokio::spawn(sink_stage(
             writer,

@@ -39,6 +39,12 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabels {
+    pipeline: String,
+    window: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransformLabels {
     pipeline: String,
     transform: String,
@@ -93,6 +99,7 @@ pub struct StatsFamilies {
     transform_out: Family<TransformLabels, Counter>,
     transform_failures: Family<TransformKindLabels, Counter>,
     recycles: Family<TransformLabels, Counter>,
+    window_late: Family<WindowLabels, Counter>,
 }
 
 impl Default for StatsFamilies {
@@ -122,6 +129,7 @@ impl Default for StatsFamilies {
             transform_out: Family::default(),
             transform_failures: Family::default(),
             recycles: Family::default(),
+            window_late: Family::default(),
         }
     }
 }
@@ -266,6 +274,12 @@ impl StatsFamilies {
             "Instances re-created after a trap",
             &self.recycles,
         );
+        add(
+            r,
+            "window_records_late",
+            "Records a window stage found late (every window of their event time closed), dropped or dead-lettered",
+            &self.window_late,
+        );
     }
 
     /// The counters of pipeline `name`.
@@ -358,6 +372,15 @@ impl PipelineStats {
             failures: self.families.transform_failures.clone(),
             labels,
         })
+    }
+
+    /// A record came late to window stage `window` (docs/windows.md).
+    pub(crate) fn count_late(&self, window: &str) {
+        let labels = WindowLabels {
+            pipeline: self.pipeline.clone(),
+            window: window.to_owned(),
+        };
+        self.families.window_late.get_or_create(&labels).inc();
     }
 
     pub(crate) fn count_dead_letter(&self, kind: &str) {

@@ -18,6 +18,7 @@ use sluice_connectors::kafka::{KafkaSinkConfig, check_topic_name};
 use sluice_connectors::pulsar::PulsarSourceConfig;
 use sluice_connectors::source::{ConnectSource, MergedSource};
 use sluice_engine::{Capabilities, Limits, TransformSpec};
+use sluice_pipeline::windows::WindowSettings;
 use sluice_pipeline::{
     ExactlyOnceMode, ExactlyOnceSettings, GroupBy, Guarantee, MAX_PARALLELISM, PipelineSettings,
     Schemas,
@@ -201,6 +202,10 @@ pub struct PipelineConfig {
     pub decode: Option<DecodeConfig>,
     #[serde(rename = "transform", default)]
     pub transforms: Vec<TransformConfig>,
+    /// `[[pipeline.windows]]`: window stages over the chain's outputs, whose results are
+    /// written instead of them (docs/windows.md).
+    #[serde(default)]
+    pub windows: Vec<WindowSettings>,
     pub sink: KafkaSinkConfig,
     /// `[pipeline.encode]`: how output keys and values are written to Kafka (Confluent wire
     /// format, subjects in a Schema Registry; docs/schemas.md). Default: bytes unchanged.
@@ -547,7 +552,38 @@ impl PipelineConfig {
                 .map_err(|(k, m)| (format!("transform[{t}].limits.{k}"), m))?;
         }
         self.sink.validate(guaranteeing).map_err(within("sink"))?;
+        self.validate_windows()?;
         self.schemas().map(drop)
+    }
+
+    /// Checks `[[pipeline.windows]]`: each table, unique names, valid topics, and one lane
+    /// (window results follow the order records reach them: docs/windows.md).
+    fn validate_windows(&self) -> Result<(), Invalid> {
+        let mut names = HashSet::new();
+        for (w, window) in self.windows.iter().enumerate() {
+            let at = |key: &str| format!("windows[{w}].{key}");
+            window
+                .validate()
+                .map_err(|(key, message)| (at(&key), message))?;
+            if !names.insert(&window.name) {
+                return Err((
+                    at("name"),
+                    format!("duplicate window name {:?} in this pipeline", window.name),
+                ));
+            }
+            if let Some(topic) = &window.topic {
+                check_topic_name(&at("topic"), topic)?;
+            }
+        }
+        if !self.windows.is_empty() && self.parallelism != 1 {
+            return Err((
+                "parallelism".into(),
+                "must be 1 with [[pipeline.windows]]: windows take records in source order, \
+                 which several lanes would not keep"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The codecs of `[pipeline.decode]` and `[pipeline.encode]`, schemas loaded; an error
@@ -705,6 +741,7 @@ impl PipelineConfig {
             dedup_window: self.dedup_window,
             exactly_once: self.exactly_once.clone().unwrap_or_default().settings(),
             group_by: self.group_by.clone(),
+            windows: self.windows.clone(),
         }
     }
 

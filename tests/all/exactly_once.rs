@@ -55,10 +55,10 @@ pub(crate) fn pulsar_records(count: u64) -> Vec<PulsarRecord> {
 }
 
 /// A small xorshift: random kill moments without a dependency; the seed is printed.
-struct KillClock(u64);
+pub(crate) struct KillClock(u64);
 
 impl KillClock {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -69,7 +69,7 @@ impl KillClock {
     }
 
     /// Somewhere between `min` and `max`.
-    fn next(&mut self, min: Duration, max: Duration) -> Duration {
+    pub(crate) fn next(&mut self, min: Duration, max: Duration) -> Duration {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

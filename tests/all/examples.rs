@@ -1,10 +1,21 @@
 //! The example components (`examples/`) through `sluice exec`, checked line by line.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_connectors::memory::{MemorySink, MemorySource};
+use sluice_pipeline::windows::{BuiltinAggregate, LatePolicy, WindowKind, WindowSettings};
+use sluice_pipeline::{Pipeline, PipelineControl, PipelineParts, PipelineSettings, PipelineStats};
 
 use sluice_engine::exec::{ExecSummary, exec};
 use sluice_engine::{Limits, TransformChain, TransformSpec};
-use sluice_tests::{JSON_FILTER, PASSTHROUGH, REDACT, ROUTER, engine};
+use sluice_tests::{
+    JSON_FILTER, PASSTHROUGH, REDACT, ROUTER, SESSIONIZER, WINDOWED_COUNT, WINDOWED_COUNT_PY,
+    engine, timeouts,
+};
+use tokio_util::sync::CancellationToken;
 
 /// What `exec` printed for `input`, and the transform's `name@sha256:…` for error lines.
 struct Run {
@@ -273,4 +284,134 @@ fn examples_refuse_a_missing_config_key_at_init() {
         assert!(error.is_user_input_error(), "{error:?}");
         assert!(error.to_string().contains(missing), "{component}: {error}");
     }
+}
+
+/// A window stage of `kind` with `aggregate`, no lateness, results to the sink's topic.
+fn window(kind: WindowKind, aggregate: BuiltinAggregate) -> WindowSettings {
+    WindowSettings {
+        name: "w".into(),
+        kind,
+        size_ms: None,
+        advance_ms: None,
+        gap_ms: None,
+        lateness_ms: 0,
+        aggregate,
+        field: None,
+        late: LatePolicy::Drop,
+        topic: None,
+    }
+}
+
+/// Runs `events` (JSON values, keyless) through `component` and `windows` in the host's own
+/// pipeline (memory source and sink, no brokers); the results as `(key, start, end, value)`.
+async fn through_windows(
+    component: &str,
+    windows: WindowSettings,
+    events: &[&str],
+) -> Vec<(String, i64, i64, String)> {
+    let (source, sink) = (MemorySource::new(), MemorySink::new("out", Some("dlq")));
+    let settings = PipelineSettings {
+        windows: vec![windows],
+        ..PipelineSettings::new("windows-example")
+    };
+    let stats = Arc::new(PipelineStats::standalone("windows-example"));
+    let parts = PipelineParts {
+        settings,
+        source: Arc::new(source.clone()),
+        transforms: vec![TransformSpec {
+            name: "guest".into(),
+            component: sluice_tests::component(component),
+            config: BTreeMap::new(),
+            limits: Limits::default(),
+            capabilities: Default::default(),
+        }],
+        sink: sink.clone(),
+    };
+    let control = PipelineControl::new("windows-example", stats.clone());
+    let pipeline = Pipeline::prepare(parts, engine(), control).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(pipeline.run(stop.clone()));
+    for event in events {
+        source.push(None, event.as_bytes());
+    }
+    let acked = tokio::time::timeout(timeouts::DELIVERY, async {
+        while source.acked().len() < events.len() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(acked.is_ok(), "{}", stats.summary());
+    stop.cancel();
+    task.await.unwrap().expect("the pipeline stops");
+    let header = |record: &sluice_record::OutputRecord, name: &str| -> i64 {
+        let header = record.headers.iter().find(|h| &*h.name == name).unwrap();
+        std::str::from_utf8(&header.value).unwrap().parse().unwrap()
+    };
+    sink.written("out")
+        .iter()
+        .map(|record| {
+            let text = |bytes: &Option<sluice_record::Bytes>| {
+                String::from_utf8(bytes.as_deref().unwrap_or_default().to_vec()).unwrap()
+            };
+            (
+                text(&record.key),
+                header(record, "sluice-window-start"),
+                header(record, "sluice-window-end"),
+                text(&record.value),
+            )
+        })
+        .collect()
+}
+
+fn result(key: &str, start: i64, end: i64, value: &str) -> (String, i64, i64, String) {
+    (key.into(), start, end, value.into())
+}
+
+/// `examples/windowed-count` and its Python twin, with the 1-minute tumbling count of their
+/// `sluice.toml`: clicks per user per minute, once a later click closes the minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windowed_count_counts_clicks_per_user_per_minute_in_rust_and_python() {
+    let clicks = [
+        r#"{"user":"ada","ts":0}"#,
+        r#"{"user":"ada","ts":10000}"#,
+        r#"{"user":"bob","ts":30000}"#,
+        r#"{"user":"ada","ts":59999}"#,
+        r#"{"user":"ada","ts":61000}"#,
+        r#"{"user":"bob","ts":200000}"#,
+    ];
+    let mut minutes = window(WindowKind::Tumbling, BuiltinAggregate::Count);
+    minutes.size_ms = Some(60_000);
+    let expected = [
+        result("ada", 0, 60_000, "3"),
+        result("bob", 0, 60_000, "1"),
+        result("ada", 60_000, 120_000, "1"),
+    ];
+    for component in [WINDOWED_COUNT, WINDOWED_COUNT_PY] {
+        let results = through_windows(component, minutes.clone(), &clicks).await;
+        assert_eq!(results, expected, "{component}");
+    }
+}
+
+/// `examples/sessionizer` with the session window of its `sluice.toml` (`collect`): one
+/// record per visit, the pages in order, once 30 minutes pass without a view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessionizer_writes_each_visit_with_its_pages_in_order() {
+    let views = [
+        r#"{"user":"ada","page":"/","ts":0}"#,
+        r#"{"user":"ada","page":"/docs","ts":60000}"#,
+        r#"{"user":"bob","page":"/x","ts":100000}"#,
+        r#"{"user":"ada","page":"/y","ts":2000000}"#,
+        r#"{"user":"bob","page":"/z","ts":10000000}"#,
+    ];
+    let mut visits = window(WindowKind::Session, BuiltinAggregate::Collect);
+    visits.gap_ms = Some(1_800_000);
+    let results = through_windows(SESSIONIZER, visits, &views).await;
+    assert_eq!(
+        results,
+        [
+            result("ada", 0, 1_860_000, r#"["/","/docs"]"#),
+            result("bob", 100_000, 1_900_000, r#"["/x"]"#),
+            result("ada", 2_000_000, 3_800_000, r#"["/y"]"#),
+        ]
+    );
 }

@@ -26,4 +26,5 @@ mod transactions;
 mod transform;
 mod untrusted_outputs;
 mod untrusted_outputs_on_brokers;
+mod windows;
 mod zoo;

@@ -20,6 +20,12 @@ pub const JSON_FILTER: &str = env!("JSON_FILTER_COMPONENT");
 pub const REDACT: &str = env!("REDACT_COMPONENT");
 /// `examples/router`: picks the topic from a JSON field.
 pub const ROUTER: &str = env!("ROUTER_COMPONENT");
+/// `examples/windowed-count`: keys JSON events by a field, event time from another.
+pub const WINDOWED_COUNT: &str = env!("WINDOWED_COUNT_COMPONENT");
+/// `examples/sessionizer`: JSON page views as user → page at their event time.
+pub const SESSIONIZER: &str = env!("SESSIONIZER_COMPONENT");
+/// `examples/windowed-count-python`: `WINDOWED_COUNT` in Python (componentize-py).
+pub const WINDOWED_COUNT_PY: &str = env!("WINDOWED_COUNT_PY_COMPONENT");
 /// `examples/redact-python`: `REDACT` in Python (componentize-py).
 pub const REDACT_PY: &str = env!("REDACT_PY_COMPONENT");
 /// `examples/redact-js`: `REDACT` in JavaScript (componentize-js).

@@ -88,6 +88,12 @@ impl ScopeState {
         });
     }
 
+    /// Every entry of `namespace`, in no particular order (a window stage builds its close
+    /// index from them).
+    pub(crate) fn entries(&self, namespace: &str) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        (self.namespaces.get(namespace).into_iter()).flat_map(|space| space.entries.iter())
+    }
+
     /// Sets `key` without recording a change: what the changelog already holds.
     pub(crate) fn restore(&mut self, namespace: &str, key: Bytes, value: Bytes) {
         let space = match self.namespaces.get_mut(namespace) {

@@ -3,7 +3,8 @@
 //! opens, and drops it when its transaction can no longer commit).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use sluice_connectors::source::Placement;
 use sluice_engine::{StateBackend, StateChange, StateScope, StateUsage};
@@ -26,9 +27,15 @@ pub(crate) fn scope_key(placement: &Placement) -> ScopeKey {
 /// real partition (Kafka and Pulsar number theirs from 0 as signed 32-bit integers).
 const WHOLE_SOURCE: u32 = u32::MAX;
 
+/// Numbers each [`Slot`] put in place, so that what is derived from a scope's state (the
+/// windows' close indexes) can tell that it was replaced.
+static EPOCHS: AtomicU64 = AtomicU64::new(0);
+
 /// A scope's state, once restored.
 struct Slot {
     state: ScopeState,
+    /// Which putting-in-place this is ([`EPOCHS`]).
+    epoch: u64,
     /// What the scope had committed when it was restored: a record it covers came again
     /// after a crash, its changes are in the state already (its own are dropped).
     covered: Option<Done>,
@@ -63,7 +70,15 @@ impl StateStore {
 
     /// Puts a restored scope in place.
     pub(crate) fn insert(&self, key: ScopeKey, state: ScopeState, covered: Option<Done>) {
-        self.scopes().insert(key, Slot { state, covered });
+        let epoch = EPOCHS.fetch_add(1, Ordering::Relaxed);
+        (self.scopes()).insert(
+            key,
+            Slot {
+                state,
+                epoch,
+                covered,
+            },
+        );
     }
 
     /// Forgets a scope's state (its uncommitted changes are lost with its transaction): it is
@@ -90,10 +105,7 @@ impl StateStore {
     /// Applies a record's changes.
     pub(crate) fn apply(&self, key: ScopeKey, changes: &[StateChange]) {
         let mut scopes = self.scopes();
-        let slot = scopes.entry(key).or_insert_with(|| Slot {
-            state: ScopeState::default(),
-            covered: None,
-        });
+        let slot = scopes.entry(key).or_insert_with(Slot::empty);
         for change in changes {
             match &change.value {
                 Some(value) => slot
@@ -105,6 +117,37 @@ impl StateStore {
         // The changes travel with their record to the changelog (they were handed back by the
         // chain per record); the scope's own record of them is not needed.
         slot.state.take_changes();
+    }
+
+    /// Lets `update` change the state of scope `key` (given with its epoch: a new one means
+    /// the state was replaced since), and hands back what it changed, for the changelog.
+    pub(crate) fn update<R>(
+        &self,
+        key: ScopeKey,
+        update: impl FnOnce(&mut ScopeState, u64) -> R,
+    ) -> (R, Vec<StateChange>) {
+        let mut scopes = self.scopes();
+        let slot = scopes.entry(key).or_insert_with(Slot::empty);
+        let result = update(&mut slot.state, slot.epoch);
+        let changes = (slot.state.take_changes().into_iter())
+            .map(|change| StateChange {
+                namespace: Arc::from(change.namespace),
+                key: change.key,
+                value: change.value,
+            })
+            .collect();
+        (result, changes)
+    }
+}
+
+impl Slot {
+    /// A scope that starts empty (nothing to restore, or state kept in memory only).
+    fn empty() -> Self {
+        Self {
+            state: ScopeState::default(),
+            epoch: EPOCHS.fetch_add(1, Ordering::Relaxed),
+            covered: None,
+        }
     }
 }
 

@@ -649,3 +649,60 @@ fn group_by_takes_a_header_or_a_json_pointer_and_names_a_bad_one() {
     assert!(message.contains("JSON pointer"), "{message}");
     assert!(parse(&with(r#"{ column = "x" }"#)).is_err());
 }
+
+fn with_windows(windows: &str) -> String {
+    MINIMAL.replace("[pipeline.sink]", &format!("{windows}\n[pipeline.sink]"))
+}
+
+#[test]
+fn windows_are_read_and_checked_with_the_key_named() {
+    let config = parse(&with_windows(
+        r#"
+[[pipeline.windows]]
+name = "per-minute"
+kind = "tumbling"
+size_ms = 60000
+lateness_ms = 5000
+aggregate = "count"
+
+[[pipeline.windows]]
+name = "sessions"
+kind = "session"
+gap_ms = 30000
+aggregate = "sum"
+field = "/amount"
+late = "dead-letter"
+topic = "sessions"
+"#,
+    ))
+    .unwrap();
+    let windows = &config.pipelines[0].settings().windows;
+    assert_eq!(windows.len(), 2);
+    assert_eq!(windows[0].size_ms, Some(60_000));
+    assert_eq!(
+        windows[1].late,
+        sluice_pipeline::windows::LatePolicy::DeadLetter
+    );
+
+    let missing_size = with_windows(
+        "[[pipeline.windows]]\nname = \"w\"\nkind = \"hopping\"\nsize_ms = 10\naggregate = \"count\"\n",
+    );
+    assert_eq!(
+        invalid_key(&missing_size).0,
+        "pipeline[0].windows[0].advance_ms"
+    );
+    let unknown = with_windows(
+        "[[pipeline.windows]]\nname = \"w\"\nkind = \"tumbling\"\nsize = 10\naggregate = \"count\"\n",
+    );
+    assert!(invalid_key(&unknown).0.starts_with("pipeline[0].windows"));
+    let twice = with_windows(
+        &"[[pipeline.windows]]\nname = \"w\"\nkind = \"tumbling\"\nsize_ms = 10\naggregate = \"max\"\n"
+            .repeat(2),
+    );
+    assert_eq!(invalid_key(&twice).0, "pipeline[0].windows[1].name");
+    let lanes = with_windows(
+        "[[pipeline.windows]]\nname = \"w\"\nkind = \"session\"\ngap_ms = 10\naggregate = \"latest\"\n",
+    )
+    .replace("name = \"orders\"", "name = \"orders\"\nparallelism = 2");
+    assert_eq!(invalid_key(&lanes).0, "pipeline[0].parallelism");
+}
