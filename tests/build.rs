@@ -101,6 +101,18 @@ const LANGUAGE_GUESTS: &[(&str, &str, &str, &str)] = &[
         "tests/guests/languages/edges-js",
         "app.js",
     ),
+    (
+        "keyed_count_py",
+        "python",
+        "tests/guests/languages/keyed-count-python",
+        "",
+    ),
+    (
+        "keyed_count_js",
+        "js",
+        "tests/guests/languages/keyed-count-js",
+        "app.js",
+    ),
 ];
 
 fn main() -> Result<()> {

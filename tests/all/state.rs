@@ -13,7 +13,7 @@ use sluice_engine::{
 use sluice_record::{Bytes, Header, InputRecord, SourceInfo, SourceKind};
 use sluice_tests::kafka::create_kafka_topics;
 use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
-use sluice_tests::{KEYED_COUNT, PASSTHROUGH, engine};
+use sluice_tests::{KEYED_COUNT, KEYED_COUNT_JS, KEYED_COUNT_PY, PASSTHROUGH, engine};
 
 use crate::exactly_once::{Chaos, crash_loop, pulsar_config_transforming, pulsar_records};
 use crate::support::assertions::header_u64;
@@ -121,25 +121,41 @@ fn count_of(outcome: &RecordOutcome) -> Option<u64> {
 }
 
 /// A running count per key through the `state` interface, across batches: each record sees
-/// what the earlier records of its key stored, in the batch and before it.
+/// what the earlier records of its key stored, in the batch and before it — the same guest in
+/// Rust, Python and JavaScript (each SDK's `msg.state` over the host's import).
 #[test]
-fn a_guest_counts_per_key_in_keyed_state() {
-    let mut chain = TransformChain::new(
-        engine(),
-        &[spec("count", KEYED_COUNT, &[], Limits::default())],
-    )
-    .unwrap();
-    assert!(chain.uses_state());
-    let records: Vec<_> = (0..300)
-        .map(|seq| keyed(seq, &format!("k{}", seq % 7)))
-        .collect();
-    let backend = Arc::new(MapBackend::default());
-    let outcomes = run_with_state(&mut chain, &backend, &records, 64);
-    for (seq, outcome) in outcomes.iter().enumerate() {
+fn a_guest_counts_per_key_in_keyed_state_in_each_language() {
+    for (language, component) in [
+        ("rust", KEYED_COUNT),
+        ("python", KEYED_COUNT_PY),
+        ("js", KEYED_COUNT_JS),
+    ] {
+        let mut chain = TransformChain::new(
+            engine(),
+            &[spec("count", component, &[], Limits::default())],
+        )
+        .unwrap();
+        assert!(chain.uses_state(), "{language}");
+        let records: Vec<_> = (0..300)
+            .map(|seq| keyed(seq, &format!("k{}", seq % 7)))
+            .collect();
+        let backend = Arc::new(MapBackend::default());
+        let outcomes = run_with_state(&mut chain, &backend, &records, 64);
+        for (seq, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(
+                count_of(outcome),
+                Some((seq / 7 + 1) as u64),
+                "{language}: record {seq}: {outcome:?}"
+            );
+        }
+        // The committed state holds one count per key, as the Rust SDK encodes it.
+        let entries = backend.entries.lock().unwrap();
+        let seven = state_key(b"k0", b"count");
+        let stored = entries.get(&("t:count".to_owned(), seven)).cloned();
         assert_eq!(
-            count_of(outcome),
-            Some((seq / 7 + 1) as u64),
-            "record {seq}"
+            stored.as_deref(),
+            Some(&(300u64 / 7 + 1).to_le_bytes()[..]),
+            "{language}"
         );
     }
 }

@@ -34,6 +34,10 @@ pub const REDACT_JS: &str = env!("REDACT_JS_COMPONENT");
 pub const EDGES_PY: &str = env!("EDGES_PY_COMPONENT");
 /// `tests/guests/languages/edges-js`: `EDGES_PY` in JavaScript.
 pub const EDGES_JS: &str = env!("EDGES_JS_COMPONENT");
+/// `tests/guests/languages/keyed-count-python`: `KEYED_COUNT` in Python (keyed state).
+pub const KEYED_COUNT_PY: &str = env!("KEYED_COUNT_PY_COMPONENT");
+/// `tests/guests/languages/keyed-count-js`: `KEYED_COUNT` in JavaScript (keyed state).
+pub const KEYED_COUNT_JS: &str = env!("KEYED_COUNT_JS_COMPONENT");
 /// `tests/guests/fault-on-marker`: misbehaves when the value names a fault.
 pub const FAULT_ON_MARKER: &str = env!("FAULT_ON_MARKER_COMPONENT");
 /// `tests/guests/other-world`: a valid component of an unrelated world.

@@ -6,6 +6,7 @@ use sluice_record::OutputRecord;
 
 use super::stage::{Taken, WindowStage};
 use super::*;
+use crate::state::StateStore;
 
 fn settings(kind: WindowKind) -> WindowSettings {
     WindowSettings {
@@ -234,16 +235,74 @@ fn windows_keep_scopes_apart_and_flag_late_records_for_the_dead_letter_topic() {
     let mut tumbling = settings(WindowKind::Tumbling);
     tumbling.size_ms = Some(10);
     tumbling.late = LatePolicy::DeadLetter;
-    let mut windows = Windows::new(&[tumbling]).unwrap();
-    assert!(windows.take(Some(0), &[record("a", 50)]).results.is_empty());
-    let other_scope = windows.take(Some(1), &[record("a", 1)]);
+    let mut windows = Windows::new(&[tumbling], Arc::default()).unwrap();
+    assert!(windows.take((0, Some(0)), &[record("a", 50)]).results.is_empty());
+    let other_scope = windows.take((0, Some(1)), &[record("a", 1)]);
     assert!(
         other_scope.late_in.is_empty(),
         "partition 1 has its own watermark"
     );
-    let late = windows.take(Some(0), &[record("a", 2)]);
+    let late = windows.take((0, Some(0)), &[record("a", 2)]);
     assert_eq!(late.late_in, ["w"]);
     assert!(late.dead_letter.unwrap().contains("late for window \"w\""));
+}
+
+/// The state the changes of the first `committed` records leave, as a restore from the
+/// changelog builds it.
+fn committed_state(changes: &[Vec<StateChange>], committed: usize) -> ScopeState {
+    let mut state = ScopeState::default();
+    for change in changes[..committed].iter().flatten() {
+        match &change.value {
+            Some(value) => state.restore(&change.namespace, change.key.clone(), value.clone()),
+            None => state.delete(&change.namespace, &change.key),
+        }
+    }
+    state.take_changes();
+    state
+}
+
+#[test]
+fn a_scope_restored_from_its_committed_changes_gives_the_uninterrupted_results() {
+    let mut session = settings(WindowKind::Session);
+    session.gap_ms = Some(10);
+    let records = [("a", 0), ("b", 4), ("a", 8), ("c", 30), ("b", 31), ("a", 60)];
+    let scope = (0, Some(3));
+    let results = |windowed: Windowed| -> Vec<(String, i64, i64)> {
+        (windowed.results.iter())
+            .map(|o| {
+                let key = String::from_utf8(o.key.as_deref().unwrap().to_vec()).unwrap();
+                let bounds = (header(o, WINDOW_START_HEADER), header(o, WINDOW_END_HEADER));
+                (key, bounds.0, bounds.1)
+            })
+            .collect()
+    };
+
+    let store = Arc::new(StateStore::default());
+    let mut windows = Windows::new(std::slice::from_ref(&session), store.clone()).unwrap();
+    let mut uninterrupted = Vec::new();
+    let mut changes = Vec::new();
+    for (key, time) in records {
+        let windowed = windows.take(scope, &[record(key, time)]);
+        changes.push(windowed.changes.clone());
+        uninterrupted.extend(results(windowed));
+    }
+    assert_eq!(uninterrupted.len(), 4, "{uninterrupted:?}");
+    assert!(changes.iter().all(|changes| !changes.is_empty()));
+
+    // A crash after the third record's commit: the scope comes back with what the changelog
+    // holds (a new epoch: the close index must be built again), and the records after it are
+    // taken again, by the same `Windows` (a restart within the process) and by a new one.
+    for fresh in [false, true] {
+        store.insert(scope, committed_state(&changes, 3), None);
+        if fresh {
+            windows = Windows::new(std::slice::from_ref(&session), store.clone()).unwrap();
+        }
+        let again: Vec<(String, i64, i64)> = (records[3..].iter())
+            .flat_map(|(key, time)| results(windows.take(scope, &[record(key, *time)])))
+            .collect();
+        // Every window closes after the third record: all four results come again.
+        assert_eq!(again, uninterrupted, "fresh windows: {fresh}");
+    }
 }
 
 #[test]
