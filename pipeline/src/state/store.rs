@@ -55,7 +55,10 @@ pub(crate) fn engine_scope((source, partition): ScopeKey) -> StateScope {
 
 fn from_engine_scope(scope: StateScope) -> ScopeKey {
     let partition = scope as u32;
-    ((scope >> 32) as u32, (partition != WHOLE_SOURCE).then_some(partition))
+    (
+        (scope >> 32) as u32,
+        (partition != WHOLE_SOURCE).then_some(partition),
+    )
 }
 
 impl StateStore {

@@ -109,20 +109,20 @@ impl Windows {
         windowed: &mut Windowed,
     ) {
         for output in outputs {
-                let taken = stage.take(state, index, output, &mut windowed.results);
-                if taken == Taken::Late {
-                    windowed.late_in.push(stage.settings.name.clone());
-                    if stage.settings.late == LatePolicy::DeadLetter {
-                        windowed.dead_letter.get_or_insert_with(|| {
-                            format!(
-                                "late for window {:?}: every window of its event time {} closed",
-                                stage.settings.name,
-                                (output.timestamp_ms)
-                                    .map_or_else(|| "(none)".to_owned(), |t| t.to_string())
-                            )
-                        });
-                    }
+            let taken = stage.take(state, index, output, &mut windowed.results);
+            if taken == Taken::Late {
+                windowed.late_in.push(stage.settings.name.clone());
+                if stage.settings.late == LatePolicy::DeadLetter {
+                    windowed.dead_letter.get_or_insert_with(|| {
+                        format!(
+                            "late for window {:?}: every window of its event time {} closed",
+                            stage.settings.name,
+                            (output.timestamp_ms)
+                                .map_or_else(|| "(none)".to_owned(), |t| t.to_string())
+                        )
+                    });
                 }
+            }
         }
     }
 }

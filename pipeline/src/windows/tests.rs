@@ -236,7 +236,12 @@ fn windows_keep_scopes_apart_and_flag_late_records_for_the_dead_letter_topic() {
     tumbling.size_ms = Some(10);
     tumbling.late = LatePolicy::DeadLetter;
     let mut windows = Windows::new(&[tumbling], Arc::default()).unwrap();
-    assert!(windows.take((0, Some(0)), &[record("a", 50)]).results.is_empty());
+    assert!(
+        windows
+            .take((0, Some(0)), &[record("a", 50)])
+            .results
+            .is_empty()
+    );
     let other_scope = windows.take((0, Some(1)), &[record("a", 1)]);
     assert!(
         other_scope.late_in.is_empty(),
@@ -265,7 +270,14 @@ fn committed_state(changes: &[Vec<StateChange>], committed: usize) -> ScopeState
 fn a_scope_restored_from_its_committed_changes_gives_the_uninterrupted_results() {
     let mut session = settings(WindowKind::Session);
     session.gap_ms = Some(10);
-    let records = [("a", 0), ("b", 4), ("a", 8), ("c", 30), ("b", 31), ("a", 60)];
+    let records = [
+        ("a", 0),
+        ("b", 4),
+        ("a", 8),
+        ("c", 30),
+        ("b", 31),
+        ("a", 60),
+    ];
     let scope = (0, Some(3));
     let results = |windowed: Windowed| -> Vec<(String, i64, i64)> {
         (windowed.results.iter())
