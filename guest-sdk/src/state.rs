@@ -109,12 +109,15 @@ pub(crate) mod backend {
 
     use crate::Message;
 
+    /// (record key, name): where a value is kept.
+    type Entry = (Vec<u8>, Vec<u8>);
+
     thread_local! {
-        /// (record key, name) → value, for native tests.
-        static STATE: RefCell<HashMap<(Vec<u8>, Vec<u8>), Vec<u8>>> = RefCell::default();
+        /// Entry → value, for native tests.
+        static STATE: RefCell<HashMap<Entry, Vec<u8>>> = RefCell::default();
     }
 
-    fn entry(message: &Message, name: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn entry(message: &Message, name: &[u8]) -> Option<Entry> {
         Some((message.key()?.to_vec(), name.to_vec()))
     }
 
