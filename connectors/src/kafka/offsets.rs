@@ -26,7 +26,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicRe
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -286,15 +286,41 @@ fn read_from(
     end: i64,
 ) -> Result<Vec<OffsetsRecord>, KafkaError> {
     let mut records = Vec::new();
+    let topic = &scope.offsets_topic;
+    read_range(
+        client,
+        topic,
+        scope.offsets_partition,
+        start,
+        end,
+        |message| {
+            let key = message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned());
+            if let Some(key) = key {
+                records.push((key, message.payload().map(<[u8]>::to_vec)));
+            }
+        },
+    )?;
+    Ok(records)
+}
+
+/// Hands `each` every record of `topic`/`partition` from `start` to `end` (not past it, nor
+/// past the end of what is committed: an aborted transaction's records are skipped and its
+/// markers never delivered, with `read_committed`); fails after [`STALL_TIMEOUT`] without one.
+pub(super) fn read_range(
+    client: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    start: i64,
+    end: i64,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
     if start >= end {
-        return Ok(records);
+        return Ok(());
     }
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(
-        &scope.offsets_topic,
-        scope.offsets_partition,
-        Offset::Offset(start),
-    )?;
+    assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
     client.assign(&assignment)?;
     let mut last_progress = Instant::now();
     loop {
@@ -305,21 +331,16 @@ fn read_from(
         }
         match client.poll(Duration::from_millis(200)) {
             None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(records),
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
             Some(Err(error)) => return Err(error),
             Some(Ok(message)) => {
                 last_progress = Instant::now();
                 if message.offset() >= end {
-                    return Ok(records);
+                    return Ok(());
                 }
-                let key = message
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned());
-                if let Some(key) = key {
-                    records.push((key, message.payload().map(<[u8]>::to_vec)));
-                }
+                each(&message);
                 if message.offset() + 1 >= end {
-                    return Ok(records);
+                    return Ok(());
                 }
             }
         }

@@ -195,9 +195,20 @@ impl KafkaWriter {
 
     /// Produces a record of the offsets topic in the open transaction.
     async fn produce_checkpoint(&self, key: &str, value: Option<&[u8]>) -> Result<(), SinkError> {
-        let mut record = FutureRecord::<str, [u8]>::to(&self.scope.offsets_topic)
+        let record = FutureRecord::to(&self.scope.offsets_topic)
             .partition(self.scope.offsets_partition)
-            .key(key);
+            .key(key.as_bytes());
+        self.produce_bookkeeping(record, value).await
+    }
+
+    /// Produces a record of the pipeline's own (offsets, changelog) in the open transaction,
+    /// waiting while the client's queue is full. Its delivery is the commit's: a failed one
+    /// fails the commit.
+    async fn produce_bookkeeping(
+        &self,
+        mut record: FutureRecord<'_, [u8], [u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), SinkError> {
         if let Some(value) = value {
             record = record.payload(value);
         }
@@ -274,23 +285,10 @@ impl TransactionalWriter for KafkaWriter {
 
     async fn send_changelog(&mut self, change: ChangelogRecord<'_>) -> Result<(), SinkError> {
         self.begin()?;
-        let mut record = FutureRecord::<[u8], [u8]>::to(change.topic)
+        let record = FutureRecord::to(change.topic)
             .partition(change.partition)
             .key(change.key);
-        if let Some(value) = change.value {
-            record = record.payload(value);
-        }
-        loop {
-            match self.producer.send_result(record) {
-                // Its delivery is the commit's: a failed one fails the commit.
-                Ok(_delivery) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((error, _)) => return Err(self.error(error)),
-            }
-        }
+        self.produce_bookkeeping(record, change.value).await
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {

@@ -252,6 +252,36 @@ fn windows_keep_scopes_apart_and_flag_late_records_for_the_dead_letter_topic() {
     assert!(late.dead_letter.unwrap().contains("late for window \"w\""));
 }
 
+/// Session windows (gap 10) and records of three keys whose four sessions all close by the
+/// last record.
+fn sessions_of_three_keys() -> (WindowSettings, [(&'static str, i64); 6]) {
+    let mut session = settings(WindowKind::Session);
+    session.gap_ms = Some(10);
+    let records = [
+        ("a", 0),
+        ("b", 4),
+        ("a", 8),
+        ("c", 30),
+        ("b", 31),
+        ("a", 60),
+    ];
+    (session, records)
+}
+
+/// Key, start and end of each result.
+fn bounds(results: &[OutputRecord]) -> Vec<(String, i64, i64)> {
+    (results.iter())
+        .map(|o| {
+            let key = String::from_utf8(o.key.as_deref().unwrap().to_vec()).unwrap();
+            (
+                key,
+                header(o, WINDOW_START_HEADER),
+                header(o, WINDOW_END_HEADER),
+            )
+        })
+        .collect()
+}
+
 /// The state the changes of the first `committed` records leave, as a restore from the
 /// changelog builds it.
 fn committed_state(changes: &[Vec<StateChange>], committed: usize) -> ScopeState {
@@ -268,26 +298,9 @@ fn committed_state(changes: &[Vec<StateChange>], committed: usize) -> ScopeState
 
 #[test]
 fn a_scope_restored_from_its_committed_changes_gives_the_uninterrupted_results() {
-    let mut session = settings(WindowKind::Session);
-    session.gap_ms = Some(10);
-    let records = [
-        ("a", 0),
-        ("b", 4),
-        ("a", 8),
-        ("c", 30),
-        ("b", 31),
-        ("a", 60),
-    ];
+    let (session, records) = sessions_of_three_keys();
     let scope = (0, Some(3));
-    let results = |windowed: Windowed| -> Vec<(String, i64, i64)> {
-        (windowed.results.iter())
-            .map(|o| {
-                let key = String::from_utf8(o.key.as_deref().unwrap().to_vec()).unwrap();
-                let bounds = (header(o, WINDOW_START_HEADER), header(o, WINDOW_END_HEADER));
-                (key, bounds.0, bounds.1)
-            })
-            .collect()
-    };
+    let results = |windowed: Windowed| bounds(&windowed.results);
 
     let store = Arc::new(StateStore::default());
     let mut windows = Windows::new(std::slice::from_ref(&session), store.clone()).unwrap();
@@ -339,16 +352,7 @@ fn settings_name_the_key_that_is_wrong() {
 
 #[test]
 fn a_scope_restored_from_its_state_closes_the_same_windows() {
-    let mut session = settings(WindowKind::Session);
-    session.gap_ms = Some(10);
-    let records = [
-        ("a", 0),
-        ("b", 4),
-        ("a", 8),
-        ("c", 30),
-        ("b", 31),
-        ("a", 60),
-    ];
+    let (session, records) = sessions_of_three_keys();
     let (uninterrupted, _) = run(session.clone(), &records);
     assert_eq!(
         uninterrupted,
@@ -368,17 +372,7 @@ fn a_scope_restored_from_its_state_closes_the_same_windows() {
     for (key, time) in records {
         stage.take(&mut state, &mut None, &record(key, time), &mut outputs);
     }
-    let restored: Vec<(String, i64, i64)> = outputs
-        .iter()
-        .map(|o| {
-            let key = String::from_utf8(o.key.as_deref().unwrap().to_vec()).unwrap();
-            (
-                key,
-                header(o, WINDOW_START_HEADER),
-                header(o, WINDOW_END_HEADER),
-            )
-        })
-        .collect();
+    let restored = bounds(&outputs);
     let expected: Vec<(String, i64, i64)> = (uninterrupted.into_iter())
         .map(|(key, start, end, _)| (key, start, end))
         .collect();
