@@ -12,7 +12,9 @@ fn on_message(msg: Message, out: &mut Writer) -> Result<()> {
     let state = msg.state();
     let count = state.get_u64("count").unwrap_or(0) + 1;
     state.set_u64("count", count)?;
-    let grow = sluice_sdk::config().get("grow").and_then(|n| n.parse().ok());
+    let grow = sluice_sdk::config()
+        .get("grow")
+        .and_then(|n| n.parse().ok());
     if let Some(grow) = grow {
         state.set(format!("pad-{count}"), vec![0u8; grow])?;
     }
@@ -33,6 +35,13 @@ mod tests {
         let counts: Vec<_> = (out.outputs().iter())
             .map(|output| output.header("count").map(<[u8]>::to_vec))
             .collect();
-        assert_eq!(counts, [Some(b"1".to_vec()), Some(b"1".to_vec()), Some(b"2".to_vec())]);
+        assert_eq!(
+            counts,
+            [
+                Some(b"1".to_vec()),
+                Some(b"1".to_vec()),
+                Some(b"2".to_vec())
+            ]
+        );
     }
 }
