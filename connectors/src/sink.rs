@@ -14,7 +14,7 @@ use sluice_record::identity::WrittenOutput;
 use sluice_record::validation::SinkLimits;
 use sluice_record::{Bytes, OutputRecord};
 
-use crate::transactions::{Resume, TransactionalWriter, WriterScope};
+use crate::transactions::{ChangelogRecord, Resume, TransactionalWriter, WriterScope};
 
 /// The error of a sink's client library, whatever it is.
 pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
@@ -232,6 +232,14 @@ pub trait Sink: Send + Sync + 'static {
         let _ = (topic, partition);
         async { Ok(()) }
     }
+
+    /// Hands a changelog record of keyed state to the client outside any transaction (the
+    /// guarantees other than exactly-once on transactions: the source is acked only once it
+    /// is delivered). A sink without durable state (the in-memory one) drops it.
+    fn send_changelog(
+        &self,
+        record: ChangelogRecord<'_>,
+    ) -> impl Future<Output = Result<Self::Delivery, SinkError>> + Send;
 
     /// Reads partition `partition` of the changelog `topic` to its end, committed records
     /// only: the live entries (each key's latest value; deletes applied), in no order.

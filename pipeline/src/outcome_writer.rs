@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use sluice_connectors::sink::{OversizedPolicy, Sink, SinkError, TopicStatus};
 use sluice_connectors::source::Placement;
+use sluice_connectors::transactions::ChangelogRecord;
 use sluice_engine::{RecordOutcome, StateChange};
 use sluice_record::dead_letter::{DeadLetter, Destination, dead_letter_record};
 use sluice_record::identity;
@@ -24,7 +25,7 @@ use sluice_record::{InputRecord, OutputRecord};
 
 use crate::error::{PipelineError, error_chain};
 use crate::exactly_once::{self, Admission, ExactlyOnce, ReadBack};
-use crate::state::scope_key;
+use crate::state::{Changelog, StateLog, scope_key};
 use crate::stats::PipelineStats;
 use crate::windows::Windows;
 
@@ -66,6 +67,8 @@ pub(crate) struct OutcomeWriter<S: Sink> {
     pub(crate) windows: Option<Arc<Mutex<Windows>>>,
     /// What the window stages changed in the state for the record being written.
     pub(crate) window_changes: Vec<StateChange>,
+    /// Keyed state outside transactions: the changelog its changes are delivered to.
+    pub(crate) state_log: Option<StateLog>,
 }
 
 /// What a record's ack waits for.
@@ -180,6 +183,8 @@ impl<S: Sink> OutcomeWriter<S> {
             },
             _ => {
                 let sent = sent?;
+                self.log_changes(placement, [changes, &window_changes])
+                    .await?;
                 Ok(Written {
                     awaited: Awaited::Deliveries(std::mem::take(&mut self.deliveries)),
                     next_index: sent.next_index,
@@ -215,12 +220,51 @@ impl<S: Sink> OutcomeWriter<S> {
         record: &InputRecord,
         placement: &Placement,
     ) -> Result<(), PipelineError> {
-        match &mut self.exactly_once {
-            Some(ExactlyOnce::Transactions(transactions)) => {
+        match (&mut self.exactly_once, &self.state_log) {
+            (Some(ExactlyOnce::Transactions(transactions)), _) => {
                 transactions.open_state(&self.sink, record, placement).await
+            }
+            (_, Some(log)) if !log.store.holds(scope_key(placement)) => {
+                let (pipeline, stats) = (&self.pipeline, &self.stats);
+                (log.changelog)
+                    .restore(
+                        &*self.sink,
+                        &log.store,
+                        scope_key(placement),
+                        None,
+                        pipeline,
+                        stats,
+                    )
+                    .await
             }
             _ => Ok(()),
         }
+    }
+
+    /// Outside transactions: hands the changelog records of a record's state changes to the
+    /// sink, their deliveries joining the record's (its ack waits for them).
+    async fn log_changes(
+        &mut self,
+        placement: &Placement,
+        changes: [&[StateChange]; 2],
+    ) -> Result<(), PipelineError> {
+        let Some(log) = &self.state_log else {
+            return Ok(());
+        };
+        let key = scope_key(placement);
+        let topic = log.changelog.topic(key.0);
+        for entry in changes.into_iter().flat_map(Changelog::entries) {
+            let record = ChangelogRecord {
+                topic: &topic,
+                partition: Changelog::partition(key),
+                key: &entry.key,
+                value: entry.value.as_deref(),
+            };
+            let delivery = (self.sink.send_changelog(record).await)
+                .map_err(|error| PipelineError::sink(&self.pipeline, error))?;
+            self.deliveries.push(delivery);
+        }
+        Ok(())
     }
 
     /// When the next transaction is due at the latest (transactions only).

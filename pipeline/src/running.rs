@@ -26,7 +26,7 @@ use crate::restart::{self, Renew, RestartPolicy};
 use crate::schemas::Schemas;
 use crate::settings::{ExactlyOnceMode, PipelineSettings};
 use crate::stages::Stages;
-use crate::state::StateStore;
+use crate::state::{Changelog, StateLog, StateStore};
 use crate::stats::PipelineStats;
 use crate::windows::Windows;
 
@@ -266,6 +266,7 @@ impl<'a, C: ConnectSink> Running<'a, C> {
             stats: self.control.stats.clone(),
             exactly_once: self.exactly_once.take(),
             windows: self.windows.clone(),
+            state_log: self.state_log(),
         };
         let (leftovers, result) = stages.run(self.give_up).await;
         tracing::debug!(pipeline = %name, ok = result.is_ok(), "stages ended");
@@ -364,6 +365,19 @@ impl SourceSession {
     }
 }
 
+impl<C: ConnectSink> Running<'_, C> {
+    /// Keyed state outside transactions: its changelog written beside the outputs.
+    fn state_log(&self) -> Option<StateLog> {
+        let transactions = self.settings.exactly_once_mode() == Some(ExactlyOnceMode::Transactions);
+        (self.state.clone())
+            .filter(|_| !transactions)
+            .map(|store| StateLog {
+                store,
+                changelog: Changelog::new(self.settings.changelog_topic()),
+            })
+    }
+}
+
 /// The state store, when a transform of the chain or a window stage keeps keyed state. Durable (restored from
 /// and written to the changelog) with exactly-once on transactions; otherwise kept in memory
 /// only, which is said once here.
@@ -376,11 +390,11 @@ fn keyed_state(settings: &PipelineSettings, chains: &[TransformChain]) -> Option
         return None;
     };
     if settings.exactly_once_mode() != Some(ExactlyOnceMode::Transactions) {
-        tracing::warn!(
+        tracing::info!(
             pipeline = %settings.name,
-            "{keeper}, which is durable (changelog, restore) only with guarantee = \
-             \"exactly-once\" on transactions: here it is kept in memory and starts empty at \
-             every start (docs/state.md)"
+            "{keeper}: its changelog is written beside the outputs and each record acked once \
+             its changes are delivered; the state is at-least-once (a record delivered again \
+             applies its changes again), exactly-once only on transactions (docs/state.md)"
         );
     }
     Some(Arc::default())

@@ -34,6 +34,7 @@ use crate::error::PipelineError;
 use crate::exactly_once::ExactlyOnce;
 use crate::lanes::{self, LanesInput, OpenScope, TransformedBatch};
 use crate::outcome_writer::{Awaited, OutcomeWriter, Settle, Settled};
+use crate::state::StateLog;
 use crate::stats::PipelineStats;
 use crate::windows::Windows;
 
@@ -45,6 +46,8 @@ pub(crate) struct Stages<S: Sink> {
     pub(crate) exactly_once: Option<ExactlyOnce<S>>,
     /// The window stages, if any (kept by the pipeline across restarts).
     pub(crate) windows: Option<Arc<Mutex<Windows>>>,
+    /// Keyed state written to its changelog outside transactions.
+    pub(crate) state_log: Option<StateLog>,
 }
 
 /// What the stages give back when they end.
@@ -171,12 +174,14 @@ impl<S: Sink> Stages<S> {
             stats,
             exactly_once,
             windows,
+            state_log,
         } = self;
-        // Exactly-once on transactions with keyed state: the lanes ask the sink stage to open
-        // a scope (and restore its state) before they transform its first record.
+        // Keyed state: the lanes ask the sink stage to open a scope (and restore its state)
+        // before they transform its first record.
         let (opens_tx, opens_rx) = mpsc::unbounded_channel();
-        if let (Some(state), Some(ExactlyOnce::Transactions(_))) = (&mut lanes.state, &exactly_once)
-        {
+        let durable =
+            matches!(exactly_once, Some(ExactlyOnce::Transactions(_))) || state_log.is_some();
+        if let (Some(state), true) = (&mut lanes.state, durable) {
             state.opens = Some(opens_tx);
         }
         let pipeline = lanes.pipeline.clone();
@@ -196,6 +201,7 @@ impl<S: Sink> Stages<S> {
             deliveries: Default::default(),
             windows,
             window_changes: Vec::new(),
+            state_log,
         };
         let sink_stage = tokio::spawn(sink_stage(
             writer,

@@ -18,7 +18,9 @@ use sluice_tests::{KEYED_COUNT, KEYED_COUNT_JS, KEYED_COUNT_PY, PASSTHROUGH, eng
 use crate::exactly_once::{Chaos, crash_loop, pulsar_config_transforming, pulsar_records};
 use crate::support::assertions::header_u64;
 use crate::support::brokers::{BrokerUse, brokers_and_topics_for};
-use crate::support::config::{named_transform_entry, transform_entry, write_config};
+use crate::support::config::{
+    named_transform_entry, pulsar_pipeline_toml, sink_toml, transform_entry, write_config,
+};
 use crate::support::process::SluiceProcess;
 use crate::support::read::{read_all, read_at_least};
 use crate::transform::spec;
@@ -303,6 +305,83 @@ async fn keyed_counts_survive_sigkills_exactly_once() {
     assert_eq!(twice, 0, "no record's output twice");
     assert!(wrong.is_empty(), "every count is the test's own");
     assert!(read_all(&brokers, &[&topics.dead_letter]).await.is_empty());
+}
+
+/// Keyed state is durable at-least-once too: its changelog is written beside the outputs and a
+/// record is acked once its changes are delivered. A pipeline stopped and started again
+/// restores the counts of its keys: the second run's counts go on from the first's (restarting
+/// at 1 would mean nothing was restored), and its log says how many keys came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_keyed_counts_go_on_after_a_restart() {
+    let Some((brokers, topics)) = brokers_and_topics_for("state-alo", 1, BrokerUse::Shared).await
+    else {
+        return;
+    };
+    const KEYS: u64 = 13;
+    let records = |seqs: std::ops::Range<u64>| -> Vec<PulsarRecord> {
+        (seqs.map(|seq| PulsarRecord {
+            key: Some(format!("k{}", seq % KEYS)),
+            value: b"v".to_vec(),
+            properties: vec![("seq".into(), seq.to_string())],
+            event_time_ms: None,
+        }))
+        .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Its own pipeline name: the changelog of at-least-once state is `<pipeline>.changelog`.
+    let pipeline = format!("alo-{}", topics.output);
+    let toml = pulsar_pipeline_toml(
+        &pipeline,
+        "guarantee = \"at-least-once\"\nmax_in_flight = 2000",
+        "",
+        &brokers,
+        &topics,
+        &format!(
+            "{}\n{}",
+            transform_entry(KEYED_COUNT, ""),
+            sink_toml(&brokers, &topics, "")
+        ),
+    );
+    let config = write_config(dir.path(), "sluice.toml", &toml);
+    let per_run = 3_000;
+    for run in 0..2u64 {
+        let seqs = run * per_run..(run + 1) * per_run;
+        publish_to_pulsar(&brokers.pulsar, &topics.source, &records(seqs))
+            .await
+            .unwrap();
+        let log = dir.path().join(format!("run-{run}.log"));
+        let mut sluice = SluiceProcess::run_logging_to(&config, &log);
+        read_at_least(&brokers, &topics.output, ((run + 1) * per_run) as usize).await;
+        sluice.terminate_and_wait_success();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let restored: Vec<&str> = (text.lines())
+            .filter(|line| line.contains("keyed state restored from the changelog"))
+            .collect();
+        eprintln!("run {run}: {restored:?}");
+        let keys = if run == 0 { 0 } else { KEYS };
+        assert!(
+            restored
+                .iter()
+                .any(|line| line.contains(&format!(" keys={keys} "))),
+            "run {run} restores {keys} keys: {restored:?}"
+        );
+    }
+    let output = read_all(&brokers, &[&topics.output]).await;
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    for record in &output {
+        counts
+            .entry(header_u64(record, "seq"))
+            .or_insert_with(|| header_u64(record, "count"));
+    }
+    assert_eq!(counts.len() as u64, 2 * per_run, "every record's output");
+    let wrong: Vec<_> = (counts.iter())
+        .filter(|(seq, count)| **count != **seq / KEYS + 1)
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "counts (seq, count) off their rank: {wrong:?}"
+    );
 }
 
 /// Acceptance: a restart restores 1,000,000 keys of state. The changelog is filled beforehand

@@ -26,7 +26,7 @@ use super::refusal;
 use super::transactional::{KafkaWriter, Opening};
 use super::{changelog, offsets, read_back};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
-use crate::transactions::{Resume, WriterScope};
+use crate::transactions::{ChangelogRecord, Resume, WriterScope};
 
 /// How long metadata and admin calls may take before we call the broker unreachable.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -290,6 +290,17 @@ impl KafkaSink {
         if let Some(timestamp) = record.timestamp_ms {
             kafka_record = kafka_record.timestamp(timestamp);
         }
+        self.enqueue(kafka_record, seq).await
+    }
+
+    /// Hands `kafka_record`, numbered `seq` in the ledger, to the client, waiting while its
+    /// queue is full.
+    async fn enqueue(
+        &self,
+        mut kafka_record: BaseRecord<'_, [u8], [u8], usize>,
+        seq: u64,
+    ) -> Result<ReportedDelivery, SinkError> {
+        let topic = kafka_record.topic;
         loop {
             match self.producer.send(kafka_record) {
                 Ok(()) => return Ok(ReportedDelivery::new(self.ledger.clone(), seq)),
@@ -394,6 +405,20 @@ impl Sink for KafkaSink {
 
     async fn send(&self, record: &OutputRecord) -> Result<ReportedDelivery, SinkError> {
         self.produce(record).await
+    }
+
+    async fn send_changelog(
+        &self,
+        change: ChangelogRecord<'_>,
+    ) -> Result<ReportedDelivery, SinkError> {
+        let seq = self.ledger.issue();
+        let mut kafka_record = BaseRecord::with_opaque_to(change.topic, seq as usize)
+            .partition(change.partition)
+            .key(change.key);
+        if let Some(value) = change.value {
+            kafka_record = kafka_record.payload(value);
+        }
+        self.enqueue(kafka_record, seq).await
     }
 
     async fn read_back(&self, pipeline: &str, window: usize) -> Result<ReadBack, SinkError> {

@@ -21,7 +21,7 @@ use sluice_record::validation::SinkLimits;
 
 use super::transactions::{MemoryWriter, Transactions};
 use crate::sink::{ConnectSink, OversizedPolicy, ReadBack, Sink, SinkError, TopicStatus};
-use crate::transactions::{Resume, WriterScope};
+use crate::transactions::{ChangelogRecord, Resume, WriterScope};
 
 /// An in-memory sink; clones (and every connection) share the same records.
 #[derive(Clone)]
@@ -170,6 +170,14 @@ impl Sink for MemorySink {
 
     async fn ensure_topic(&self, _topic: &str) -> Result<TopicStatus, SinkError> {
         Ok(TopicStatus::Exists)
+    }
+
+    async fn send_changelog(
+        &self,
+        _record: ChangelogRecord<'_>,
+    ) -> Result<Self::Delivery, SinkError> {
+        self.refuse_if_down()?;
+        Ok(Box::pin(std::future::ready(Ok(()))))
     }
 
     async fn send(&self, record: &OutputRecord) -> Result<Self::Delivery, SinkError> {

@@ -55,7 +55,7 @@ pub const PAUSE_HOOK: &str = "SLUICE_TEST_PAUSE_BEFORE_COMMIT";
 /// What the pause hook's log line says.
 pub const PAUSE_HOOK_MARKER: &str = "test hook: pausing with a transaction open";
 
-use crate::state::{self, ScopeKey, StateStore, scope_key};
+use crate::state::{Changelog, ScopeKey, StateStore, scope_key};
 
 /// What becomes of a transformed record.
 pub(crate) enum Admission {
@@ -86,7 +86,7 @@ pub(crate) struct Transactions<S: Sink> {
     /// Keyed state, when a transform keeps some: restored as a scope opens, dropped with a
     /// transaction that cannot commit.
     state: Option<Arc<StateStore>>,
-    changelog_topic: String,
+    changelog: Changelog,
 }
 
 /// One writer scope.
@@ -242,7 +242,7 @@ impl<S: Sink> Transactions<S> {
             commits_attempted: 0,
             stats,
             state: None,
-            changelog_topic: settings.changelog_topic(),
+            changelog: Changelog::new(settings.changelog_topic()),
         }
     }
 
@@ -275,31 +275,10 @@ impl<S: Sink> Transactions<S> {
         let Some(store) = self.state.clone() else {
             return Ok(());
         };
-        let partition = key.1.unwrap_or(0) as i32;
-        let topic = &self.changelog_topic(key.0);
-        let started = Instant::now();
-        let sink_error = |source| PipelineError::sink(&self.pipeline, source);
-        sink.ensure_changelog(topic, partition)
-            .await
-            .map_err(sink_error)?;
-        let entries = (sink.read_changelog(topic, partition).await).map_err(sink_error)?;
-        let (restored, skipped) = state::restore(entries);
-        let (keys, bytes) = restored.size();
         let covered = self.scopes.get(&key).map(|scope| scope.done.clone());
-        store.insert(key, restored, covered);
-        let seconds = started.elapsed().as_secs_f64();
-        self.stats.state_restore_seconds.observe(seconds);
-        self.stats.state_restored_keys.inc_by(keys as u64);
-        tracing::info!(
-            pipeline = %self.pipeline,
-            changelog = %format!("{topic}/{partition}"),
-            keys,
-            bytes,
-            skipped,
-            restore_ms = (seconds * 1000.0) as u64,
-            "keyed state restored from the changelog"
-        );
-        Ok(())
+        (self.changelog)
+            .restore(sink, &store, key, covered, &self.pipeline, &self.stats)
+            .await
     }
 
     /// Writes the state changes of a record admitted for writing in its scope's transaction.
@@ -312,20 +291,19 @@ impl<S: Sink> Transactions<S> {
             return Ok(());
         }
         let interval = self.commit_interval;
-        let topic = self.changelog_topic(placement.source);
-        let scope = (self.scopes.get_mut(&scope_key(placement)))
+        let key = scope_key(placement);
+        let topic = self.changelog.topic(key.0);
+        let scope = (self.scopes.get_mut(&key))
             .expect("a record is written only once admitted, to an open scope");
         scope
             .open
             .get_or_insert_with(|| OpenTransaction::new(Instant::now() + interval));
-        let partition = placement.partition.unwrap_or(0) as i32;
-        for change in changes {
-            let key = state::record_key(&change.namespace, &change.key);
+        for entry in Changelog::entries(changes) {
             let record = ChangelogRecord {
                 topic: &topic,
-                partition,
-                key: &key,
-                value: change.value.as_deref(),
+                partition: Changelog::partition(key),
+                key: &entry.key,
+                value: entry.value.as_deref(),
             };
             scope.writer.send_changelog(record).await?;
         }
@@ -356,14 +334,6 @@ impl<S: Sink> Transactions<S> {
         match source {
             0 => self.offsets_topic.clone(),
             index => format!("{}.source-{index}", self.offsets_topic),
-        }
-    }
-
-    /// The changelog topic of the scopes of `source`, named as [`Self::offsets_topic`].
-    fn changelog_topic(&self, source: u32) -> String {
-        match source {
-            0 => self.changelog_topic.clone(),
-            index => format!("{}.source-{index}", self.changelog_topic),
         }
     }
 
