@@ -1,6 +1,7 @@
 //! Pulsar → WASM transforms → Kafka against the real brokers started by `scripts/brokers.sh`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use sluice_tests::pulsar::{PulsarRecord, publish_to_pulsar};
 
@@ -17,8 +18,12 @@ use crate::support::read::{read_all, read_at_least, read_until_seqs};
 
 /// Orders for `count` sequence numbers over 20 keys; every 500th has a value that is not JSON.
 fn orders(count: u64) -> Vec<PulsarRecord> {
-    (0..count)
-        .map(|seq| {
+    orders_in(0..count)
+}
+
+/// [`orders`] with sequence numbers `seqs`.
+fn orders_in(seqs: std::ops::Range<u64>) -> Vec<PulsarRecord> {
+    seqs.map(|seq| {
             let key = format!("customer-{}", seq % 20);
             let value = if seq % 500 == 499 {
                 format!("not json {seq}")
@@ -262,12 +267,18 @@ async fn kafka_outage_of_twenty_seconds_loses_nothing() {
     publish_to_pulsar(&brokers.pulsar, &topics.source, &orders(10_000))
         .await
         .unwrap();
-    let good: BTreeSet<u64> = (0..10_000).filter(|s| !is_poison(*s)).collect();
+    let good: BTreeSet<u64> = (0..20_000).filter(|s| !is_poison(*s)).collect();
 
     let log = dir.path().join("sluice.log");
     let mut runtime = SluiceProcess::run_logging_to(&config, &log);
     let before = read_at_least(&brokers, &topics.output, 2_000).await.len();
-    let memory = outage_of("kafka", 20, &mut runtime, &log).await;
+    // More records while Kafka is down, so that reading stops at the in-flight limit however
+    // far the pipeline got before Kafka went (it may have delivered all the first 10,000).
+    let (memory, ()) = tokio::join!(outage_of("kafka", 20, &mut runtime, &log), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let more = orders_in(10_000..20_000);
+        (publish_to_pulsar(&brokers.pulsar, &topics.source, &more).await).unwrap();
+    });
     read_until_seqs(&brokers, &topics.output, &good).await;
     runtime.terminate_and_wait_success();
     let output = read_all(&brokers, &[&topics.output]).await;
