@@ -378,9 +378,9 @@ impl<C: ConnectSink> Running<'_, C> {
     }
 }
 
-/// The state store, when a transform of the chain or a window stage keeps keyed state. Durable (restored from
-/// and written to the changelog) with exactly-once on transactions; otherwise kept in memory
-/// only, which is said once here.
+/// The state store, when a transform of the chain or a window stage keeps keyed state. It is
+/// durable in every mode (restored from and written to the changelog); exactly-once only on
+/// transactions, at-least-once otherwise, which is said once here.
 fn keyed_state(settings: &PipelineSettings, chains: &[TransformChain]) -> Option<Arc<StateStore>> {
     let keeper = if chains.first().is_some_and(TransformChain::uses_state) {
         "a transform keeps keyed state"

@@ -144,7 +144,7 @@ impl StateStore {
 }
 
 impl Slot {
-    /// A scope that starts empty (nothing to restore, or state kept in memory only).
+    /// A scope whose state starts empty (none restored into it).
     fn empty() -> Self {
         Self {
             state: ScopeState::default(),

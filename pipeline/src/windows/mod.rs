@@ -47,6 +47,16 @@ struct ScopeIndexes {
     stages: Vec<Option<CloseIndex>>,
 }
 
+impl ScopeIndexes {
+    /// No index built yet for the state of `epoch`.
+    fn new(epoch: u64) -> Self {
+        Self {
+            epoch,
+            stages: Vec::new(),
+        }
+    }
+}
+
 /// What the windows made of one source record's outputs.
 #[derive(Debug, Default)]
 pub(crate) struct Windowed {
@@ -79,15 +89,11 @@ impl Windows {
             indexes,
         } = self;
         let (mut windowed, changes) = store.update(scope, |state, epoch| {
-            let indexes = indexes.entry(scope).or_insert_with(|| ScopeIndexes {
-                epoch,
-                stages: Vec::new(),
-            });
+            let indexes = indexes
+                .entry(scope)
+                .or_insert_with(|| ScopeIndexes::new(epoch));
             if indexes.epoch != epoch {
-                *indexes = ScopeIndexes {
-                    epoch,
-                    stages: Vec::new(),
-                };
+                *indexes = ScopeIndexes::new(epoch);
             }
             indexes.stages.resize_with(stages.len(), || None);
             let mut windowed = Windowed::default();
